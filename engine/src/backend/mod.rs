@@ -1,0 +1,2 @@
+//! The op set every architecture is written against.
+pub mod cpu;
