@@ -5,10 +5,14 @@
 //! the op set of [`backend`], whose CPU implementation lives in [`backend::cpu`]; [`sample`]
 //! picks tokens and [`model`] ties it together.
 
-pub mod error;
+pub mod arch;
 pub mod backend;
+pub mod error;
 pub mod gguf;
+pub mod model;
 pub mod quant;
+pub mod sample;
 pub mod tokenizer;
 
 pub use error::{Error, GgufError, Result};
+pub use model::{Model, Session};

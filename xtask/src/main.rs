@@ -1,1 +1,75 @@
-fn main(){}
+//! `cargo xtask <command>`: the project's own build tool.
+//!
+//! - `setup`: installs what a fresh machine lacks and fetches the default model (idempotent).
+//! - `test`: `setup`, then every test.
+//! - `bench`: nib beside llama.cpp on the same model, prompt and thread counts; prints a table.
+//! - `fixtures`: regenerates the llama.cpp reference fixtures in tests/fixtures/.
+
+mod bench;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <setup|test|bench|fixtures>
+  setup                 install what is missing, fetch the default model into models/default/
+  test                  setup, then run every test
+  bench [--runs N] [--threads 1,2] [--prompt-tokens N] [--gen-tokens N]
+                        nib CPU beside llama.cpp (llama-cpp-python), medians, as a table
+  fixtures              regenerate tests/fixtures/*.json with llama-cpp-python";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(),
+        Some("test") => setup::run().and_then(|()| test()),
+        Some("bench") => bench::run(&args[1..]),
+        Some("fixtures") => fixtures(),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("xtask: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().unwrap_or(dir).to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with its description if it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<(), String> {
+    cmd.current_dir(root());
+    eprintln!("xtask: $ {}", describe(cmd));
+    let status = cmd.status().map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", describe(cmd)))
+    }
+}
+
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn test() -> Result<(), String> {
+    run_cmd(cargo().args(["test", "--release", "--workspace", "--all-targets"]))
+}
+
+fn fixtures() -> Result<(), String> {
+    setup::require_llama_cpp()?;
+    for script in ["tests/fixtures/make_quant_fixtures.py", "tests/fixtures/make_token_fixtures.py", "tests/fixtures/make_logit_fixtures.py"] {
+        run_cmd(Command::new(setup::python()).arg(script))?;
+    }
+    Ok(())
+}

@@ -1,2 +1,104 @@
 //! The op set every architecture is written against.
+//!
+//! An architecture (`arch/`) describes its forward pass once, as calls on a [`Backend`]. The CPU
+//! backend ([`cpu`]) runs those calls with nib's SIMD kernels; the GPU backend runs the same calls
+//! with WGSL kernels, and is tested op by op against the CPU one. The set stays small on purpose:
+//! every op added here is one more kernel on every backend.
+
 pub mod cpu;
+
+use crate::error::Result;
+use crate::gguf::{Gguf, TensorInfo};
+
+/// Rotary position embedding, as llama.cpp applies it for the GGUF architecture.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rope {
+    /// Base of the rotation frequencies (`rope.freq_base`).
+    pub theta: f32,
+    /// Leading dimensions of each head that rotate (`rope.dimension_count`); the rest pass through.
+    pub dims: usize,
+    /// `false`: rotate adjacent pairs (2i, 2i+1), llama.cpp's "normal" mode used for `llama`
+    /// (the converter permutes Q and K for it). `true`: rotate (i, i + dims/2), "neox" mode.
+    pub neox: bool,
+    /// Linear position scaling (`rope.scaling.factor` inverted); 1.0 when absent.
+    pub freq_scale: f32,
+}
+
+/// The attention geometry of a layer: grouped-query attention when `n_kv_heads < n_heads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+/// What an architecture needs from a compute device. Activations are `(rows, cols)` f32
+/// matrices, one row per token.
+pub trait Backend {
+    /// Activations, `(rows, cols)` f32, wherever the backend keeps them.
+    type Tensor;
+    /// A weight from the model file, in the block format the file stores it in.
+    type Weight;
+    /// The keys and values of every layer, for `max_ctx` positions.
+    type Cache;
+
+    /// A short name for reports: "cpu", or the GPU adapter's name.
+    fn name(&self) -> String;
+
+    /// CPU threads the backend computes on (1 for a GPU).
+    fn threads(&self) -> usize {
+        1
+    }
+
+    /// Makes a weight usable by this backend (the CPU borrows the file's bytes in place).
+    fn load_weight(&self, gguf: &Gguf, info: &TensorInfo) -> Result<Self::Weight>;
+
+    fn new_cache(&self, n_layers: usize, max_ctx: usize, shape: AttnShape) -> Result<Self::Cache>;
+
+    /// Rows `ids` of an embedding table `(vocab, dim)` → `(ids.len(), dim)`.
+    fn embed(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor>;
+
+    /// `x / rms(x) * weight` along each row; `weight` is `(cols)`.
+    fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
+
+    /// `x (n, k) · wᵀ` where `w` is `(m, k)` → `(n, m)`.
+    fn matmul(&self, x: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor>;
+
+    /// Rotates `x (n, n_heads * head_dim)` in place; row `t` is the token at position `pos + t`.
+    fn rope(&self, x: &mut Self::Tensor, n_heads: usize, head_dim: usize, pos: usize, rope: &Rope) -> Result<()>;
+
+    /// Writes `k`, `v (n, kv_dim)` into `layer`'s cache at positions `pos..pos + n`, then attends
+    /// `q (n, q_dim)` causally over positions `0..=pos + t` for each row `t` → `(n, q_dim)`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        cache: &mut Self::Cache,
+        layer: usize,
+        pos: usize,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        shape: AttnShape,
+    ) -> Result<Self::Tensor>;
+
+    /// `silu(gate) * up`, elementwise.
+    fn swiglu(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `x += y`, elementwise.
+    fn add_assign(&self, x: &mut Self::Tensor, y: &Self::Tensor) -> Result<()>;
+
+    /// The last row of `x`, `(1, cols)`: only the next token's logits are needed while generating.
+    fn last_row(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Copies `x` to host memory, row-major.
+    fn to_vec(&self, x: &Self::Tensor) -> Result<Vec<f32>>;
+}

@@ -1,2 +1,322 @@
-//! The CPU backend.
+//! The CPU backend: weights stay in the model file's bytes (memory-mapped natively, one buffer in
+//! wasm) and are read in place by the block kernels of [`kernels`]; activations are plain
+//! `Vec<f32>`; work is split over a small spinning [`pool::Pool`].
+
 pub mod kernels;
+pub mod pool;
+pub mod vec;
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{AttnShape, Backend, Rope};
+use crate::error::{Error, Result};
+use crate::gguf::{Gguf, ModelBytes, TensorInfo};
+use crate::quant::{self, GgmlType};
+use kernels::QMatrix;
+use pool::{Disjoint, Pool};
+
+/// Activations: a row-major `(rows, cols)` f32 matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuTensor {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl CpuTensor {
+    pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(Error::InvalidArgument(format!("tensor ({rows}, {cols}) given {} values", data.len())));
+        }
+        Ok(CpuTensor { rows, cols, data })
+    }
+
+    fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// A weight: where its blocks sit in the model bytes. Small f32 vectors (norms) are copied out,
+/// since the file does not promise them 4-byte alignment.
+#[derive(Debug, Clone)]
+pub struct CpuWeight {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    range: Range<usize>,
+    vector: Option<Vec<f32>>,
+}
+
+/// Keys and values per layer, `(max_ctx, kv_dim)` each.
+pub struct CpuCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    max_ctx: usize,
+    kv_dim: usize,
+}
+
+impl CpuCache {
+    pub fn max_ctx(&self) -> usize {
+        self.max_ctx
+    }
+}
+
+pub struct CpuBackend {
+    bytes: Arc<ModelBytes>,
+    pool: Pool,
+}
+
+impl CpuBackend {
+    /// A backend over the bytes of one model file, computing on `threads` threads.
+    pub fn new(bytes: Arc<ModelBytes>, threads: usize) -> Self {
+        CpuBackend { bytes, pool: Pool::new(threads.max(1)) }
+    }
+
+    fn matrix(&self, w: &CpuWeight) -> Result<QMatrix<'_>> {
+        let data = self
+            .bytes
+            .get(w.range.clone())
+            .ok_or_else(|| Error::Model(format!("weight bytes {:?} outside the model file", w.range)))?;
+        QMatrix::new(w.ty, w.rows, w.cols, data)
+    }
+
+    /// Runs `f` on `n_tasks` tasks and returns the first error any of them gave.
+    fn run_tasks(&self, n_tasks: usize, f: &(dyn Fn(usize) -> Result<()> + Sync)) -> Result<()> {
+        let first_err: Mutex<Option<Error>> = Mutex::new(None);
+        self.pool.run(n_tasks, &|i| {
+            if let Err(e) = f(i) {
+                let mut slot = first_err.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+            }
+        });
+        match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn shape_err(op: &str, detail: String) -> Error {
+    Error::InvalidArgument(format!("{op}: {detail}"))
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+    type Weight = CpuWeight;
+    type Cache = CpuCache;
+
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    fn load_weight(&self, gguf: &Gguf, info: &TensorInfo) -> Result<CpuWeight> {
+        let data = gguf.tensor_data(&self.bytes, info)?;
+        let start = info.offset as usize;
+        let range = start..start + data.len();
+        let dim = |i: usize| usize::try_from(info.dims.get(i).copied().unwrap_or(1)).ok();
+        let (cols, rows) = match (info.dims.len(), dim(0), dim(1)) {
+            (1 | 2, Some(c), Some(r)) => (c, r),
+            _ => return Err(Error::Model(format!("{}: {}-d tensors are not supported here", info.name, info.dims.len()))),
+        };
+        let vector = if rows == 1 {
+            let mut v = vec![0f32; cols];
+            quant::dequantize(info.ty, data, &mut v)?;
+            Some(v)
+        } else {
+            None
+        };
+        let w = CpuWeight { ty: info.ty, rows, cols, range, vector };
+        if rows > 1 {
+            self.matrix(&w)?;
+        }
+        Ok(w)
+    }
+
+    fn new_cache(&self, n_layers: usize, max_ctx: usize, shape: AttnShape) -> Result<CpuCache> {
+        let kv_dim = shape.kv_dim();
+        let per_layer = max_ctx
+            .checked_mul(kv_dim)
+            .ok_or_else(|| shape_err("kv cache", format!("{max_ctx} positions × {kv_dim} overflows")))?;
+        Ok(CpuCache {
+            k: (0..n_layers).map(|_| vec![0f32; per_layer]).collect(),
+            v: (0..n_layers).map(|_| vec![0f32; per_layer]).collect(),
+            max_ctx,
+            kv_dim,
+        })
+    }
+
+    fn embed(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {
+        let row_bytes = table
+            .ty
+            .bytes_for(table.cols as u64)
+            .ok_or_else(|| shape_err("embed", format!("row of {} is not whole blocks", table.cols)))? as usize;
+        let src = self.matrix(table)?.data;
+        let mut out = vec![0f32; ids.len() * table.cols];
+        for (t, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if id >= table.rows {
+                return Err(Error::InvalidArgument(format!("token id {id} is past the vocabulary ({})", table.rows)));
+            }
+            let bytes = &src[id * row_bytes..(id + 1) * row_bytes];
+            quant::dequantize(table.ty, bytes, &mut out[t * table.cols..(t + 1) * table.cols])?;
+        }
+        CpuTensor::new(ids.len(), table.cols, out)
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, weight: &CpuWeight, eps: f32) -> Result<CpuTensor> {
+        let w = weight.vector.as_deref().filter(|w| w.len() == x.cols).ok_or_else(|| {
+            shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
+        })?;
+        let mut out = vec![0f32; x.data.len()];
+        for (r, o) in out.chunks_exact_mut(x.cols).enumerate() {
+            vec::rms_norm(x.row(r), w, eps, o);
+        }
+        CpuTensor::new(x.rows, x.cols, out)
+    }
+
+    fn matmul(&self, x: &CpuTensor, w: &CpuWeight) -> Result<CpuTensor> {
+        if x.cols != w.cols {
+            return Err(shape_err("matmul", format!("x ({}, {}) · wᵀ with w ({}, {})", x.rows, x.cols, w.rows, w.cols)));
+        }
+        let (n, m) = (x.rows, w.rows);
+        let q = self.matrix(w)?;
+        let acts = kernels::prepare(w.ty, &x.data, n, x.cols)?;
+        let mut out = vec![0f32; n * m];
+        // Enough tasks to balance the threads, each a multiple of 16 rows.
+        let tasks_wanted = if self.threads() == 1 { 1 } else { self.threads() * 4 };
+        let chunk = m.div_ceil(tasks_wanted).next_multiple_of(16).max(16);
+        let n_tasks = m.div_ceil(chunk);
+        let dst = Disjoint::new(&mut out);
+        self.run_tasks(n_tasks, &|i| {
+            let rows = i * chunk..((i + 1) * chunk).min(m);
+            let width = rows.len();
+            if n == 1 {
+                // SAFETY: tasks cover disjoint row ranges.
+                let o = unsafe { dst.slice(rows.start, width) }.ok_or_else(|| shape_err("matmul", "out".into()))?;
+                return kernels::matmul(&q, &acts, rows, o);
+            }
+            let mut tile = vec![0f32; n * width];
+            kernels::matmul(&q, &acts, rows.clone(), &mut tile)?;
+            for (t, src) in tile.chunks_exact(width).enumerate() {
+                // SAFETY: row t's columns `rows` belong to this task alone.
+                let o = unsafe { dst.slice(t * m + rows.start, width) }.ok_or_else(|| shape_err("matmul", "out".into()))?;
+                o.copy_from_slice(src);
+            }
+            Ok(())
+        })?;
+        CpuTensor::new(n, m, out)
+    }
+
+    fn rope(&self, x: &mut CpuTensor, n_heads: usize, head_dim: usize, pos: usize, rope: &Rope) -> Result<()> {
+        if x.cols != n_heads * head_dim || rope.dims > head_dim || rope.dims % 2 != 0 {
+            return Err(shape_err("rope", format!("rows of {} for {n_heads} heads × {head_dim}, {} rotated", x.cols, rope.dims)));
+        }
+        let half = rope.dims / 2;
+        // θ_i = p · base^(−2i/dims), built by repeated multiplication in f32 as ggml does, so
+        // that positions far into the context round the same way.
+        let theta_scale = rope.theta.powf(-2.0 / rope.dims as f32);
+        let mut cos_sin = vec![(0f32, 0f32); half];
+        for t in 0..x.rows {
+            let mut theta = (pos + t) as f32;
+            for cs in cos_sin.iter_mut() {
+                let a = rope.freq_scale * theta;
+                *cs = (a.cos(), a.sin());
+                theta *= theta_scale;
+            }
+            let row = &mut x.data[t * x.cols..(t + 1) * x.cols];
+            for head in row.chunks_exact_mut(head_dim) {
+                for (i, &(c, s)) in cos_sin.iter().enumerate() {
+                    let (a, b) = if rope.neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * c - x1 * s;
+                    head[b] = x0 * s + x1 * c;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attention(
+        &self,
+        cache: &mut CpuCache,
+        layer: usize,
+        pos: usize,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        shape: AttnShape,
+    ) -> Result<CpuTensor> {
+        let (n, kv_dim, q_dim, hd) = (q.rows, shape.kv_dim(), shape.q_dim(), shape.head_dim);
+        if q.cols != q_dim || k.cols != kv_dim || v.cols != kv_dim || k.rows != n || v.rows != n {
+            return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
+        }
+        if kv_dim != cache.kv_dim || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+            return Err(shape_err("attention", format!("{shape:?} against a cache of rows {}", cache.kv_dim)));
+        }
+        let end = pos.checked_add(n).filter(|&e| e <= cache.max_ctx).ok_or_else(|| {
+            Error::InvalidArgument(format!("context full: {} positions needed, {} available", pos.saturating_add(n), cache.max_ctx))
+        })?;
+        let (kc, vc) = match (cache.k.get_mut(layer), cache.v.get_mut(layer)) {
+            (Some(kc), Some(vc)) => (kc, vc),
+            _ => return Err(shape_err("attention", format!("layer {layer} has no cache"))),
+        };
+        kc[pos * kv_dim..end * kv_dim].copy_from_slice(&k.data);
+        vc[pos * kv_dim..end * kv_dim].copy_from_slice(&v.data);
+        let (kc, vc) = (&*kc, &*vc);
+
+        let group = shape.n_heads / shape.n_kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = vec![0f32; n * q_dim];
+        let dst = Disjoint::new(&mut out);
+        // One task per (token, head): row t sees positions 0..=pos + t.
+        self.run_tasks(n * shape.n_heads, &|task| {
+            let (t, h) = (task / shape.n_heads, task % shape.n_heads);
+            let g = h / group;
+            let qh = &q.data[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+            let len = pos + t + 1;
+            let mut scores: Vec<f32> = (0..len).map(|j| vec::dot(qh, &kc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]) * scale).collect();
+            vec::softmax(&mut scores);
+            // SAFETY: each (t, h) owns its own head_dim-wide slice of the output.
+            let o = unsafe { dst.slice(t * q_dim + h * hd, hd) }.ok_or_else(|| shape_err("attention", "out".into()))?;
+            o.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                vec::axpy(o, p, &vc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]);
+            }
+            Ok(())
+        })?;
+        CpuTensor::new(n, q_dim, out)
+    }
+
+    fn swiglu(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(shape_err("swiglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
+        }
+        let mut out = vec![0f32; gate.data.len()];
+        vec::silu_mul(&gate.data, &up.data, &mut out);
+        CpuTensor::new(gate.rows, gate.cols, out)
+    }
+
+    fn add_assign(&self, x: &mut CpuTensor, y: &CpuTensor) -> Result<()> {
+        if (x.rows, x.cols) != (y.rows, y.cols) {
+            return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
+        }
+        x.data.iter_mut().zip(&y.data).for_each(|(a, b)| *a += b);
+        Ok(())
+    }
+
+    fn last_row(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        match x.rows {
+            0 => Err(shape_err("last_row", "empty tensor".into())),
+            r => CpuTensor::new(1, x.cols, x.row(r - 1).to_vec()),
+        }
+    }
+
+    fn to_vec(&self, x: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(x.data.clone())
+    }
+}

@@ -1,0 +1,195 @@
+//! The Llama family (GGUF architecture `llama`): SmolLM2, TinyLlama, DeepSeek-Coder, CodeLlama.
+//!
+//! Pre-norm decoder: RMSNorm → grouped-query attention with rotary positions → residual,
+//! RMSNorm → SwiGLU feed-forward → residual; a final RMSNorm and the output matrix, which is the
+//! token embedding itself when the file has no `output.weight` (tied, as in SmolLM2).
+
+use crate::backend::{AttnShape, Backend, Rope};
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+
+/// Upper bounds that keep a hostile config from asking for absurd allocations (the KV cache is
+/// sized from these) while leaving room for every real model nib targets.
+const MAX_LAYERS: usize = 512;
+const MAX_DIM: usize = 1 << 16;
+const MAX_HEADS: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub n_layers: usize,
+    /// Width of the residual stream.
+    pub dim: usize,
+    pub attn: AttnShape,
+    /// Inner width of the feed-forward block.
+    pub ffn_dim: usize,
+    pub vocab: usize,
+    pub eps: f32,
+    pub rope: Rope,
+    /// Context the model was trained for.
+    pub ctx_len: usize,
+}
+
+impl Config {
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.architecture().unwrap_or("");
+        if arch != "llama" {
+            return Err(Error::Unsupported(format!("architecture {arch:?} (this file handles \"llama\")")));
+        }
+        let key = |k: &str| format!("llama.{k}");
+        let usize_of = |k: &str, max: usize| -> Result<usize> {
+            let v = g.get(&key(k)).and_then(|v| v.as_u64()).ok_or_else(|| Error::Model(format!("missing or non-integer {}", key(k))))?;
+            usize::try_from(v).ok().filter(|&v| v >= 1 && v <= max).ok_or_else(|| Error::Model(format!("{} = {v} is out of range 1..={max}", key(k))))
+        };
+        let n_layers = usize_of("block_count", MAX_LAYERS)?;
+        let dim = usize_of("embedding_length", MAX_DIM)?;
+        let n_heads = usize_of("attention.head_count", MAX_HEADS)?;
+        let n_kv_heads = match g.get(&key("attention.head_count_kv")) {
+            Some(_) => usize_of("attention.head_count_kv", MAX_HEADS)?,
+            None => n_heads,
+        };
+        let ffn_dim = usize_of("feed_forward_length", MAX_DIM * 8)?;
+        if n_heads % n_kv_heads != 0 {
+            return Err(Error::Model(format!("{n_heads} heads cannot share {n_kv_heads} kv heads")));
+        }
+        let head_dim = match g.get(&key("attention.key_length")) {
+            Some(_) => usize_of("attention.key_length", MAX_DIM)?,
+            None if dim % n_heads == 0 => dim / n_heads,
+            None => return Err(Error::Model(format!("embedding_length {dim} is not a multiple of {n_heads} heads"))),
+        };
+        let rope_dims = match g.get(&key("rope.dimension_count")) {
+            Some(_) => usize_of("rope.dimension_count", head_dim)?,
+            None => head_dim,
+        };
+        if rope_dims % 2 != 0 {
+            return Err(Error::Model(format!("rope.dimension_count {rope_dims} is odd")));
+        }
+        let f32_of = |k: &str, default: f32| -> Result<f32> {
+            match g.get(&key(k)) {
+                None => Ok(default),
+                Some(v) => v.as_f32().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| Error::Model(format!("{} is not a positive number", key(k)))),
+            }
+        };
+        let theta = f32_of("rope.freq_base", 10_000.0)?;
+        let eps = f32_of("attention.layer_norm_rms_epsilon", 1e-5)?;
+        let freq_scale = match g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
+            None | Some("none") => 1.0,
+            Some("linear") => 1.0 / f32_of("rope.scaling.factor", 1.0)?,
+            Some(other) => return Err(Error::Unsupported(format!("rope scaling {other:?}"))),
+        };
+        let vocab = match g.get(&key("vocab_size")) {
+            Some(_) => usize_of("vocab_size", 1 << 22)?,
+            None => g
+                .get("tokenizer.ggml.tokens")
+                .and_then(|v| v.as_array())
+                .map(|a| a.len())
+                .ok_or_else(|| Error::Model("no llama.vocab_size and no tokenizer.ggml.tokens".into()))?,
+        };
+        let ctx_len = match g.get(&key("context_length")) {
+            Some(_) => usize_of("context_length", 1 << 24)?,
+            None => 2048,
+        };
+        Ok(Config {
+            n_layers,
+            dim,
+            attn: AttnShape { n_heads, n_kv_heads, head_dim },
+            ffn_dim,
+            vocab,
+            eps,
+            rope: Rope { theta, dims: rope_dims, neox: false, freq_scale },
+            ctx_len,
+        })
+    }
+}
+
+struct Layer<W> {
+    attn_norm: W, // (dim)
+    wq: W,        // (q_dim, dim)
+    wk: W,        // (kv_dim, dim)
+    wv: W,        // (kv_dim, dim)
+    wo: W,        // (dim, q_dim)
+    ffn_norm: W,  // (dim)
+    w_gate: W,    // (ffn_dim, dim)
+    w_up: W,      // (ffn_dim, dim)
+    w_down: W,    // (dim, ffn_dim)
+}
+
+pub struct Llama<B: Backend> {
+    pub config: Config,
+    tok_embd: B::Weight,       // (vocab, dim)
+    layers: Vec<Layer<B::Weight>>,
+    output_norm: B::Weight,    // (dim)
+    output: Option<B::Weight>, // (vocab, dim); None: tied to tok_embd
+}
+
+impl<B: Backend> Llama<B> {
+    pub fn load(backend: &B, g: &Gguf) -> Result<Self> {
+        let config = Config::from_gguf(g)?;
+        let c = &config;
+        // Each weight must exist with the shape the config implies (GGML order: [cols, rows]).
+        let get = |name: &str, dims: &[usize]| -> Result<B::Weight> {
+            let info = g.tensor(name).ok_or_else(|| Error::Model(format!("missing tensor {name}")))?;
+            let want: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+            if info.dims != want {
+                return Err(Error::Model(format!("tensor {name} has dims {:?}, expected {want:?}", info.dims)));
+            }
+            backend.load_weight(g, info)
+        };
+        let (dim, q_dim, kv_dim, ffn) = (c.dim, c.attn.q_dim(), c.attn.kv_dim(), c.ffn_dim);
+        let layers = (0..c.n_layers)
+            .map(|i| {
+                let n = |s: &str| format!("blk.{i}.{s}.weight");
+                Ok(Layer {
+                    attn_norm: get(&n("attn_norm"), &[dim])?,
+                    wq: get(&n("attn_q"), &[dim, q_dim])?,
+                    wk: get(&n("attn_k"), &[dim, kv_dim])?,
+                    wv: get(&n("attn_v"), &[dim, kv_dim])?,
+                    wo: get(&n("attn_output"), &[q_dim, dim])?,
+                    ffn_norm: get(&n("ffn_norm"), &[dim])?,
+                    w_gate: get(&n("ffn_gate"), &[dim, ffn])?,
+                    w_up: get(&n("ffn_up"), &[dim, ffn])?,
+                    w_down: get(&n("ffn_down"), &[ffn, dim])?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = match g.tensor("output.weight") {
+            Some(_) => Some(get("output.weight", &[dim, c.vocab])?),
+            None => None,
+        };
+        Ok(Llama {
+            tok_embd: get("token_embd.weight", &[dim, c.vocab])?,
+            output_norm: get("output_norm.weight", &[dim])?,
+            output,
+            layers,
+            config,
+        })
+    }
+
+    /// Runs `ids`, which sit at positions `pos..pos + ids.len()`, through the model, adding their
+    /// keys and values to `cache`. Returns logits `(ids.len(), vocab)` when `all_logits`, else
+    /// only the last token's `(1, vocab)`.
+    pub fn forward(&self, b: &B, cache: &mut B::Cache, ids: &[u32], pos: usize, all_logits: bool) -> Result<B::Tensor> {
+        let c = &self.config;
+        let (a, hd) = (c.attn, c.attn.head_dim);
+        let mut x = b.embed(&self.tok_embd, ids)?; // (n, dim)
+        for (i, l) in self.layers.iter().enumerate() {
+            let h = b.rms_norm(&x, &l.attn_norm, c.eps)?; // (n, dim)
+            let mut q = b.matmul(&h, &l.wq)?; // (n, n_heads * hd)
+            let mut k = b.matmul(&h, &l.wk)?; // (n, n_kv_heads * hd)
+            let v = b.matmul(&h, &l.wv)?; // (n, n_kv_heads * hd)
+            b.rope(&mut q, a.n_heads, hd, pos, &c.rope)?;
+            b.rope(&mut k, a.n_kv_heads, hd, pos, &c.rope)?;
+            let att = b.attention(cache, i, pos, &q, &k, &v, a)?; // (n, n_heads * hd)
+            b.add_assign(&mut x, &b.matmul(&att, &l.wo)?)?; // (n, dim)
+
+            let h = b.rms_norm(&x, &l.ffn_norm, c.eps)?; // (n, dim)
+            let gate = b.matmul(&h, &l.w_gate)?; // (n, ffn_dim)
+            let up = b.matmul(&h, &l.w_up)?; // (n, ffn_dim)
+            b.add_assign(&mut x, &b.matmul(&b.swiglu(&gate, &up)?, &l.w_down)?)?; // (n, dim)
+        }
+        if !all_logits {
+            x = b.last_row(&x)?; // (1, dim)
+        }
+        let h = b.rms_norm(&x, &self.output_norm, c.eps)?;
+        b.matmul(&h, self.output.as_ref().unwrap_or(&self.tok_embd)) // (rows, vocab)
+    }
+}

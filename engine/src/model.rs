@@ -1,0 +1,150 @@
+//! A loaded model: architecture + weights on a backend + tokenizer, and the sessions that hold a
+//! KV cache between calls.
+
+use std::sync::Arc;
+
+use crate::arch::llama::{Config, Llama};
+use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::gguf::{Gguf, ModelBytes};
+use crate::sample::{Sampled, Sampler};
+use crate::tokenizer::Tokenizer;
+
+/// Tokens evaluated per forward pass during prefill: bounds activation memory on long prompts.
+pub const PREFILL_CHUNK: usize = 512;
+
+pub struct Model<B: Backend> {
+    pub backend: B,
+    pub arch: Llama<B>,
+    pub tokenizer: Tokenizer,
+}
+
+impl Model<CpuBackend> {
+    /// Loads a GGUF model that is already in memory (the wasm path: one buffer, read in place).
+    pub fn load_cpu(bytes: ModelBytes, threads: usize) -> Result<Self> {
+        let bytes = Arc::new(bytes);
+        let gguf = Gguf::parse(&bytes)?;
+        let backend = CpuBackend::new(Arc::clone(&bytes), threads);
+        Model::new(backend, &gguf)
+    }
+
+    /// Memory-maps and loads a GGUF file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_cpu(path: &std::path::Path, threads: usize) -> Result<Self> {
+        Model::load_cpu(ModelBytes::open(path)?, threads)
+    }
+}
+
+/// The KV cache of one conversation with the model and the tokens it holds.
+pub struct Session<B: Backend> {
+    cache: B::Cache,
+    tokens: Vec<u32>,
+    max_ctx: usize,
+}
+
+impl<B: Backend> Session<B> {
+    /// The tokens whose keys and values the cache holds, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn max_ctx(&self) -> usize {
+        self.max_ctx
+    }
+}
+
+impl<B: Backend> Model<B> {
+    pub fn new(backend: B, gguf: &Gguf) -> Result<Self> {
+        let tokenizer = Tokenizer::from_gguf(gguf)?;
+        let arch = Llama::load(&backend, gguf)?;
+        if tokenizer.vocab_size() > arch.config.vocab {
+            return Err(Error::Model(format!(
+                "tokenizer has {} tokens but the output has {} rows",
+                tokenizer.vocab_size(),
+                arch.config.vocab
+            )));
+        }
+        Ok(Model { backend, arch, tokenizer })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.arch.config
+    }
+
+    /// A session with room for `max_ctx` tokens (at most the model's trained context).
+    pub fn session(&self, max_ctx: usize) -> Result<Session<B>> {
+        let max_ctx = max_ctx.clamp(1, self.config().ctx_len);
+        let cache = self.backend.new_cache(self.config().n_layers, max_ctx, self.config().attn)?;
+        Ok(Session { cache, tokens: Vec::new(), max_ctx })
+    }
+
+    /// Brings the session to hold exactly `tokens` and returns the next-token logits `(vocab)`.
+    /// Keys and values of the longest common prefix with what the session already holds are
+    /// reused; only the rest is evaluated (at least the last token, so logits exist).
+    pub fn eval(&self, s: &mut Session<B>, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("no tokens to evaluate".into()));
+        }
+        if tokens.len() > s.max_ctx {
+            return Err(Error::InvalidArgument(format!("{} tokens do not fit a context of {}", tokens.len(), s.max_ctx)));
+        }
+        let common = s.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let start = common.min(tokens.len() - 1);
+        s.tokens.truncate(start);
+        let mut logits = None;
+        for chunk in tokens[start..].chunks(PREFILL_CHUNK) {
+            let pos = s.tokens.len();
+            // On error the session keeps only the tokens evaluated so far.
+            let out = self.arch.forward(&self.backend, &mut s.cache, chunk, pos, false)?;
+            s.tokens.extend_from_slice(chunk);
+            logits = Some(out);
+        }
+        let logits = logits.ok_or_else(|| Error::InvalidArgument("nothing evaluated".into()))?;
+        self.backend.to_vec(&logits)
+    }
+
+    /// Logits for every position of `tokens` `(tokens.len(), vocab)`, from an empty cache.
+    pub fn eval_all(&self, s: &mut Session<B>, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.len() > s.max_ctx {
+            return Err(Error::InvalidArgument(format!("{} tokens do not fit a context of {}", tokens.len(), s.max_ctx)));
+        }
+        s.tokens.clear();
+        let mut all = Vec::new();
+        for chunk in tokens.chunks(PREFILL_CHUNK) {
+            let out = self.arch.forward(&self.backend, &mut s.cache, chunk, s.tokens.len(), true)?;
+            s.tokens.extend_from_slice(chunk);
+            all.extend(self.backend.to_vec(&out)?);
+        }
+        Ok(all)
+    }
+
+    /// Continues `prompt` by up to `max_tokens` tokens chosen by `sampler`, stopping early at
+    /// any token in `stop` (which is not returned) or when `on_token` returns false.
+    pub fn generate(
+        &self,
+        s: &mut Session<B>,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampler: &mut Sampler,
+        stop: &[u32],
+        mut on_token: impl FnMut(Sampled) -> bool,
+    ) -> Result<Vec<Sampled>> {
+        let mut logits = self.eval(s, prompt)?;
+        let mut out = Vec::new();
+        for _ in 0..max_tokens {
+            let next = sampler.sample(&logits)?;
+            if stop.contains(&next.id) {
+                break;
+            }
+            out.push(next);
+            if !on_token(next) || out.len() == max_tokens || s.tokens.len() >= s.max_ctx {
+                break;
+            }
+            let mut seq = s.tokens.clone();
+            seq.push(next.id);
+            logits = self.eval(s, &seq)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,21 @@
+//! Shared by the integration tests that need the real default model.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The default model; fails loudly when it is missing, since a skipped golden test proves nothing.
+pub fn default_model() -> PathBuf {
+    let p = root().join("models/default/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
+    p
+}
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    let p = root().join("tests/fixtures").join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}

