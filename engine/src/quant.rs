@@ -132,7 +132,78 @@ impl GgmlType {
 
 /// Reference dequantization of `data` (whole blocks of type `ty`) into `out`, which must hold
 /// exactly the number of elements the blocks encode.
+///
+/// Layouts (ggml, little-endian; `d`, `m` are IEEE f16):
+/// - F32 / F16 / BF16: one value per element. BF16 is the high half of an f32.
+/// - Q8_0 (34 bytes / 32 values): `d`, then 32 `i8` quants `q[j]`; value `j` = `q[j] * d`.
+/// - Q4_0 (18 bytes / 32 values): `d`, then 16 bytes; byte `j` holds value `j` in its low nibble
+///   and value `j + 16` in its high nibble; value = `(nibble - 8) * d`.
+/// - Q4_1 (20 bytes / 32 values): `d`, `m`, then 16 bytes packed as in Q4_0; value = `nibble * d + m`.
+///
+/// The arithmetic is the one `gguf-py` uses (one f32 product, then one f32 sum for Q4_1, no fused
+/// multiply-add), so results are bit-identical to `gguf.quants.dequantize`.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
-    let _ = (ty, data, out);
-    Err(Error::Unsupported("dequantize: not written yet".into()))
+    let (bs, ts) = (ty.block_size(), ty.type_size());
+    let n_blocks = data.len() / ts;
+    if data.len() % ts != 0 || n_blocks.checked_mul(bs) != Some(out.len()) {
+        return Err(Error::InvalidArgument(format!(
+            "dequantize {}: {} bytes do not encode exactly {} values ({} bytes per {} values)",
+            ty.name(),
+            data.len(),
+            out.len(),
+            ts,
+            bs
+        )));
+    }
+    let blocks = data.chunks_exact(ts).zip(out.chunks_exact_mut(bs));
+    match ty {
+        GgmlType::F32 => blocks.for_each(|(b, o)| o[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        GgmlType::F16 => blocks.for_each(|(b, o)| o[0] = f16_at(b, 0)),
+        GgmlType::BF16 => {
+            blocks.for_each(|(b, o)| o[0] = half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+        }
+        GgmlType::Q8_0 => blocks.for_each(|(b, o)| dequantize_q8_0(b, o)),
+        GgmlType::Q4_0 => blocks.for_each(|(b, o)| dequantize_q4_0(b, o)),
+        GgmlType::Q4_1 => blocks.for_each(|(b, o)| dequantize_q4_1(b, o)),
+        // K-quants and Q5_x get their own `dequantize_*` block function here when a model needs them.
+        _ => return Err(Error::Unsupported(format!("dequantize: block format {}", ty.name()))),
+    }
+    Ok(())
+}
+
+/// The little-endian f16 at `b[at..at + 2]`, as f32. Callers pass blocks of the right size.
+#[inline]
+pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
+    match b.get(at..at + 2) {
+        Some(&[lo, hi]) => half::f16::from_bits(u16::from_le_bytes([lo, hi])).to_f32(),
+        _ => f32::NAN,
+    }
+}
+
+/// One Q8_0 block (34 bytes) into 32 values.
+fn dequantize_q8_0(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    for (o, &q) in out.iter_mut().zip(&block[2..]) {
+        *o = (q as i8) as f32 * d;
+    }
+}
+
+/// One Q4_0 block (18 bytes) into 32 values.
+fn dequantize_q4_0(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let (lo, hi) = out.split_at_mut(16);
+    for ((l, h), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[2..]) {
+        *l = ((q & 0x0F) as i32 - 8) as f32 * d;
+        *h = ((q >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+/// One Q4_1 block (20 bytes) into 32 values.
+fn dequantize_q4_1(block: &[u8], out: &mut [f32]) {
+    let (d, m) = (f16_at(block, 0), f16_at(block, 2));
+    let (lo, hi) = out.split_at_mut(16);
+    for ((l, h), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&block[4..]) {
+        *l = (q & 0x0F) as f32 * d + m;
+        *h = (q >> 4) as f32 * d + m;
+    }
 }

@@ -1,0 +1,284 @@
+//! x86_64 kernels for AVX2 + FMA + F16C, chosen at run time.
+//!
+//! The quantized kernel is one register tile, `RM` weight rows × `RN` tokens, instantiated for
+//! decode (4 × 1: four rows share each activation block) and prefill (`PREFILL_RM` × 4: each
+//! unpacked weight block serves four tokens, each activation block several rows). Per block and
+//! (row, token) pair the work is `maddubs` (u8 × i8 → i16 pairs), `madd` with ones (→ i32),
+//! convert, and one FMA with `d_w · d_x`; the `m_w · s_x` term is one 4-wide FMA per row, the
+//! four tokens' `s` sitting side by side in memory (block-major layout of `Acts`).
+//!
+//! Safety: every function here needs AVX2, FMA and F16C (checked by the caller through
+//! `Isa::check`), and the raw pointers in [`Tile`] come from a validated [`Job`]: rows `0..rows`
+//! of `row_bytes` each, tokens `0..n` of `k` quants, scales (k / 32, n), and outputs
+//! `t * out_stride + r` for `t < n`, `r < rows`.
+
+use std::arch::x86_64::*;
+
+use super::acts::ActsData;
+use super::{Format, Job};
+
+/// Weight formats as const-generic tags, so one tile body serves all three.
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q8_0: u8 = 2;
+
+/// Rows per prefill tile: 2 rows × 4 tokens keeps 8 accumulators plus operands within the 16
+/// ymm registers.
+const PREFILL_RM: usize = 2;
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
+    match acts {
+        ActsData::F32(x) => match format {
+            Format::F32 => float_matmul::<0>(job, x, out),
+            Format::F16 => float_matmul::<1>(job, x, out),
+            _ => float_matmul::<2>(job, x, out),
+        },
+        ActsData::Q8 { qs, d, s, .. } => {
+            let p = Tile {
+                w: job.w.as_ptr(),
+                row_bytes: job.row_bytes,
+                nb: job.k / 32,
+                qs: qs.as_ptr(),
+                k: job.k,
+                d: d.as_ptr(),
+                s: s.as_ptr(),
+                n: job.n,
+                out: out.as_mut_ptr(),
+                out_stride: job.out_stride,
+            };
+            match format {
+                Format::Q4_0 => q_matmul::<Q4_0>(&p, job.rows),
+                Format::Q4_1 => q_matmul::<Q4_1>(&p, job.rows),
+                _ => q_matmul::<Q8_0>(&p, job.rows),
+            }
+        }
+    }
+}
+
+/// Raw views of a validated job (see the module's safety note).
+struct Tile {
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
+    qs: *const i8,
+    k: usize,
+    d: *const f32,
+    s: *const f32,
+    n: usize,
+    out: *mut f32,
+    out_stride: usize,
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q_matmul<const F: u8>(p: &Tile, rows: usize) {
+    let mut r = 0;
+    if p.n == 1 {
+        while r + 4 <= rows {
+            tile::<F, 4, 1>(p, r, 0);
+            r += 4;
+        }
+        while r < rows {
+            tile::<F, 1, 1>(p, r, 0);
+            r += 1;
+        }
+        return;
+    }
+    while r + PREFILL_RM <= rows {
+        token_tiles::<F, PREFILL_RM>(p, r);
+        r += PREFILL_RM;
+    }
+    while r < rows {
+        token_tiles::<F, 1>(p, r);
+        r += 1;
+    }
+}
+
+/// All tokens for rows `r0..r0 + RM`, four at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn token_tiles<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
+    let mut t = 0;
+    while t + 4 <= p.n {
+        tile::<F, RM, 4>(p, r0, t);
+        t += 4;
+    }
+    match p.n - t {
+        3 => tile::<F, RM, 3>(p, r0, t),
+        2 => tile::<F, RM, 2>(p, r0, t),
+        1 => tile::<F, RM, 1>(p, r0, t),
+        _ => {}
+    }
+}
+
+/// out[t][r] for rows `r0..r0 + RM` and tokens `t0..t0 + RN` (RN ≤ 4).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usize, t0: usize) {
+    let block_bytes = match F {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        _ => 34,
+    };
+    let low = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); RN]; RM];
+    // m_w · s_x, lane t = token t0 + t.
+    let mut acc_m = [_mm_setzero_ps(); RM];
+    for b in 0..p.nb {
+        // Unpack this block of each row once: quants as u8 (|w| for Q8_0), d_w, m_w.
+        let mut wq = [_mm256_setzero_si256(); RM];
+        let mut wsign = [_mm256_setzero_si256(); RM];
+        let mut dw = [_mm256_setzero_ps(); RM];
+        let mut mw = [_mm_setzero_ps(); RM];
+        for r in 0..RM {
+            let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
+            if F == Q4_1 {
+                // [d, m, 0, 0]
+                let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<i32>().read_unaligned()));
+                dw[r] = _mm256_broadcastss_ps(dm);
+                mw[r] = _mm_permute_ps::<0x55>(dm);
+                wq[r] = nibbles(blk.add(4), low);
+            } else {
+                let d = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<u16>().read_unaligned() as i32));
+                dw[r] = _mm256_broadcastss_ps(d);
+                if F == Q4_0 {
+                    mw[r] = _mm_mul_ps(_mm_broadcastss_ps(d), _mm_set1_ps(-8.0));
+                    wq[r] = nibbles(blk.add(2), low);
+                } else {
+                    let w = _mm256_loadu_si256(blk.add(2).cast());
+                    wq[r] = _mm256_sign_epi8(w, w);
+                    wsign[r] = w;
+                }
+            }
+        }
+        for t in 0..RN {
+            let a = _mm256_loadu_si256(p.qs.add((t0 + t) * p.k + b * 32).cast());
+            let dx = _mm256_broadcast_ss(&*p.d.add(b * p.n + t0 + t));
+            for r in 0..RM {
+                // Q8_0: |w| · (a with w's sign) = w · a, within maddubs' i16 range.
+                let a = if F == Q8_0 { _mm256_sign_epi8(a, wsign[r]) } else { a };
+                let isum = _mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], a), ones);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(isum), acc[r][t]);
+            }
+        }
+        if F != Q8_0 {
+            let sp = p.s.add(b * p.n + t0);
+            let sx = if RN == 4 {
+                _mm_loadu_ps(sp)
+            } else {
+                let mut v = [0f32; 4];
+                for (t, v) in v.iter_mut().enumerate().take(RN) {
+                    *v = *sp.add(t);
+                }
+                _mm_loadu_ps(v.as_ptr())
+            };
+            for r in 0..RM {
+                acc_m[r] = _mm_fmadd_ps(mw[r], sx, acc_m[r]);
+            }
+        }
+    }
+    for r in 0..RM {
+        let mut m = [0f32; 4];
+        _mm_storeu_ps(m.as_mut_ptr(), acc_m[r]);
+        for t in 0..RN {
+            *p.out.add((t0 + t) * p.out_stride + r0 + r) = hsum(acc[r][t]) + m[t];
+        }
+    }
+}
+
+/// 16 bytes of packed nibbles → 32 bytes: elements 0..16 (low nibbles), then 16..32 (high).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(qs: *const u8, low: __m256i) -> __m256i {
+    let raw = _mm_loadu_si128(qs.cast());
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(raw), raw), low)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Float weights (F = 0: f32, 1: f16, 2: bf16) against f32 activations, one (row, token) dot
+/// at a time; no model nib ships has float matrices on its hot path.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn float_matmul<const F: u8>(job: &Job, x: &[f32], out: &mut [f32]) {
+    let elem = if F == 0 { 4 } else { 2 };
+    let k = job.k;
+    for r in 0..job.rows {
+        let w = job.w.as_ptr().add(r * job.row_bytes);
+        for t in 0..job.n {
+            let xp = x.as_ptr().add(t * k);
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut i = 0;
+            while i + 16 <= k {
+                a0 = _mm256_fmadd_ps(load_float::<F>(w, i), _mm256_loadu_ps(xp.add(i)), a0);
+                a1 = _mm256_fmadd_ps(load_float::<F>(w, i + 8), _mm256_loadu_ps(xp.add(i + 8)), a1);
+                i += 16;
+            }
+            if i + 8 <= k {
+                a0 = _mm256_fmadd_ps(load_float::<F>(w, i), _mm256_loadu_ps(xp.add(i)), a0);
+                i += 8;
+            }
+            let mut sum = hsum(_mm256_add_ps(a0, a1));
+            while i < k {
+                let b = w.add(i * elem);
+                let wv = match F {
+                    0 => b.cast::<f32>().read_unaligned(),
+                    1 => half::f16::from_bits(b.cast::<u16>().read_unaligned()).to_f32(),
+                    _ => f32::from_bits((b.cast::<u16>().read_unaligned() as u32) << 16),
+                };
+                sum += wv * *xp.add(i);
+                i += 1;
+            }
+            *out.as_mut_ptr().add(t * job.out_stride + r) = sum;
+        }
+    }
+}
+
+/// 8 weights from element `i` of a float row, as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_float<const F: u8>(w: *const u8, i: usize) -> __m256 {
+    match F {
+        0 => _mm256_loadu_ps(w.add(i * 4).cast()),
+        1 => _mm256_cvtph_ps(_mm_loadu_si128(w.add(i * 2).cast())),
+        _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(w.add(i * 2).cast())))),
+    }
+}
+
+/// ggml's x86 `quantize_row_q8_0/1`, block by block: `x` (whole blocks of 32) into `qs`, plus
+/// each block's unrounded `d = amax / 127` and `Σq`. Bit-identical to `acts::quantize_q8_scalar`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    let sign = _mm256_set1_ps(-0.0);
+    // packs works within 128-bit lanes; this puts the 8 groups of 4 bytes back in order.
+    let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let blocks = x.chunks_exact(32).zip(qs.chunks_exact_mut(32));
+    for ((xb, qb), (d, sum)) in blocks.zip(d.iter_mut().zip(sums.iter_mut())) {
+        let p = xb.as_ptr();
+        let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+        let mut m = _mm256_andnot_ps(sign, v[0]);
+        for vi in &v[1..] {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vi));
+        }
+        let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
+        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+        *d = amax / 127.0;
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        let mut q = [_mm256_setzero_si256(); 4];
+        for (q, vi) in q.iter_mut().zip(v) {
+            *q = _mm256_cvtps_epi32(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(vi, id)));
+        }
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        *sum = _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)));
+        let packed = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256(qb.as_mut_ptr().cast(), _mm256_permutevar8x32_epi32(packed, perm));
+    }
+}

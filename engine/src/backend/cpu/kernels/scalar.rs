@@ -1,0 +1,81 @@
+//! Portable kernels: the fallback where no SIMD path exists, and the reference the SIMD kernels
+//! are tested against. Same algebra as the SIMD kernels (see mod.rs), one (row, token) at a time.
+
+use super::acts::ActsData;
+use super::{Format, Job};
+use crate::quant::f16_at;
+
+pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
+    let rows = job.w.chunks_exact(job.row_bytes).take(job.rows);
+    match acts {
+        ActsData::F32(x) => {
+            for (r, wrow) in rows.enumerate() {
+                for (t, xrow) in x.chunks_exact(job.k).enumerate() {
+                    if let Some(o) = out.get_mut(t * job.out_stride + r) {
+                        *o = dot_float(format, wrow, xrow);
+                    }
+                }
+            }
+        }
+        ActsData::Q8 { qs, d, s, .. } => {
+            let n = job.n;
+            for (r, wrow) in rows.enumerate() {
+                for (t, xq) in qs.chunks_exact(job.k).enumerate() {
+                    // This token's scales: every n-th value from t.
+                    let dx = d.iter().skip(t).step_by(n);
+                    let sx = s.iter().skip(t).step_by(n);
+                    if let Some(o) = out.get_mut(t * job.out_stride + r) {
+                        *o = dot_q8(format, wrow, xq, dx, sx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// dot(W row in f32/f16/bf16, x row).
+fn dot_float(format: Format, w: &[u8], x: &[f32]) -> f32 {
+    match format {
+        Format::F32 => w.chunks_exact(4).zip(x).map(|(b, &x)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * x).sum(),
+        Format::F16 => w.chunks_exact(2).zip(x).map(|(b, &x)| f16_at(b, 0) * x).sum(),
+        _ => w
+            .chunks_exact(2)
+            .zip(x)
+            .map(|(b, &x)| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) * x)
+            .sum(),
+    }
+}
+
+/// dot(W row of Q4_0/Q4_1/Q8_0 blocks, x row of Q8 blocks with scales `dx` and sums `sx`).
+fn dot_q8<'a>(
+    format: Format,
+    w: &[u8],
+    xq: &[i8],
+    dx: impl Iterator<Item = &'a f32>,
+    sx: impl Iterator<Item = &'a f32>,
+) -> f32 {
+    let mut acc = 0f32;
+    let mut acc_m = 0f32;
+    let bytes = match format {
+        Format::Q4_0 => 18,
+        Format::Q4_1 => 20,
+        _ => 34,
+    };
+    for (((wb, xb), &dx), &sx) in w.chunks_exact(bytes).zip(xq.chunks_exact(32)).zip(dx).zip(sx) {
+        let dw = f16_at(wb, 0);
+        let (isum, m) = match format {
+            Format::Q8_0 => (wb[2..].iter().zip(xb).map(|(&q, &a)| (q as i8) as i32 * a as i32).sum(), 0.0),
+            Format::Q4_0 => (q4_dot(&wb[2..], xb), -8.0 * dw),
+            _ => (q4_dot(&wb[4..], xb), f16_at(wb, 2)),
+        };
+        acc += dw * dx * isum as f32;
+        acc_m += m * sx;
+    }
+    acc + acc_m
+}
+
+/// Σ nibble_j · a_j over one block: byte j holds element j (low nibble) and j + 16 (high).
+fn q4_dot(qs: &[u8], a: &[i8]) -> i32 {
+    let (lo, hi) = a.split_at(16);
+    qs.iter().zip(lo.iter().zip(hi)).map(|(&q, (&l, &h))| (q & 0x0F) as i32 * l as i32 + (q >> 4) as i32 * h as i32).sum()
+}
