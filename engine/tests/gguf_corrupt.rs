@@ -950,3 +950,98 @@ fn plausible_lying_counts_reserve_only_what_the_bytes_allow() {
         expect_err(name, &b, len, field, None);
     }
 }
+
+fn py_fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/gguf")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Files written by gguf-py's own writer (tests/fixtures/gguf/make_small.py): an independent
+/// check of the layout, offsets and value encodings.
+#[test]
+fn files_written_by_gguf_py_parse() {
+    for (file, version) in [("small_v3.gguf", 3), ("small_v2.gguf", 2)] {
+        let bytes = py_fixture(file);
+        let (g, largest) = parse_counting(&bytes);
+        let g = g.unwrap();
+        assert!(largest <= bytes.len(), "{file}: allocated {largest}");
+        assert_eq!(g.version, version);
+        assert_eq!(g.alignment, 64);
+        assert_eq!(g.data_offset, 768); // as gguf-py's reader places the first tensor
+        assert_eq!(g.architecture(), Some("llama"));
+        let get = |k: &str| g.get(k).unwrap_or_else(|| panic!("{file}: no {k}"));
+        assert_eq!(get("test.u8"), &Value::U8(200));
+        assert_eq!(get("test.i8"), &Value::I8(-100));
+        assert_eq!(get("test.u16"), &Value::U16(65000));
+        assert_eq!(get("test.i16"), &Value::I16(-30000));
+        assert_eq!(get("test.u32"), &Value::U32(4_000_000_000));
+        assert_eq!(get("test.i32"), &Value::I32(-2_000_000_000));
+        assert_eq!(get("test.u64"), &Value::U64(1 << 60));
+        assert_eq!(get("test.i64"), &Value::I64(-(1 << 60)));
+        assert_eq!(get("test.f32"), &Value::F32(0.5));
+        assert_eq!(get("test.f64"), &Value::F64(1e-300));
+        assert_eq!(get("test.bool"), &Value::Bool(false));
+        assert_eq!(get("test.string").as_str(), Some("héllo ✓"));
+        let tokens: Vec<_> = get("test.tokens")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(tokens, ["<s>", "a", "", "日本"]);
+        let nested: Vec<Vec<u64>> = get("test.nested")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                a.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(nested, [vec![1, 2, 3], vec![4]]);
+
+        // (name, dims, type, absolute offset, bytes) as gguf-py's reader reports them.
+        let expected = [
+            ("norm.weight", vec![64], GgmlType::F32, 768, 256),
+            ("f16.weight", vec![16, 2], GgmlType::F16, 1024, 64),
+            ("q8.weight", vec![64, 4], GgmlType::Q8_0, 1088, 272),
+            ("q41.weight", vec![64, 4], GgmlType::Q4_1, 1408, 160),
+        ];
+        assert_eq!(g.tensors.len(), expected.len());
+        for (t, (name, dims, ty, offset, size)) in g.tensors.iter().zip(expected) {
+            assert_eq!(
+                (t.name.as_str(), &t.dims, t.ty, t.offset, t.size),
+                (name, &dims, ty, offset, size)
+            );
+        }
+        let norm = g
+            .tensor_data(&bytes, g.tensor("norm.weight").unwrap())
+            .unwrap();
+        let values: Vec<f32> = norm
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(values, (0..64).map(|i| i as f32).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn empty_file_opens_and_is_a_clear_error() {
+    let path = std::env::temp_dir().join(format!("nib-empty-{}.gguf", std::process::id()));
+    std::fs::write(&path, b"").unwrap();
+    let bytes = ModelBytes::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(bytes.is_empty());
+    let e = Gguf::parse(&bytes).unwrap_err();
+    assert_eq!((e.field.as_str(), e.offset), ("header.magic", 0));
+    assert!(e.reason.contains("empty"), "{e}");
+    let Err(e) = ModelBytes::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))) else {
+        panic!("opened a directory")
+    };
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
