@@ -15,6 +15,7 @@
 //!   integer sums, only the f32 summation order differs), and SIMD activation quantization
 //!   bit-identical to the scalar one;
 //! - row sub-ranges and a strided output, with untouched elements still NaN.
+//!
 //! A seed that ever failed goes into `REGRESSION_SEEDS` and stays there.
 
 use nib_engine::backend::cpu::kernels::{
@@ -353,4 +354,16 @@ fn q8_quantization_follows_ggml() {
         let (q, d, _) = acts.quants().unwrap();
         assert!(q.iter().all(|&q| q == 0) && d.iter().all(|&d| d == 0.0));
     }
+}
+
+#[test]
+fn best_isa_is_the_simd_one_where_built() {
+    // Guards against the SIMD kernels silently not being compiled in or not being chosen, which
+    // would leave every SIMD-vs-scalar check above vacuous.
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        assert_eq!(Isa::best(), Isa::Simd128);
+    } else if cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert_eq!(Isa::best(), Isa::Avx2);
+    }
+    println!("kernels use {:?}", Isa::best());
 }

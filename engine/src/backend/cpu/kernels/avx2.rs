@@ -112,6 +112,7 @@ unsafe fn token_tiles<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
 
 /// out[t][r] for rows `r0..r0 + RM` and tokens `t0..t0 + RN` (RN ≤ 4).
 #[inline]
+#[allow(clippy::needless_range_loop)] // r and t index several arrays and pointers at once
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usize, t0: usize) {
     let block_bytes = match F {
@@ -132,6 +133,11 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
         let mut mw = [_mm_setzero_ps(); RM];
         for r in 0..RM {
             let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
+            if RN == 1 {
+                // Decode streams the weights once from memory: ask for the block three tiles ahead
+                // (prefetch never faults, so running past the last row is harmless).
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * RM * p.row_bytes).cast());
+            }
             if F == Q4_1 {
                 // [d, m, 0, 0]
                 let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<i32>().read_unaligned()));

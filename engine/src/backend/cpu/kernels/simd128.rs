@@ -1,0 +1,275 @@
+//! wasm32 simd128 kernels (compiled in when the build enables `+simd128`; wasm has no run-time
+//! feature detection).
+//!
+//! Same tiling and algebra as `avx2.rs`. simd128 has no u8 × i8 multiply-add, so quants are
+//! widened to i16 and multiplied with `i32x4_dot_i16x8`; each activation block is widened once
+//! per tile and reused by every row, each weight block once and reused by every token. No FMA
+//! either (relaxed-simd is not assumed), so the scale step is a multiply and an add. f16 scales
+//! are converted with a branch-light bit trick (`f16_to_f32`) rather than `half`'s generic path.
+//!
+//! Safety: the raw pointers come from a validated [`Job`] (see mod.rs): rows `0..rows` of
+//! `row_bytes`, tokens `0..n` of `k` quants, scales (k / 32, n), outputs `t * out_stride + r`.
+
+use core::arch::wasm32::*;
+
+use super::acts::ActsData;
+use super::{Format, Job};
+
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q8_0: u8 = 2;
+
+pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
+    match acts {
+        ActsData::F32(x) => match format {
+            Format::F32 => float_matmul(job, x, out),
+            // f16/bf16 weights: no model nib ships multiplies with them; the scalar path is enough.
+            _ => super::scalar::matmul(format, job, acts, out),
+        },
+        ActsData::Q8 { qs, d, s, .. } => {
+            let p = Tile {
+                w: job.w.as_ptr(),
+                row_bytes: job.row_bytes,
+                nb: job.k / 32,
+                qs: qs.as_ptr(),
+                k: job.k,
+                d: d.as_ptr(),
+                s: s.as_ptr(),
+                n: job.n,
+                out: out.as_mut_ptr(),
+                out_stride: job.out_stride,
+            };
+            // SAFETY: `p` describes a validated job (module note).
+            unsafe {
+                match format {
+                    Format::Q4_0 => q_matmul::<Q4_0>(&p, job.rows),
+                    Format::Q4_1 => q_matmul::<Q4_1>(&p, job.rows),
+                    _ => q_matmul::<Q8_0>(&p, job.rows),
+                }
+            }
+        }
+    }
+}
+
+struct Tile {
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
+    qs: *const i8,
+    k: usize,
+    d: *const f32,
+    s: *const f32,
+    n: usize,
+    out: *mut f32,
+    out_stride: usize,
+}
+
+unsafe fn q_matmul<const F: u8>(p: &Tile, rows: usize) {
+    let mut r = 0;
+    if p.n == 1 {
+        while r + 4 <= rows {
+            tile::<F, 4, 1>(p, r, 0);
+            r += 4;
+        }
+        while r < rows {
+            tile::<F, 1, 1>(p, r, 0);
+            r += 1;
+        }
+        return;
+    }
+    while r + 2 <= rows {
+        token_tiles::<F, 2>(p, r);
+        r += 2;
+    }
+    if r < rows {
+        token_tiles::<F, 1>(p, r);
+    }
+}
+
+unsafe fn token_tiles<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
+    let mut t = 0;
+    while t + 4 <= p.n {
+        tile::<F, RM, 4>(p, r0, t);
+        t += 4;
+    }
+    match p.n - t {
+        3 => tile::<F, RM, 3>(p, r0, t),
+        2 => tile::<F, RM, 2>(p, r0, t),
+        1 => tile::<F, RM, 1>(p, r0, t),
+        _ => {}
+    }
+}
+
+/// Scalar f16 bits → f32: normals and subnormals by one exact multiply by 2^112, inf/NaN apart.
+#[inline(always)]
+fn f16_to_f32(h: u16) -> f32 {
+    let em = (h & 0x7FFF) as u32;
+    let sign = ((h & 0x8000) as u32) << 16;
+    let mag = if em >= 0x7C00 {
+        f32::from_bits((em << 13) | 0x7F80_0000)
+    } else {
+        f32::from_bits(em << 13) * f32::from_bits(0x7780_0000)
+    };
+    f32::from_bits(mag.to_bits() | sign)
+}
+
+#[inline(always)]
+unsafe fn read_u16(p: *const u8) -> u16 {
+    p.cast::<u16>().read_unaligned()
+}
+
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // r and t index several arrays and pointers at once
+unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usize, t0: usize) {
+    let block_bytes = match F {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        _ => 34,
+    };
+    let low = u8x16_splat(0x0F);
+    let mut acc = [[f32x4_splat(0.0); RN]; RM];
+    let mut acc_m = [f32x4_splat(0.0); RM];
+    for b in 0..p.nb {
+        // Each row's block as four i16x8 (elements 0..8, 8..16, 16..24, 24..32).
+        let mut w16 = [[i16x8_splat(0); 4]; RM];
+        let mut dw = [0f32; RM];
+        let mut mw = [0f32; RM];
+        for r in 0..RM {
+            let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
+            dw[r] = f16_to_f32(read_u16(blk));
+            let (lo, hi) = match F {
+                Q4_1 => {
+                    mw[r] = f16_to_f32(read_u16(blk.add(2)));
+                    let raw = v128_load(blk.add(4).cast());
+                    (v128_and(raw, low), u8x16_shr(raw, 4))
+                }
+                Q4_0 => {
+                    mw[r] = -8.0 * dw[r];
+                    let raw = v128_load(blk.add(2).cast());
+                    (v128_and(raw, low), u8x16_shr(raw, 4))
+                }
+                _ => (v128_load(blk.add(2).cast()), v128_load(blk.add(18).cast())),
+            };
+            w16[r] = [
+                i16x8_extend_low_i8x16(lo),
+                i16x8_extend_high_i8x16(lo),
+                i16x8_extend_low_i8x16(hi),
+                i16x8_extend_high_i8x16(hi),
+            ];
+        }
+        for t in 0..RN {
+            let a = p.qs.add((t0 + t) * p.k + b * 32);
+            let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
+            let a16 = [
+                i16x8_extend_low_i8x16(a0),
+                i16x8_extend_high_i8x16(a0),
+                i16x8_extend_low_i8x16(a1),
+                i16x8_extend_high_i8x16(a1),
+            ];
+            let dx = *p.d.add(b * p.n + t0 + t);
+            for r in 0..RM {
+                let w = &w16[r];
+                let isum = i32x4_add(
+                    i32x4_add(i32x4_dot_i16x8(w[0], a16[0]), i32x4_dot_i16x8(w[1], a16[1])),
+                    i32x4_add(i32x4_dot_i16x8(w[2], a16[2]), i32x4_dot_i16x8(w[3], a16[3])),
+                );
+                let scale = f32x4_splat(dw[r] * dx);
+                acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(scale, f32x4_convert_i32x4(isum)));
+            }
+        }
+        if F != Q8_0 {
+            let sp = p.s.add(b * p.n + t0);
+            let sx = if RN == 4 {
+                v128_load(sp.cast())
+            } else {
+                let mut v = [0f32; 4];
+                for (t, v) in v.iter_mut().enumerate().take(RN) {
+                    *v = *sp.add(t);
+                }
+                v128_load(v.as_ptr().cast())
+            };
+            for r in 0..RM {
+                acc_m[r] = f32x4_add(acc_m[r], f32x4_mul(f32x4_splat(mw[r]), sx));
+            }
+        }
+    }
+    for r in 0..RM {
+        let mut m = [0f32; 4];
+        v128_store(m.as_mut_ptr().cast(), acc_m[r]);
+        for t in 0..RN {
+            let v = acc[r][t];
+            let sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+                + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
+            *p.out.add((t0 + t) * p.out_stride + r0 + r) = sum + m[t];
+        }
+    }
+}
+
+/// f32 weights against f32 activations, one (row, token) dot at a time.
+fn float_matmul(job: &Job, x: &[f32], out: &mut [f32]) {
+    for (r, wrow) in job.w.chunks_exact(job.row_bytes).take(job.rows).enumerate() {
+        for (t, xrow) in x.chunks_exact(job.k).enumerate() {
+            let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+            let mut i = 0;
+            // SAFETY: i + 8 ≤ k: 8 f32 from row `r` (k * 4 bytes) and from `xrow` (k values).
+            unsafe {
+                while i + 8 <= job.k {
+                    let w = wrow.as_ptr().add(i * 4);
+                    let xp = xrow.as_ptr().add(i);
+                    a0 = f32x4_add(a0, f32x4_mul(v128_load(w.cast()), v128_load(xp.cast())));
+                    a1 = f32x4_add(a1, f32x4_mul(v128_load(w.add(16).cast()), v128_load(xp.add(4).cast())));
+                    i += 8;
+                }
+            }
+            let v = f32x4_add(a0, a1);
+            let mut sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+                + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
+            for (b, &xv) in wrow[i * 4..].chunks_exact(4).zip(&xrow[i..]) {
+                sum += f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xv;
+            }
+            if let Some(o) = out.get_mut(t * job.out_stride + r) {
+                *o = sum;
+            }
+        }
+    }
+}
+
+/// Same as `acts::quantize_q8_scalar` (ggml's x86 scheme), four lanes at a time; bit-identical.
+pub(super) fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    let blocks = x.chunks_exact(32).zip(qs.chunks_exact_mut(32));
+    for ((xb, qb), (d, sum)) in blocks.zip(d.iter_mut().zip(sums.iter_mut())) {
+        // SAFETY: xb has 32 f32 (8 loads of 4), qb 32 bytes (2 stores of 16).
+        unsafe {
+            let p = xb.as_ptr();
+            let mut v = [f32x4_splat(0.0); 8];
+            for (i, v) in v.iter_mut().enumerate() {
+                *v = v128_load(p.add(4 * i).cast());
+            }
+            let mut m = f32x4_abs(v[0]);
+            for vi in &v[1..] {
+                m = f32x4_pmax(m, f32x4_abs(*vi));
+            }
+            let amax = f32x4_extract_lane::<0>(m)
+                .max(f32x4_extract_lane::<1>(m))
+                .max(f32x4_extract_lane::<2>(m).max(f32x4_extract_lane::<3>(m)));
+            *d = amax / 127.0;
+            let id = f32x4_splat(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let mut q = [i32x4_splat(0); 8];
+            for (q, vi) in q.iter_mut().zip(v) {
+                *q = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(vi, id)));
+            }
+            let s = i32x4_add(
+                i32x4_add(i32x4_add(q[0], q[1]), i32x4_add(q[2], q[3])),
+                i32x4_add(i32x4_add(q[4], q[5]), i32x4_add(q[6], q[7])),
+            );
+            *sum = i32x4_extract_lane::<0>(s)
+                + i32x4_extract_lane::<1>(s)
+                + i32x4_extract_lane::<2>(s)
+                + i32x4_extract_lane::<3>(s);
+            let lo = i8x16_narrow_i16x8(i16x8_narrow_i32x4(q[0], q[1]), i16x8_narrow_i32x4(q[2], q[3]));
+            let hi = i8x16_narrow_i16x8(i16x8_narrow_i32x4(q[4], q[5]), i16x8_narrow_i32x4(q[6], q[7]));
+            v128_store(qb.as_mut_ptr().cast(), lo);
+            v128_store(qb.as_mut_ptr().add(16).cast(), hi);
+        }
+    }
+}
