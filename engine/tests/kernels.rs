@@ -360,9 +360,10 @@ fn q8_quantization_follows_ggml() {
 fn best_isa_is_the_simd_one_where_built() {
     // Guards against the SIMD kernels silently not being compiled in or not being chosen, which
     // would leave every SIMD-vs-scalar check above vacuous.
-    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
-        assert_eq!(Isa::best(), Isa::Simd128);
-    } else if cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    assert_eq!(Isa::best(), Isa::Simd128);
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         assert_eq!(Isa::best(), Isa::Avx2);
     }
     println!("kernels use {:?}", Isa::best());
