@@ -16,15 +16,24 @@
 //!   bit-identical to the scalar one;
 //! - row sub-ranges and a strided output, with untouched elements still NaN.
 //!
-//! A seed that ever failed goes into `REGRESSION_SEEDS` and stays there.
+//! A case that ever failed goes into `REGRESSION_CASES` and stays there.
 
 use nib_engine::backend::cpu::kernels::{
     matmul_strided_with, matmul_with, prepare_with, Isa, QMatrix,
 };
 use nib_engine::quant::{dequantize, GgmlType};
 
-/// Seeds that once failed (none so far); each runs through every format and shape.
-const REGRESSION_SEEDS: &[u64] = &[];
+/// Cases (seed, type, rows, k, n) that once failed. These five failed the test's first
+/// tolerance design, not the kernels: a norm-relative bound on a few outputs near zero, and on
+/// Q4_1 where the m·s terms cancel most of the main terms (hence the bounds relative to Σ|terms|
+/// and the ≥ 64-output rule above).
+const REGRESSION_CASES: &[(u64, GgmlType, usize, usize, usize)] = &[
+    (1592590340, GgmlType::Q4_1, 1, 32, 5),
+    (13631489, GgmlType::Q4_1, 576, 576, 1),
+    (1592590528, GgmlType::Q8_0, 3, 64, 64),
+    (1592590409, GgmlType::Q4_1, 1, 576, 1),
+    (1592590630, GgmlType::Q4_0, 1, 32, 64),
+];
 
 const TYPES: [GgmlType; 6] =
     [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16];
@@ -282,13 +291,9 @@ fn default_model_shapes() {
 }
 
 #[test]
-fn regression_seeds() {
-    for &seed in REGRESSION_SEEDS {
-        for ty in TYPES {
-            for (rows, k, n) in shapes() {
-                check_case(seed, ty, rows, k, n);
-            }
-        }
+fn regression_cases() {
+    for &(seed, ty, rows, k, n) in REGRESSION_CASES {
+        check_case(seed, ty, rows, k, n);
     }
 }
 
