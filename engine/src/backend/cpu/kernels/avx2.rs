@@ -26,6 +26,9 @@ const Q8_0: u8 = 2;
 /// ymm registers.
 const PREFILL_RM: usize = 2;
 
+/// How many decode tiles ahead to prefetch.
+const PREFETCH_TILES: usize = 2;
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
     match acts {
@@ -126,6 +129,16 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
     // m_w · s_x, lane t = token t0 + t.
     let mut acc_m = [_mm_setzero_ps(); RM];
     for b in 0..p.nb {
+        if RN == 1 {
+            // Decode streams the weights once from memory, and the interleaved rows defeat the
+            // hardware prefetcher: prefetch every cache line of this step's share of the tile
+            // PREFETCH_TILES ahead (its rows are contiguous). Prefetch never faults, so running
+            // past the last row is harmless.
+            let share = p.w.wrapping_add((r0 + PREFETCH_TILES * RM) * p.row_bytes + b * RM * block_bytes);
+            for line in (0..RM * block_bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(share.wrapping_add(line).cast());
+            }
+        }
         // Unpack this block of each row once: quants as u8 (|w| for Q8_0), d_w, m_w.
         let mut wq = [_mm256_setzero_si256(); RM];
         let mut wsign = [_mm256_setzero_si256(); RM];
@@ -133,11 +146,6 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
         let mut mw = [_mm_setzero_ps(); RM];
         for r in 0..RM {
             let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
-            if RN == 1 {
-                // Decode streams the weights once from memory: ask for the block three tiles ahead
-                // (prefetch never faults, so running past the last row is harmless).
-                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(3 * RM * p.row_bytes).cast());
-            }
             if F == Q4_1 {
                 // [d, m, 0, 0]
                 let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<i32>().read_unaligned()));

@@ -19,6 +19,9 @@ const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q8_0: u8 = 2;
 
+/// Rows per prefill tile (× 4 tokens): each widened activation block serves this many rows.
+const PREFILL_RM: usize = 4;
+
 pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
     match acts {
         ActsData::F32(x) => match format {
@@ -54,7 +57,7 @@ pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]
 
 struct Tile {
     w: *const u8,
-    /// Offset of the last weight byte: the read-ahead in `decode4` stays within the slice.
+    /// Offset of the last weight byte: the read-ahead in `decode` stays within the slice.
     w_last: usize,
     row_bytes: usize,
     nb: usize,
@@ -71,21 +74,24 @@ unsafe fn q_matmul<const F: u8>(p: &Tile, rows: usize) {
     let mut r = 0;
     if p.n == 1 {
         while r + 4 <= rows {
-            decode4::<F>(p, r);
+            decode::<F, 4>(p, r);
             r += 4;
         }
+        // The same arithmetic per row as above, so a row's result does not depend on how the
+        // caller splits rows between threads.
         while r < rows {
-            tile::<F, 1, 1>(p, r, 0);
+            decode::<F, 1>(p, r);
             r += 1;
         }
         return;
     }
-    while r + 2 <= rows {
-        token_tiles::<F, 2>(p, r);
-        r += 2;
+    while r + PREFILL_RM <= rows {
+        token_tiles::<F, PREFILL_RM>(p, r);
+        r += PREFILL_RM;
     }
-    if r < rows {
+    while r < rows {
         token_tiles::<F, 1>(p, r);
+        r += 1;
     }
 }
 
@@ -103,31 +109,33 @@ unsafe fn token_tiles<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
     }
 }
 
-/// Decode (one token), rows `r0..r0 + 4`. Like `tile::<F, 4, 1>`, but the four rows' scales are
-/// converted and multiplied together in one vector (lane = row), which removes most of the
-/// scalar work per block that otherwise costs as much as the integer dot products.
+/// Decode (one token), rows `r0..r0 + RM` (RM ≤ 4). The rows' scales are converted and
+/// multiplied together in one vector (lane = row), which removes most of the scalar work per
+/// block that otherwise costs as much as the integer dot products.
 #[inline(always)]
-unsafe fn decode4<const F: u8>(p: &Tile, r0: usize) {
+#[allow(clippy::needless_range_loop)] // r indexes several arrays at once
+unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
     let block_bytes = match F {
         Q4_0 => 18,
         Q4_1 => 20,
         _ => 34,
     };
     let low = u8x16_splat(0x0F);
-    let mut acc = [f32x4_splat(0.0); 4];
+    let mut acc = [f32x4_splat(0.0); RM];
     // m_w · s_x, lane = row.
     let mut acc_m = f32x4_splat(0.0);
-    let rows = [0, 1, 2, 3].map(|r| p.w.add((r0 + r) * p.row_bytes));
+    // Lanes past RM repeat row r0 (read, never stored).
+    let rows = [0, 1, 2, 3].map(|r| p.w.add((r0 + if r < RM { r } else { 0 }) * p.row_bytes));
     // Decode streams the weights from memory. The 4 interleaved rows defeat the hardware
     // prefetcher (4 KiB pages, strided accesses) and wasm has no prefetch instruction, so the
     // loop read one cache line at a time, latency-bound. Instead, each block step reads one byte
-    // of every cache line of its share of the tile three tiles ahead (rows r0+12..r0+16, which
+    // of every cache line of its share of the tile three tiles ahead (rows r0 + 3·RM .. r0 + 4·RM, which
     // are contiguous): those misses overlap with this tile's arithmetic.
-    let ahead = (r0 + 12) * p.row_bytes;
+    let ahead = (r0 + 3 * RM) * p.row_bytes;
     for b in 0..p.nb {
         let blk = rows.map(|row| row.add(b * block_bytes));
-        let share = ahead + b * 4 * block_bytes;
-        for line in (0..4 * block_bytes).step_by(64) {
+        let share = ahead + b * RM * block_bytes;
+        for line in (0..RM * block_bytes).step_by(64) {
             core::ptr::read_volatile(p.w.add((share + line).min(p.w_last)));
         }
         // (d, m) of the four rows: f16 d in the low half of each lane, m (Q4_1) in the high half.
@@ -159,7 +167,7 @@ unsafe fn decode4<const F: u8>(p: &Tile, r0: usize) {
             i32x4_shuffle::<2, 2, 2, 2>(scale, scale),
             i32x4_shuffle::<3, 3, 3, 3>(scale, scale),
         ];
-        for r in 0..4 {
+        for r in 0..RM {
             let (lo, hi) = match F {
                 Q4_1 | Q4_0 => {
                     let raw = v128_load(blk[r].add(if F == Q4_1 { 4 } else { 2 }).cast());
@@ -220,6 +228,10 @@ unsafe fn read_u16(p: *const u8) -> u16 {
     p.cast::<u16>().read_unaligned()
 }
 
+/// out[t][r] for rows `r0..r0 + RM` and tokens `t0..t0 + RN` (RN ≤ 4). The four tokens' integer
+/// sums of a row are reduced together by a transpose-add, so the float step (convert, scale by
+/// `d_w · d_x` with the four tokens' `d_x` loaded as one vector, add `m_w · s_x`) runs once per
+/// row and block instead of once per (row, token), and each row needs one accumulator.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and t index several arrays and pointers at once
 unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usize, t0: usize) {
@@ -229,81 +241,86 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
         _ => 34,
     };
     let low = u8x16_splat(0x0F);
-    let mut acc = [[f32x4_splat(0.0); RN]; RM];
-    let mut acc_m = [f32x4_splat(0.0); RM];
+    // Lane t = token t0 + t.
+    let mut acc = [f32x4_splat(0.0); RM];
     for b in 0..p.nb {
-        // Each row's block as four i16x8 (elements 0..8, 8..16, 16..24, 24..32).
-        let mut w16 = [[i16x8_splat(0); 4]; RM];
-        let mut dw = [0f32; RM];
-        let mut mw = [0f32; RM];
-        for r in 0..RM {
-            let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
-            dw[r] = f16_to_f32(read_u16(blk));
-            let (lo, hi) = match F {
-                Q4_1 => {
-                    mw[r] = f16_to_f32(read_u16(blk.add(2)));
-                    let raw = v128_load(blk.add(4).cast());
-                    (v128_and(raw, low), u8x16_shr(raw, 4))
-                }
-                Q4_0 => {
-                    mw[r] = -8.0 * dw[r];
-                    let raw = v128_load(blk.add(2).cast());
-                    (v128_and(raw, low), u8x16_shr(raw, 4))
-                }
-                _ => (v128_load(blk.add(2).cast()), v128_load(blk.add(18).cast())),
-            };
-            w16[r] = [
-                i16x8_extend_low_i8x16(lo),
-                i16x8_extend_high_i8x16(lo),
-                i16x8_extend_low_i8x16(hi),
-                i16x8_extend_high_i8x16(hi),
-            ];
-        }
+        let dx = load4::<RN>(p.d.add(b * p.n + t0));
+        let sx = if F != Q8_0 { load4::<RN>(p.s.add(b * p.n + t0)) } else { f32x4_splat(0.0) };
+        // Each token's block as four i16x8 (elements 0..8, 8..16, 16..24, 24..32).
+        let mut a16 = [[i16x8_splat(0); 4]; RN];
         for t in 0..RN {
             let a = p.qs.add((t0 + t) * p.k + b * 32);
             let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
-            let a16 = [
+            a16[t] = [
                 i16x8_extend_low_i8x16(a0),
                 i16x8_extend_high_i8x16(a0),
                 i16x8_extend_low_i8x16(a1),
                 i16x8_extend_high_i8x16(a1),
             ];
-            let dx = *p.d.add(b * p.n + t0 + t);
-            for r in 0..RM {
-                let w = &w16[r];
-                let isum = i32x4_add(
-                    i32x4_add(i32x4_dot_i16x8(w[0], a16[0]), i32x4_dot_i16x8(w[1], a16[1])),
-                    i32x4_add(i32x4_dot_i16x8(w[2], a16[2]), i32x4_dot_i16x8(w[3], a16[3])),
-                );
-                let scale = f32x4_splat(dw[r] * dx);
-                acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(scale, f32x4_convert_i32x4(isum)));
-            }
         }
-        if F != Q8_0 {
-            let sp = p.s.add(b * p.n + t0);
-            let sx = if RN == 4 {
-                v128_load(sp.cast())
-            } else {
-                let mut v = [0f32; 4];
-                for (t, v) in v.iter_mut().enumerate().take(RN) {
-                    *v = *sp.add(t);
+        for r in 0..RM {
+            let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
+            let dw = f16_to_f32(read_u16(blk));
+            let (lo, hi, mw) = match F {
+                Q4_1 => {
+                    let raw = v128_load(blk.add(4).cast());
+                    (v128_and(raw, low), u8x16_shr(raw, 4), f16_to_f32(read_u16(blk.add(2))))
                 }
-                v128_load(v.as_ptr().cast())
+                Q4_0 => {
+                    let raw = v128_load(blk.add(2).cast());
+                    (v128_and(raw, low), u8x16_shr(raw, 4), -8.0 * dw)
+                }
+                _ => (v128_load(blk.add(2).cast()), v128_load(blk.add(18).cast()), 0.0),
             };
-            for r in 0..RM {
-                acc_m[r] = f32x4_add(acc_m[r], f32x4_mul(f32x4_splat(mw[r]), sx));
+            let w = [
+                i16x8_extend_low_i8x16(lo),
+                i16x8_extend_high_i8x16(lo),
+                i16x8_extend_low_i8x16(hi),
+                i16x8_extend_high_i8x16(hi),
+            ];
+            let mut isum = [i32x4_splat(0); 4];
+            for t in 0..RN {
+                let a = &a16[t];
+                isum[t] = i32x4_add(
+                    i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1])),
+                    i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3])),
+                );
+            }
+            let sums = f32x4_convert_i32x4(transpose_add(isum));
+            acc[r] = f32x4_add(acc[r], f32x4_mul(f32x4_mul(f32x4_splat(dw), dx), sums));
+            if F != Q8_0 {
+                acc[r] = f32x4_add(acc[r], f32x4_mul(f32x4_splat(mw), sx));
             }
         }
     }
     for r in 0..RM {
-        let mut m = [0f32; 4];
-        v128_store(m.as_mut_ptr().cast(), acc_m[r]);
+        let mut v = [0f32; 4];
+        v128_store(v.as_mut_ptr().cast(), acc[r]);
         for t in 0..RN {
-            let v = acc[r][t];
-            let sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-                + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
-            *p.out.add((t0 + t) * p.out_stride + r0 + r) = sum + m[t];
+            *p.out.add((t0 + t) * p.out_stride + r0 + r) = v[t];
         }
+    }
+}
+
+/// `[Σ v[0], Σ v[1], Σ v[2], Σ v[3]]` (each over its four lanes).
+#[inline(always)]
+fn transpose_add(v: [v128; 4]) -> v128 {
+    let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(v[0], v[1]), i32x4_shuffle::<2, 6, 3, 7>(v[0], v[1]));
+    let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(v[2], v[3]), i32x4_shuffle::<2, 6, 3, 7>(v[2], v[3]));
+    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
+}
+
+/// `N` ≤ 4 consecutive f32 from `p` into the low lanes, zeros above.
+#[inline(always)]
+unsafe fn load4<const N: usize>(p: *const f32) -> v128 {
+    if N == 4 {
+        v128_load(p.cast())
+    } else {
+        let mut v = [0f32; 4];
+        for (i, v) in v.iter_mut().enumerate().take(N) {
+            *v = *p.add(i);
+        }
+        v128_load(v.as_ptr().cast())
     }
 }
 
