@@ -107,21 +107,21 @@ fn run(isa: Isa, ty: GgmlType, rows: usize, cols: usize, w: &[u8], x: &[f32], n:
     matmul_with(isa, &q, &acts, 0..rows, &mut out[..n * rows]).unwrap();
 }
 
-/// (on-CPU, wall) median ms per decode step.
-fn decode_ms(isa: Isa, ty: GgmlType, layers: &[Vec<Vec<u8>>], output: &[u8], steps: usize) -> (f64, f64) {
+/// (on-CPU, wall) median ms per decode step of n tokens (n > 1: candidates decoded together).
+fn decode_ms(isa: Isa, ty: GgmlType, layers: &[Vec<Vec<u8>>], output: &[u8], steps: usize, n: usize) -> (f64, f64) {
     let mut rng = Rng(1);
-    let mut out = vec![0f32; VOCAB];
-    let mut x = vec![0f32; 1536];
+    let mut out = vec![0f32; n * VOCAB];
+    let mut x = vec![0f32; n * 1536];
     let (mut times, mut walls) = (Vec::new(), Vec::new());
     for step in 0..steps + 3 {
         x.iter_mut().for_each(|v| *v = rng.unit());
         let t0 = Clock::start();
         for layer in layers {
             for (&(rows, cols), w) in LAYER.iter().zip(layer) {
-                run(isa, ty, rows, cols, w, &x[..cols], 1, &mut out);
+                run(isa, ty, rows, cols, w, &x[..n * cols], n, &mut out);
             }
         }
-        run(isa, GgmlType::Q8_0, VOCAB, HIDDEN, output, &x[..HIDDEN], 1, &mut out);
+        run(isa, GgmlType::Q8_0, VOCAB, HIDDEN, output, &x[..n * HIDDEN], n, &mut out);
         black_box(&out);
         if step >= 3 {
             let (cpu, wall) = t0.elapsed();
@@ -179,16 +179,21 @@ fn main() {
     let mut rng = Rng(42);
     let output = weights(&mut rng, GgmlType::Q8_0, VOCAB, HIDDEN);
     println!("nib kernel_bench, 1 thread; decode = 30 layers + output 576→49152 Q8_0; prefill = 512 tok ×30 layers (+ output for the last token)");
-    println!("Times are on-CPU (wall in brackets): the machine is shared.");
-    println!("| layer type | isa | decode ms/token | prefill tok/s | hot µs q / k / gate / down (n=1) | gate µs n=512 |");
-    println!("|---|---|---|---|---|---|");
+    if on_cpu_s().is_some() {
+        println!("Times are on-CPU (wall in brackets): the machine may be shared.");
+    } else {
+        println!("Times are wall-clock (no thread CPU clock on this target), printed twice.");
+    }
+    println!("| layer type | isa | decode ms/token | 4 tokens at once, ms/step | prefill tok/s | hot µs q / k / gate / down (n=1) | gate µs n=512 |");
+    println!("|---|---|---|---|---|---|---|");
     for ty in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0] {
         let layers: Vec<Vec<Vec<u8>>> =
             (0..LAYERS).map(|_| LAYER.iter().map(|&(r, c)| weights(&mut rng, ty, r, c)).collect()).collect();
         for &isa in &isas {
             let scalar = isa == Isa::Scalar;
             let steps = if quick || scalar { 5 } else { 25 };
-            let decode = decode_ms(isa, ty, &layers, &output, steps);
+            let decode = decode_ms(isa, ty, &layers, &output, steps, 1);
+            let decode4 = decode_ms(isa, ty, &layers, &output, steps, 4);
             // Scalar prefill is slow: 64 tokens stand in for 512 (the rate barely depends on n).
             let (n, reps) = if scalar { (64, 2) } else if quick { (512, 2) } else { (512, 7) };
             let prefill = prefill_tok_s(isa, ty, &layers[0], &output, n, reps);
@@ -199,10 +204,12 @@ fn main() {
                 .collect();
             let gate512 = if scalar { f64::NAN } else { per_call_us(isa, ty, 1536, 576, &l[4], 512, 5) };
             println!(
-                "| {} | {isa:?} | {:.2} ({:.2}) | {:.1} ({:.1}){} | {} | {gate512:.0} |",
+                "| {} | {isa:?} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.1} ({:.1}){} | {} | {gate512:.0} |",
                 ty.name(),
                 decode.0,
                 decode.1,
+                decode4.0,
+                decode4.1,
                 prefill.0,
                 prefill.1,
                 if scalar { " (n=64)" } else { "" },

@@ -29,6 +29,10 @@ const PREFILL_RM: usize = 2;
 /// How many decode tiles ahead to prefetch.
 const PREFETCH_TILES: usize = 2;
 
+/// Up to this many tokens, a matmul streams its weights from memory and prefetches them; beyond
+/// it, weights are reused across token tiles and stay in cache.
+const STREAM_MAX_TOKENS: usize = 8;
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
     match acts {
@@ -128,8 +132,11 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
     let mut acc = [[_mm256_setzero_ps(); RN]; RM];
     // m_w · s_x, lane t = token t0 + t.
     let mut acc_m = [_mm_setzero_ps(); RM];
+    // Few tokens (decode, or a few candidates decoded together): the weights stream from
+    // memory once, in row order, during the first token tile.
+    let stream = t0 == 0 && p.n <= STREAM_MAX_TOKENS;
     for b in 0..p.nb {
-        if RN == 1 {
+        if stream {
             // Decode streams the weights once from memory, and the interleaved rows defeat the
             // hardware prefetcher: prefetch every cache line of this step's share of the tile
             // PREFETCH_TILES ahead (its rows are contiguous). Prefetch never faults, so running

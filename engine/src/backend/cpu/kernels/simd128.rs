@@ -57,7 +57,7 @@ pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]
 
 struct Tile {
     w: *const u8,
-    /// Offset of the last weight byte: the read-ahead in `decode` stays within the slice.
+    /// Offset of the last weight byte: the read-ahead in `decode` and `tile` stays within the slice.
     w_last: usize,
     row_bytes: usize,
     nb: usize,
@@ -243,7 +243,17 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
     let low = u8x16_splat(0x0F);
     // Lane t = token t0 + t.
     let mut acc = [f32x4_splat(0.0); RM];
+    // A few tokens (candidates decoded together): the weights stream from memory once, during
+    // the first token tile; read ahead as `decode` does.
+    let stream = t0 == 0 && p.n <= 8;
+    let ahead = (r0 + 3 * RM) * p.row_bytes;
     for b in 0..p.nb {
+        if stream {
+            let share = ahead + b * RM * block_bytes;
+            for line in (0..RM * block_bytes).step_by(64) {
+                core::ptr::read_volatile(p.w.add((share + line).min(p.w_last)));
+            }
+        }
         let dx = load4::<RN>(p.d.add(b * p.n + t0));
         let sx = if F != Q8_0 { load4::<RN>(p.s.add(b * p.n + t0)) } else { f32x4_splat(0.0) };
         // Each token's block as four i16x8 (elements 0..8, 8..16, 16..24, 24..32).
