@@ -156,7 +156,7 @@ fn prefill_tok_s(isa: Isa, ty: GgmlType, layer: &[Vec<u8>], output: &[u8], n: us
     (median(times), median(walls))
 }
 
-/// Hot per-call on-CPU µs of one matrix at n tokens (median of `reps`).
+/// Hot per-call µs (on-CPU where available) of one matrix at n tokens (median of `reps`).
 fn per_call_us(isa: Isa, ty: GgmlType, rows: usize, cols: usize, w: &[u8], n: usize, reps: usize) -> f64 {
     let mut rng = Rng(3);
     let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
@@ -219,6 +219,6 @@ fn main() {
     }
     for &isa in &isas {
         let us = per_call_us(isa, GgmlType::Q8_0, VOCAB, HIDDEN, &output, 1, if isa == Isa::Scalar { 5 } else { 20 });
-        println!("output 576→49152 Q8_0, n=1, {isa:?}: {:.2} ms on-CPU", us / 1e3);
+        println!("output 576→49152 Q8_0, n=1, {isa:?}: {:.2} ms (clock as above)", us / 1e3);
     }
 }
