@@ -9,6 +9,8 @@ pub mod vec;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use half::{f16, slice::HalfFloatSliceExt};
+
 use crate::backend::{AttnShape, Backend, Rope};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, ModelBytes, TensorInfo};
@@ -48,10 +50,11 @@ pub struct CpuWeight {
     vector: Option<Vec<f32>>,
 }
 
-/// Keys and values per layer, `(max_ctx, kv_dim)` each.
+/// Keys and values per layer, `(max_ctx, kv_dim)` each, in f16 as llama.cpp keeps them: half
+/// the memory, and the same rounding as the reference.
 pub struct CpuCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
     max_ctx: usize,
     kv_dim: usize,
 }
@@ -143,8 +146,8 @@ impl Backend for CpuBackend {
             .checked_mul(kv_dim)
             .ok_or_else(|| shape_err("kv cache", format!("{max_ctx} positions × {kv_dim} overflows")))?;
         Ok(CpuCache {
-            k: (0..n_layers).map(|_| vec![0f32; per_layer]).collect(),
-            v: (0..n_layers).map(|_| vec![0f32; per_layer]).collect(),
+            k: (0..n_layers).map(|_| vec![f16::ZERO; per_layer]).collect(),
+            v: (0..n_layers).map(|_| vec![f16::ZERO; per_layer]).collect(),
             max_ctx,
             kv_dim,
         })
@@ -265,8 +268,8 @@ impl Backend for CpuBackend {
             (Some(kc), Some(vc)) => (kc, vc),
             _ => return Err(shape_err("attention", format!("layer {layer} has no cache"))),
         };
-        kc[pos * kv_dim..end * kv_dim].copy_from_slice(&k.data);
-        vc[pos * kv_dim..end * kv_dim].copy_from_slice(&v.data);
+        kc[pos * kv_dim..end * kv_dim].convert_from_f32_slice(&k.data);
+        vc[pos * kv_dim..end * kv_dim].convert_from_f32_slice(&v.data);
         let (kc, vc) = (&*kc, &*vc);
 
         let group = shape.n_heads / shape.n_kv_heads;
@@ -277,15 +280,18 @@ impl Backend for CpuBackend {
         self.run_tasks(n * shape.n_heads, &|task| {
             let (t, h) = (task / shape.n_heads, task % shape.n_heads);
             let g = h / group;
-            let qh = &q.data[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+            // Like llama.cpp, q meets the f16 keys rounded to f16, and the probabilities meet the
+            // f16 values rounded to f16.
+            let qh: Vec<f32> = q.data[t * q_dim + h * hd..t * q_dim + (h + 1) * hd].iter().map(|x| f16::from_f32(*x).to_f32()).collect();
             let len = pos + t + 1;
-            let mut scores: Vec<f32> = (0..len).map(|j| vec::dot(qh, &kc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]) * scale).collect();
+            let mut scores: Vec<f32> = (0..len).map(|j| vec::dot_f16(&qh, &kc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]) * scale).collect();
             vec::softmax(&mut scores);
+            scores.iter_mut().for_each(|p| *p = f16::from_f32(*p).to_f32());
             // SAFETY: each (t, h) owns its own head_dim-wide slice of the output.
             let o = unsafe { dst.slice(t * q_dim + h * hd, hd) }.ok_or_else(|| shape_err("attention", "out".into()))?;
             o.fill(0.0);
             for (j, &p) in scores.iter().enumerate() {
-                vec::axpy(o, p, &vc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]);
+                vec::axpy_f16(o, p, &vc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]);
             }
             Ok(())
         })?;

@@ -6,12 +6,14 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// Whether this CPU has AVX2 and FMA; checked once.
+use half::f16;
+
+/// Whether this CPU has AVX2, FMA and F16C (every AVX2 CPU in practice); checked once.
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
 }
 
 /// Σ a[i]·b[i].
@@ -59,6 +61,77 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 1;
     }
     s
+}
+
+/// Σ a[i]·b[i] with `b` in f16 (the KV cache's keys).
+pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C were detected.
+        return unsafe { dot_f16_avx2(a, b) };
+    }
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y.to_f32()).sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i].to_f32();
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_avx2(a: &[f32], b: &[f16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        let b0 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i));
+        let b1 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i + 8) as *const __m128i));
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), b0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), b1, acc1);
+        i += 16;
+    }
+    let mut s = hsum256(_mm256_add_ps(acc0, acc1));
+    while i < n {
+        s += *pa.add(i) * (*pb.add(i)).to_f32();
+        i += 1;
+    }
+    s
+}
+
+/// y[i] += a·x[i] with `x` in f16 (the KV cache's values).
+pub fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2, FMA and F16C were detected.
+        return unsafe { axpy_f16_avx2(y, a, x) };
+    }
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x.to_f32();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn axpy_f16_avx2(y: &mut [f32], a: f32, x: &[f16]) {
+    let n = y.len().min(x.len());
+    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+    let va = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        let xv = _mm256_cvtph_ps(_mm_loadu_si128(px.add(i) as *const __m128i));
+        _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(py.add(i))));
+        i += 8;
+    }
+    while i < n {
+        *py.add(i) += a * (*px.add(i)).to_f32();
+        i += 1;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -255,6 +328,15 @@ mod tests {
             for i in 0..n {
                 let want = ((a[i] - max) as f64).exp() / z;
                 assert!((s[i] as f64 - want).abs() < 2e-6 * (1.0 + want), "softmax n={n} i={i}");
+            }
+
+            let h: Vec<f16> = b.iter().map(|v| f16::from_f32(*v)).collect();
+            let want: f64 = a.iter().zip(&h).map(|(x, y)| *x as f64 * y.to_f64()).sum();
+            assert!((dot_f16(&a, &h) as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "dot_f16 n={n}");
+            let mut y = a.clone();
+            axpy_f16(&mut y, -1.5, &h);
+            for i in 0..n {
+                assert!((y[i] - (a[i] - 1.5 * h[i].to_f32())).abs() < 1e-5);
             }
 
             let mut o = vec![f32::NAN; n];
