@@ -61,54 +61,67 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command with its options parsed, before the model is loaded.
+enum Command {
+    Tokenize,
+    Logits { top: usize },
+    Generate { max_tokens: usize, sampler: SamplerConfig },
+    Bench(bench::Options),
+}
+
+fn parse_command(name: &str, args: &mut Args) -> Result<Command, UsageError> {
+    Ok(match name {
+        "tokenize" => Command::Tokenize,
+        "logits" => Command::Logits { top: args.usize("top")?.unwrap_or(20) },
+        "generate" => Command::Generate {
+            max_tokens: args.usize("max-tokens")?.ok_or_else(|| UsageError("generate needs --max-tokens N".into()))?,
+            sampler: SamplerConfig {
+                temperature: args.f32("temperature")?.unwrap_or(0.0),
+                top_p: args.f32("top-p")?.unwrap_or(1.0),
+                top_k: args.usize("top-k")?.unwrap_or(0),
+                seed: args.u64("seed")?.unwrap_or(0),
+            },
+        },
+        "bench" => Command::Bench(bench::Options {
+            prompt_tokens: args.usize("prompt-tokens")?.unwrap_or(512),
+            gen_tokens: args.usize("gen-tokens")?.unwrap_or(128),
+            runs: args.usize("runs")?.unwrap_or(5).max(1),
+            prompt_file: args.string("prompt-file")?,
+        }),
+        other => return Err(UsageError(format!("unknown command {other:?}"))),
+    })
+}
+
 fn run(argv: Vec<String>) -> Result<serde_json::Value, Failure> {
     let mut args = Args::parse(argv)?;
-    let command = args.command.clone().ok_or_else(|| UsageError("no command given".into()))?;
-    if command == "help" || args.flag("help") {
+    let name = args.command.clone().ok_or_else(|| UsageError("no command given".into()))?;
+    if name == "help" || args.flag("help") {
         println!("{USAGE}");
         std::process::exit(0);
     }
     let model_path = args.string("model")?.unwrap_or_else(|| DEFAULT_MODEL.into());
     let backend = args.string("backend")?.unwrap_or_else(|| "auto".into());
     let threads = args.usize("threads")?.unwrap_or_else(default_threads);
-    let known = ["tokenize", "logits", "generate", "bench"];
-    if !known.contains(&command.as_str()) {
-        return Err(UsageError(format!("unknown command {command:?}")).into());
-    }
+    let command = parse_command(&name, &mut args)?;
+    args.finish()?;
     match backend.as_str() {
         "cpu" | "auto" => {}
         "gpu" => return Err(Error::Unsupported("the GPU backend is not built yet; use --backend cpu".into()).into()),
         other => return Err(UsageError(format!("--backend {other:?}: expected cpu, gpu or auto")).into()),
     }
     let model = load(&model_path, threads)?;
-    match command.as_str() {
-        "tokenize" => {
-            let text = stdin_text()?;
-            args.finish()?;
-            Ok(json!({ "ids": model.tokenizer.encode(&text)? }))
-        }
-        "logits" => {
-            let top = args.usize("top")?.unwrap_or(20);
-            let text = stdin_text()?;
-            args.finish()?;
-            let ids = model.tokenizer.encode(&text)?;
+    match command {
+        Command::Tokenize => Ok(json!({ "ids": model.tokenizer.encode(&stdin_text()?)? })),
+        Command::Logits { top } => {
+            let ids = model.tokenizer.encode(&stdin_text()?)?;
             let mut s = model.session(ids.len().max(1))?;
             let logits = model.eval(&mut s, &ids)?;
             let top: Vec<_> = sample::top_k(&logits, top).into_iter().map(|(id, l)| json!([id, l])).collect();
             Ok(json!({ "ids": ids, "top": top }))
         }
-        "generate" => {
-            let max_tokens = args.usize("max-tokens")?.ok_or_else(|| UsageError("generate needs --max-tokens N".into()))?;
-            let config = SamplerConfig {
-                temperature: args.f32("temperature")?.unwrap_or(0.0),
-                top_p: args.f32("top-p")?.unwrap_or(1.0),
-                top_k: args.usize("top-k")?.unwrap_or(0),
-                seed: args.u64("seed")?.unwrap_or(0),
-            };
-            let text = stdin_text()?;
-            args.finish()?;
-            let mut sampler = Sampler::new(config)?;
-            let prompt = model.tokenizer.encode(&text)?;
+        Command::Generate { max_tokens, sampler } => {
+            let mut sampler = Sampler::new(sampler)?;
+            let prompt = model.tokenizer.encode(&stdin_text()?)?;
             let mut s = model.session((prompt.len() + max_tokens).max(DEFAULT_CTX))?;
             let stop = model.tokenizer.end_of_generation();
             let out = model.generate(&mut s, &prompt, max_tokens, &mut sampler, &stop, |_| true)?;
@@ -117,17 +130,7 @@ fn run(argv: Vec<String>) -> Result<serde_json::Value, Failure> {
             let logprobs: Vec<f32> = out.iter().map(|t| t.logprob).collect();
             Ok(json!({ "ids": ids, "text": text, "logprobs": logprobs }))
         }
-        "bench" => {
-            let opts = bench::Options {
-                prompt_tokens: args.usize("prompt-tokens")?.unwrap_or(512),
-                gen_tokens: args.usize("gen-tokens")?.unwrap_or(128),
-                runs: args.usize("runs")?.unwrap_or(5).max(1),
-                prompt_file: args.string("prompt-file")?,
-            };
-            args.finish()?;
-            Ok(bench::run(&model, &opts)?)
-        }
-        _ => Err(UsageError(format!("unknown command {command:?}")).into()),
+        Command::Bench(opts) => Ok(bench::run(&model, &opts)?),
     }
 }
 

@@ -2,6 +2,7 @@
 //! wasm) and are read in place by the block kernels of [`kernels`]; activations are plain
 //! `Vec<f32>`; work is split over a small spinning [`pool::Pool`].
 
+pub mod attention;
 pub mod kernels;
 pub mod pool;
 pub mod vec;
@@ -9,12 +10,12 @@ pub mod vec;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use half::{f16, slice::HalfFloatSliceExt};
 
 use crate::backend::{AttnShape, Backend, Rope};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, ModelBytes, TensorInfo};
 use crate::quant::{self, GgmlType};
+use attention::{KvLayer, KvShape};
 use kernels::QMatrix;
 use pool::{Disjoint, Pool};
 
@@ -50,20 +51,22 @@ pub struct CpuWeight {
     vector: Option<Vec<f32>>,
 }
 
-/// Keys and values per layer, `(max_ctx, kv_dim)` each, in f16 as llama.cpp keeps them: half
-/// the memory, and the same rounding as the reference.
+/// Keys and values of every layer in f16, as llama.cpp keeps them: half the memory, and the
+/// same rounding as the reference.
 pub struct CpuCache {
-    k: Vec<Vec<f16>>,
-    v: Vec<Vec<f16>>,
-    max_ctx: usize,
-    kv_dim: usize,
+    layers: Vec<KvLayer>,
+    shape: KvShape,
 }
 
 impl CpuCache {
     pub fn max_ctx(&self) -> usize {
-        self.max_ctx
+        self.shape.max_ctx
     }
 }
+
+/// Tokens per attention task: with the query heads of one KV head, 4 tokens make 12 queries for
+/// SmolLM2, enough to reuse each loaded block of keys.
+const ATTN_TOKENS_PER_TASK: usize = 4;
 
 pub struct CpuBackend {
     bytes: Arc<ModelBytes>,
@@ -141,16 +144,12 @@ impl Backend for CpuBackend {
     }
 
     fn new_cache(&self, n_layers: usize, max_ctx: usize, shape: AttnShape) -> Result<CpuCache> {
-        let kv_dim = shape.kv_dim();
-        let per_layer = max_ctx
-            .checked_mul(kv_dim)
-            .ok_or_else(|| shape_err("kv cache", format!("{max_ctx} positions × {kv_dim} overflows")))?;
-        Ok(CpuCache {
-            k: (0..n_layers).map(|_| vec![f16::ZERO; per_layer]).collect(),
-            v: (0..n_layers).map(|_| vec![f16::ZERO; per_layer]).collect(),
-            max_ctx,
-            kv_dim,
-        })
+        let kv = KvShape { max_ctx, n_kv_heads: shape.n_kv_heads, head_dim: shape.head_dim };
+        max_ctx
+            .checked_mul(kv.kv_dim())
+            .and_then(|per_layer| per_layer.checked_mul(n_layers * 4))
+            .ok_or_else(|| shape_err("kv cache", format!("{n_layers} layers × {max_ctx} positions × {} overflows", kv.kv_dim())))?;
+        Ok(CpuCache { layers: (0..n_layers).map(|_| KvLayer::new(kv)).collect(), shape: kv })
     }
 
     fn embed(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {
@@ -258,42 +257,36 @@ impl Backend for CpuBackend {
         if q.cols != q_dim || k.cols != kv_dim || v.cols != kv_dim || k.rows != n || v.rows != n {
             return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
         }
-        if kv_dim != cache.kv_dim || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
-            return Err(shape_err("attention", format!("{shape:?} against a cache of rows {}", cache.kv_dim)));
+        let cs = cache.shape;
+        if (cs.n_kv_heads, cs.head_dim) != (shape.n_kv_heads, hd) || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+            return Err(shape_err("attention", format!("{shape:?} against a cache of {cs:?}")));
         }
-        let end = pos.checked_add(n).filter(|&e| e <= cache.max_ctx).ok_or_else(|| {
-            Error::InvalidArgument(format!("context full: {} positions needed, {} available", pos.saturating_add(n), cache.max_ctx))
+        pos.checked_add(n).filter(|&e| e <= cs.max_ctx).ok_or_else(|| {
+            Error::InvalidArgument(format!("context full: {} positions needed, {} available", pos.saturating_add(n), cs.max_ctx))
         })?;
-        let (kc, vc) = match (cache.k.get_mut(layer), cache.v.get_mut(layer)) {
-            (Some(kc), Some(vc)) => (kc, vc),
-            _ => return Err(shape_err("attention", format!("layer {layer} has no cache"))),
-        };
-        kc[pos * kv_dim..end * kv_dim].convert_from_f32_slice(&k.data);
-        vc[pos * kv_dim..end * kv_dim].convert_from_f32_slice(&v.data);
-        let (kc, vc) = (&*kc, &*vc);
+        let kv = cache.layers.get_mut(layer).ok_or_else(|| shape_err("attention", format!("layer {layer} has no cache")))?;
+        kv.store(cs, pos, &k.data, &v.data);
+        let kv = &*kv;
 
         let group = shape.n_heads / shape.n_kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let blocks = n.div_ceil(ATTN_TOKENS_PER_TASK);
         let mut out = vec![0f32; n * q_dim];
         let dst = Disjoint::new(&mut out);
-        // One task per (token, head): row t sees positions 0..=pos + t.
-        self.run_tasks(n * shape.n_heads, &|task| {
-            let (t, h) = (task / shape.n_heads, task % shape.n_heads);
-            let g = h / group;
-            // Like llama.cpp, q meets the f16 keys rounded to f16, and the probabilities meet the
-            // f16 values rounded to f16.
-            let qh: Vec<f32> = q.data[t * q_dim + h * hd..t * q_dim + (h + 1) * hd].iter().map(|x| f16::from_f32(*x).to_f32()).collect();
-            let len = pos + t + 1;
-            let mut scores: Vec<f32> = (0..len).map(|j| vec::dot_f16(&qh, &kc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]) * scale).collect();
-            vec::softmax(&mut scores);
-            scores.iter_mut().for_each(|p| *p = f16::from_f32(*p).to_f32());
-            // SAFETY: each (t, h) owns its own head_dim-wide slice of the output.
-            let o = unsafe { dst.slice(t * q_dim + h * hd, hd) }.ok_or_else(|| shape_err("attention", "out".into()))?;
-            o.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
-                vec::axpy_f16(o, p, &vc[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd]);
-            }
-            Ok(())
+        // One task per (KV head, block of tokens): all query heads of that KV head, together.
+        self.run_tasks(shape.n_kv_heads * blocks, &|i| {
+            let (g, b) = (i % shape.n_kv_heads, i / shape.n_kv_heads);
+            let task = attention::Task {
+                layer: kv,
+                shape: cs,
+                g,
+                heads: g * group..(g + 1) * group,
+                tokens: b * ATTN_TOKENS_PER_TASK..((b + 1) * ATTN_TOKENS_PER_TASK).min(n),
+                pos,
+                q: &q.data,
+                q_dim,
+            };
+            // SAFETY: each (token, head) slice belongs to exactly one task.
+            attention::attend(&task, |t, h| unsafe { dst.slice(t * q_dim + h * hd, hd) }).ok_or_else(|| shape_err("attention", "output".into()))
         })?;
         CpuTensor::new(n, q_dim, out)
     }

@@ -88,8 +88,16 @@ impl Pool {
         }
         s.wake.notify_all();
         claim_tasks(s, f, n_tasks);
+        // A worker may have been descheduled mid-task (more threads than free cores): after a
+        // short spin, give it the core instead of burning the rest of our time slice.
+        let mut spins = 0u32;
         while s.busy.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
+            if spins < 2_000 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         let mut job = s.job.lock().unwrap_or_else(|p| p.into_inner());
         *job = None;
@@ -114,7 +122,11 @@ fn worker(s: &Shared) {
         while s.epoch.load(Ordering::Acquire) == seen && !s.stop.load(Ordering::Relaxed) {
             if spins < SPIN_ROUNDS {
                 spins += 1;
-                std::hint::spin_loop();
+                if spins % 1024 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
             } else {
                 let guard = s.job.lock().unwrap_or_else(|p| p.into_inner());
                 if s.epoch.load(Ordering::Acquire) == seen && !s.stop.load(Ordering::Relaxed) {

@@ -1,0 +1,207 @@
+//! Causal attention over the f16 KV cache, for one KV head and the query heads that share it.
+//!
+//! Keys are stored transposed, `(n_kv_heads, head_dim, max_ctx)`, so that eight keys' scores
+//! come out of one vector accumulator with no horizontal sums; values are stored by position,
+//! `(max_ctx, kv_dim)`. As in llama.cpp's f16 matmuls, q is rounded to f16 before it meets the
+//! keys and the probabilities are rounded to f16 before they meet the values.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use super::vec;
+
+/// Queries scored together against each loaded block of keys.
+const QUERY_TILE: usize = 4;
+
+/// One layer's cache.
+pub struct KvLayer {
+    /// Keys, `(n_kv_heads, head_dim, max_ctx)`.
+    kt: Vec<f16>,
+    /// Values, `(max_ctx, kv_dim)`.
+    v: Vec<f16>,
+}
+
+/// The cache geometry shared by every layer.
+#[derive(Debug, Clone, Copy)]
+pub struct KvShape {
+    pub max_ctx: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl KvShape {
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+impl KvLayer {
+    pub fn new(s: KvShape) -> Self {
+        let len = s.max_ctx * s.kv_dim();
+        KvLayer { kt: vec![f16::ZERO; len], v: vec![f16::ZERO; len] }
+    }
+
+    /// Stores `k`, `v` `(n, kv_dim)` at positions `pos..pos + n` (the caller checked the range).
+    pub fn store(&mut self, s: KvShape, pos: usize, k: &[f32], v: &[f32]) {
+        let kv_dim = s.kv_dim();
+        for (t, row) in k.chunks_exact(kv_dim).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                // c = g * head_dim + d, so (g, d, p) is at c * max_ctx + p.
+                self.kt[c * s.max_ctx + pos + t] = f16::from_f32(x);
+            }
+        }
+        let dst = &mut self.v[pos * kv_dim..pos * kv_dim + v.len()];
+        for (d, &x) in dst.iter_mut().zip(v) {
+            *d = f16::from_f32(x);
+        }
+    }
+}
+
+/// The work of one task: KV head `g`, query heads `heads`, tokens `tokens` of the batch.
+pub struct Task<'a> {
+    pub layer: &'a KvLayer,
+    pub shape: KvShape,
+    pub g: usize,
+    pub heads: std::ops::Range<usize>,
+    pub tokens: std::ops::Range<usize>,
+    /// Position of the batch's first token.
+    pub pos: usize,
+    /// Queries of the whole batch, `(n, n_heads * head_dim)`.
+    pub q: &'a [f32],
+    pub q_dim: usize,
+}
+
+/// Runs a task; `write(t, h)` gives the `head_dim` outputs of token `t`, head `h`.
+pub fn attend<'o>(task: &Task, mut write: impl FnMut(usize, usize) -> Option<&'o mut [f32]>) -> Option<()> {
+    let (hd, s) = (task.shape.head_dim, task.shape);
+    // (token, head) pairs of this task, each with its query rounded to f16 and its key count.
+    let pairs: Vec<(usize, usize)> = task.tokens.clone().flat_map(|t| task.heads.clone().map(move |h| (t, h))).collect();
+    let queries: Vec<f32> = pairs
+        .iter()
+        .flat_map(|&(t, h)| task.q[t * task.q_dim + h * hd..t * task.q_dim + (h + 1) * hd].iter().map(|x| f16::from_f32(*x).to_f32()))
+        .collect();
+    let len_max = task.pos + task.tokens.end;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut probs = vec![0f32; pairs.len() * len_max];
+    let kt = &task.layer.kt[task.g * hd * s.max_ctx..(task.g + 1) * hd * s.max_ctx];
+    for (i, chunk) in queries.chunks(QUERY_TILE * hd).enumerate() {
+        let out = &mut probs[i * QUERY_TILE * len_max..(i * QUERY_TILE * len_max + chunk.len() / hd * len_max)];
+        scores(kt, s.max_ctx, hd, chunk, len_max, out);
+    }
+    for (p, &(t, _)) in probs.chunks_exact_mut(len_max).zip(&pairs) {
+        let len = task.pos + t + 1;
+        p[..len].iter_mut().for_each(|x| *x *= scale);
+        vec::softmax(&mut p[..len]);
+        p[..len].iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+        p[len..].fill(0.0);
+    }
+    let v = &task.layer.v;
+    for (i, chunk) in probs.chunks(QUERY_TILE * len_max).enumerate() {
+        let nq = chunk.len() / len_max;
+        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(nq);
+        for &(t, h) in &pairs[i * QUERY_TILE..i * QUERY_TILE + nq] {
+            let o = write(t, h)?;
+            if o.len() != hd {
+                return None;
+            }
+            outs.push(o);
+        }
+        weighted_values(v, s.kv_dim(), task.g * hd, hd, chunk, len_max, &mut outs);
+    }
+    Some(())
+}
+
+/// `out[i][j] = q_i · key_j` for `j < len`; `q` holds up to QUERY_TILE queries of `hd`.
+fn scores(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if vec::has_avx2() {
+        let nq = q.len() / hd;
+        // SAFETY: AVX2/FMA/F16C detected; the kernels index within the slices' bounds.
+        unsafe {
+            match nq {
+                1 => return scores_avx2::<1>(kt, max_ctx, hd, q, len, out),
+                2 => return scores_avx2::<2>(kt, max_ctx, hd, q, len, out),
+                3 => return scores_avx2::<3>(kt, max_ctx, hd, q, len, out),
+                4 => return scores_avx2::<4>(kt, max_ctx, hd, q, len, out),
+                _ => {}
+            }
+        }
+    }
+    for (qi, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(len)) {
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = (0..hd).map(|d| qi[d] * kt[d * max_ctx + j].to_f32()).sum();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scores_avx2<const NQ: usize>(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mut [f32]) {
+    let mut j = 0;
+    // Blocks of 8 keys (the last may run past `len`, never past the key rows).
+    while j < len && j + 8 <= max_ctx {
+        let mut acc = [_mm256_setzero_ps(); NQ];
+        for d in 0..hd {
+            let k8 = _mm256_cvtph_ps(_mm_loadu_si128(kt.as_ptr().add(d * max_ctx + j) as *const __m128i));
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(_mm256_set1_ps(*q.get_unchecked(i * hd + d)), k8, *a);
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let mut tmp = [0f32; 8];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), *a);
+            let n = (len - j).min(8);
+            out[i * len + j..i * len + j + n].copy_from_slice(&tmp[..n]);
+        }
+        j += 8;
+    }
+    for j in j..len {
+        for i in 0..NQ {
+            out[i * len + j] = (0..hd).map(|d| q[i * hd + d] * kt[d * max_ctx + j].to_f32()).sum();
+        }
+    }
+}
+
+/// `outs[i] = Σ_j p[i][j] · value_j` over the head's `hd` columns starting at `col`.
+fn weighted_values(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], len: usize, outs: &mut [&mut [f32]]) {
+    #[cfg(target_arch = "x86_64")]
+    if vec::has_avx2() && hd % 8 == 0 {
+        // SAFETY: AVX2/FMA/F16C detected; rows j < len lie in the cache, columns in the head.
+        unsafe {
+            match outs.len() {
+                1 => return values_avx2::<1>(v, kv_dim, col, hd, p, len, outs),
+                2 => return values_avx2::<2>(v, kv_dim, col, hd, p, len, outs),
+                3 => return values_avx2::<3>(v, kv_dim, col, hd, p, len, outs),
+                4 => return values_avx2::<4>(v, kv_dim, col, hd, p, len, outs),
+                _ => {}
+            }
+        }
+    }
+    for (o, pi) in outs.iter_mut().zip(p.chunks_exact(len)) {
+        o.fill(0.0);
+        for (j, &w) in pi.iter().enumerate() {
+            if w != 0.0 {
+                vec::axpy_f16(o, w, &v[j * kv_dim + col..j * kv_dim + col + hd]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn values_avx2<const NQ: usize>(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], len: usize, outs: &mut [&mut [f32]]) {
+    for c in (0..hd).step_by(8) {
+        let mut acc = [_mm256_setzero_ps(); NQ];
+        for j in 0..len {
+            let v8 = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(j * kv_dim + col + c) as *const __m128i));
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(_mm256_set1_ps(*p.get_unchecked(i * len + j)), v8, *a);
+            }
+        }
+        for (o, a) in outs.iter_mut().zip(&acc) {
+            _mm256_storeu_ps(o.as_mut_ptr().add(c), *a);
+        }
+    }
+}
