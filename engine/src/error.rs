@@ -32,8 +32,6 @@ pub enum Error {
     InvalidArgument(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -300,6 +300,14 @@ impl ModelBytes {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(with_path)?;
         Ok(ModelBytes::Mapped(map))
     }
+
+    /// Reads the file at `path` into one buffer (wasm has no mmap; under WASI this is how tests
+    /// load the model, in the browser the bytes come from a fetch instead).
+    #[cfg(target_arch = "wasm32")]
+    pub fn open(path: &std::path::Path) -> crate::Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(ModelBytes::Owned(bytes))
+    }
 }
 
 fn err(field: String, offset: usize, reason: impl Into<String>) -> GgufError {

@@ -29,8 +29,7 @@ impl Model<CpuBackend> {
         Model::new(backend, &gguf)
     }
 
-    /// Memory-maps and loads a GGUF file.
-    #[cfg(not(target_arch = "wasm32"))]
+    /// Loads a GGUF file: memory-mapped natively, read into one buffer in wasm.
     pub fn open_cpu(path: &std::path::Path, threads: usize) -> Result<Self> {
         Model::load_cpu(ModelBytes::open(path)?, threads)
     }

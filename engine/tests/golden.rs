@@ -20,7 +20,6 @@
 mod common;
 
 use nib_engine::sample::{argmax, top_k};
-use nib_engine::Model;
 use serde_json::Value;
 
 /// A logit gap below which two tokens are a tie at the precision llama.cpp itself reaches.
@@ -36,7 +35,7 @@ fn top(v: &Value) -> Vec<(u32, f32)> {
 
 #[test]
 fn logits_and_greedy_match_llama_cpp() {
-    let model = Model::open_cpu(&common::default_model(), 2).unwrap();
+    let model = common::load_default_model(2);
     let fx = common::fixture("logits_smollm2.json");
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 12);

@@ -3,7 +3,6 @@
 
 mod common;
 
-use nib_engine::Model;
 
 const PROMPT: &str = "import numpy as np\n\ndef softmax(x):\n    \"\"\"Compute the softmax of a vector.\"\"\"\n    e = np.exp(x - x.max())\n";
 
@@ -13,7 +12,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn prefill_matches_token_by_token_decode() {
-    let model = Model::open_cpu(&common::default_model(), 2).unwrap();
+    let model = common::load_default_model(2);
     let ids = model.tokenizer.encode(PROMPT).unwrap();
     assert!(ids.len() > 20);
     let mut batched = model.session(64).unwrap();

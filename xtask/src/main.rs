@@ -63,8 +63,23 @@ pub fn cargo() -> Command {
 }
 
 fn test() -> Result<(), String> {
-    run_cmd(cargo().args(["test", "--release", "--workspace", "--all-targets"]))
+    run_cmd(cargo().args(["test", "--release", "--workspace", "--all-targets"]))?;
+    // The browser target builds, with its wasm-only dependencies.
+    run_cmd(cargo().args(["build", "--release", "--target", "wasm32-unknown-unknown", "-p", "nib-engine"]))?;
+    // The simd128 kernels and the portable paths, run: the engine's tests under WASI in Node,
+    // the golden test on the real model included.
+    let runner = format!("node {}", root().join("xtask/wasi-run.mjs").display());
+    let mut wasm = cargo();
+    wasm.args(["test", "--release", "--target", "wasm32-wasip1", "-p", "nib-engine"]);
+    for t in WASM_TESTS {
+        wasm.args(["--test", t]);
+    }
+    run_cmd(wasm.env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner))
 }
+
+/// Integration tests that also run as wasm (the rest read files through APIs WASI lacks, or
+/// need native-only code).
+const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "session"];
 
 fn fixtures() -> Result<(), String> {
     setup::require_llama_cpp()?;

@@ -21,7 +21,35 @@ const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea37
 const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
 
 pub fn run() -> Result<(), String> {
+    wasm_targets()?;
+    node()?;
     default_model()
+}
+
+/// The browser target, and WASI, under which the tests run the wasm build in Node.
+fn wasm_targets() -> Result<(), String> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().map_err(|e| format!("rustup: {e} (nib needs a rustup toolchain)"))?;
+    let installed = String::from_utf8_lossy(&installed.stdout).into_owned();
+    for target in ["wasm32-unknown-unknown", "wasm32-wasip1"] {
+        if !installed.lines().any(|l| l.trim() == target) {
+            run_cmd(Command::new("rustup").args(["target", "add", target]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Node.js (18 or newer, for `node:wasi`), from Debian's packages when missing.
+fn node() -> Result<(), String> {
+    let version = Command::new("node").arg("--version").output().ok().filter(|o| o.status.success());
+    let major = version.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().trim_start_matches('v').split('.').next()?.parse::<u32>().ok());
+    match major {
+        Some(m) if m >= 18 => Ok(()),
+        _ => {
+            eprintln!("xtask: installing Node.js (Debian package nodejs)");
+            run_cmd(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "nodejs"]))
+                .map_err(|e| format!("{e}\nxtask: Node.js 18+ is needed to run the wasm tests: install it and retry"))
+        }
+    }
 }
 
 pub fn python() -> String {

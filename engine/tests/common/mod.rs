@@ -10,7 +10,11 @@ pub fn root() -> PathBuf {
 /// The default model; fails loudly when it is missing, since a skipped golden test proves nothing.
 pub fn default_model() -> PathBuf {
     let p = root().join("models/default/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo xtask setup` first",
+        p.display()
+    );
     p
 }
 
@@ -18,4 +22,10 @@ pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The default model on the CPU backend (memory-mapped natively, one buffer in wasm, where the
+/// same tests run under WASI to check the simd128 paths).
+pub fn load_default_model(threads: usize) -> nib_engine::Model<nib_engine::backend::cpu::CpuBackend> {
+    nib_engine::Model::open_cpu(&default_model(), threads).unwrap()
 }
