@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod backend;
+pub mod complete;
 pub mod error;
 pub mod gguf;
 pub mod model;
