@@ -15,6 +15,9 @@
 //!   integer sums, only the f32 summation order differs), and SIMD activation quantization
 //!   bit-identical to the scalar one;
 //! - row sub-ranges and a strided output, with untouched elements still NaN.
+//! - batch invariance: within each instruction set, a full-batch matmul equals bit for bit the
+//!   same tokens evaluated one at a time, in odd splits, and over split row ranges (prefill and
+//!   token-by-token decode must give identical logits).
 //!
 //! A case that ever failed goes into `REGRESSION_CASES` and stays there.
 
@@ -295,6 +298,76 @@ fn regression_cases() {
     for &(seed, ty, rows, k, n) in REGRESSION_CASES {
         check_case(seed, ty, rows, k, n);
     }
+}
+
+/// `matmul` of tokens `ts` (their own `prepare`), rows `rows`, as (ts.len(), rows.len()).
+fn run_part(isa: Isa, w: &QMatrix, x: &[f32], k: usize, ts: std::ops::Range<usize>, rows: std::ops::Range<usize>) -> Vec<f32> {
+    let acts = prepare_with(isa, w.ty, &x[ts.start * k..ts.end * k], ts.len(), k).unwrap();
+    let mut out = vec![f32::NAN; ts.len() * rows.len()];
+    matmul_with(isa, w, &acts, rows, &mut out).unwrap();
+    out
+}
+
+/// Every instruction set on (rows, k) weights of `ty` and n tokens: the whole batch in one call
+/// against, bit for bit, token splits (each token alone, 0..3 + 3..n, 0..1 + 1..6 + 6..n,
+/// 0..5 + 5..n) and row splits (one call per row range, written strided into the full output).
+fn check_batch_invariance(seed: u64, ty: GgmlType, rows: usize, k: usize, n: usize) {
+    let mut rng = Rng(seed);
+    let wbytes = random_weights(&mut rng, ty, rows, k);
+    let x = random_acts(&mut rng, n, k);
+    let w = QMatrix::new(ty, rows, k, &wbytes).unwrap();
+    let ctx = format!("seed {seed} {} rows {rows} k {k} n {n}", ty.name());
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits();
+    for isa in isas() {
+        // full (n, rows)
+        let full = run_part(isa, &w, &x, k, 0..n, 0..rows);
+        assert!(full.iter().all(|v| v.is_finite()), "{ctx} {isa:?}: unwritten output");
+        let alone: Vec<usize> = (1..n).collect();
+        for cuts in [alone, vec![3], vec![1, 6], vec![5]] {
+            let bounds: Vec<usize> =
+                std::iter::once(0).chain(cuts.into_iter().filter(|&c| c < n)).chain(std::iter::once(n)).collect();
+            for ts in bounds.windows(2).map(|p| p[0]..p[1]) {
+                let part = run_part(isa, &w, &x, k, ts.clone(), 0..rows);
+                for (i, (&a, &b)) in part.iter().zip(&full[ts.start * rows..ts.end * rows]).enumerate() {
+                    let (t, r) = (ts.start + i / rows, i % rows);
+                    assert!(same(a, b), "{ctx} {isa:?}: tokens {ts:?} alone give {a:e}, the batch {b:e} at token {t} row {r}");
+                }
+            }
+        }
+        // Row splits, for the batch and for a single token (the decode path).
+        for cut in [1, 3, 5] {
+            if cut >= rows {
+                continue;
+            }
+            for ts in [0..n, n - 1..n] {
+                let acts = prepare_with(isa, ty, &x[ts.start * k..ts.end * k], ts.len(), k).unwrap();
+                let mut out = vec![f32::NAN; ts.len() * rows];
+                matmul_strided_with(isa, &w, &acts, 0..cut, &mut out, rows).unwrap();
+                matmul_strided_with(isa, &w, &acts, cut..rows, &mut out[cut..], rows).unwrap();
+                for (i, (&a, &b)) in out.iter().zip(&full[ts.start * rows..ts.end * rows]).enumerate() {
+                    let (t, r) = (ts.start + i / rows, i % rows);
+                    assert!(same(a, b), "{ctx} {isa:?}: rows split at {cut}, tokens {ts:?}: {a:e} vs batch {b:e} at token {t} row {r}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_invariance_bit_for_bit() {
+    let mut case = 0u64;
+    for ty in TYPES {
+        for &(rows, k) in &[(1, 32), (5, 64), (17, 576), (64, 96)] {
+            for n in [2, 3, 4, 5, 8, 9, 13] {
+                case += 1;
+                check_batch_invariance(0xB1_0000 + case, ty, rows, k, n);
+            }
+        }
+    }
+    // The default model's shapes and types, a prompt-sized batch.
+    check_batch_invariance(0xB2_0001, GgmlType::Q4_1, 1536, 576, 37);
+    check_batch_invariance(0xB2_0002, GgmlType::Q4_1, 576, 1536, 12);
+    check_batch_invariance(0xB2_0003, GgmlType::Q8_0, 1003, 576, 11);
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! Quantized weights run through register tiles of `RM` weight rows × `RN` tokens. Per block and
 //! (row, token) pair the integer work is `maddubs` (u8 × i8 → i16 pairs) and `madd` with ones
 //! (→ i32); Q8_0 weights first move their sign onto the activations (`sign`), as ggml does.
-//! - Decode (n = 1, `tile::<F, 4, 1>`): four rows share each activation block; each pair is
-//!   converted and FMA'd with `d_w · d_x`, and `m_w · s_x` is one more FMA per row. The weights
+//! - Decode (n = 1, `decode::<F, 4>`): four rows share each activation block; their integer sums
+//!   are reduced together (lane = row) and scaled in one float step per block. The weights
 //!   stream from memory, and the four interleaved rows defeat the hardware prefetcher, so every
 //!   cache line of the tile `PREFETCH_TILES` ahead is prefetched: this took Q4_1 decode from
 //!   10.4 to 6.4 ms/token here.
@@ -12,6 +12,12 @@
 //!   activation block four rows; the four tokens' sums of a row are reduced together, so the
 //!   float step runs once per row and block (lanes = tokens), with the four tokens' `d_x` and
 //!   `s_x` loaded side by side (block-major layout of `Acts`).
+//!
+//! Batch invariance: the integer sum of a block is exact whatever its reduction order, and both
+//! paths then run the same f32 operations per (row, token), block after block:
+//! `acc = fma(d_w · d_x, f32(Σ q_w·q_x), acc)`, then (Q4_0, Q4_1) `acc = fma(m_w, s_x, acc)`. An
+//! output is therefore bit-identical whether its token comes alone, in a batch, or in any tile
+//! position, and whatever row range the call covers (tested in tests/kernels.rs).
 //!
 //! Safety: every function here needs AVX2, FMA and F16C (checked by the caller through
 //! `Isa::check`), and the raw pointers in [`Tile`] come from a validated [`Job`]: rows `0..rows`
@@ -87,11 +93,11 @@ unsafe fn q_matmul<const F: u8>(p: &Tile, rows: usize) {
     let mut r = 0;
     if p.n == 1 {
         while r + 4 <= rows {
-            tile::<F, 4, 1>(p, r, 0);
+            decode::<F, 4>(p, r);
             r += 4;
         }
         while r < rows {
-            tile::<F, 1, 1>(p, r, 0);
+            decode::<F, 1>(p, r);
             r += 1;
         }
         return;
@@ -216,12 +222,15 @@ unsafe fn load4<const N: usize>(p: *const f32) -> __m128 {
     }
 }
 
-/// out[t][r] for rows `r0..r0 + RM` and tokens `t0..t0 + RN` (RN ≤ 4); used for n = 1, where
-/// only the weights' streaming matters (`prefill_tile` does n > 1).
+/// Decode (n = 1): rows `r0..r0 + RM` (RM ≤ 4) for the one token. The rows' integer sums are
+/// reduced together (`hadd`, lane = row) and the float step is then, per lane and block, exactly
+/// `prefill_tile`'s per lane: `acc = fma(d_w·d_x, Σq_w·q_x, acc)`, then `acc = fma(m_w, s_x, acc)`.
+/// So a token's output does not depend on how many tokens share the call (batch-invariant).
+/// The rows' f16 scales are converted together, one vector per block.
 #[inline]
-#[allow(clippy::needless_range_loop)] // r and t index several arrays and pointers at once
+#[allow(clippy::needless_range_loop)] // r indexes several arrays and pointers at once
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usize, t0: usize) {
+unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
     let block_bytes = match F {
         Q4_0 => 18,
         Q4_1 => 20,
@@ -229,81 +238,60 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
     };
     let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); RN]; RM];
-    // m_w · s_x, lane t = token t0 + t.
-    let mut acc_m = [_mm_setzero_ps(); RM];
-    // Few tokens (decode, or a few candidates decoded together): the weights stream from
-    // memory once, in row order, during the first token tile.
-    let stream = t0 == 0 && p.n <= STREAM_MAX_TOKENS;
+    // Lane r = row r0 + r; lanes past RM stay zero and are never stored.
+    let mut acc = _mm_setzero_ps();
     for b in 0..p.nb {
-        if stream {
-            // Decode streams the weights once from memory, and the interleaved rows defeat the
-            // hardware prefetcher: prefetch every cache line of this step's share of the tile
-            // PREFETCH_TILES ahead (its rows are contiguous). Prefetch never faults, so running
-            // past the last row is harmless.
-            let share = p.w.wrapping_add((r0 + PREFETCH_TILES * RM) * p.row_bytes + b * RM * block_bytes);
-            for line in (0..RM * block_bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(share.wrapping_add(line).cast());
-            }
+        // Decode streams the weights once from memory, and the interleaved rows defeat the
+        // hardware prefetcher: prefetch every cache line of this step's share of the tile
+        // PREFETCH_TILES ahead (its rows are contiguous). Prefetch never faults, so running
+        // past the last row is harmless.
+        let share = p.w.wrapping_add((r0 + PREFETCH_TILES * RM) * p.row_bytes + b * RM * block_bytes);
+        for line in (0..RM * block_bytes).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(share.wrapping_add(line).cast());
         }
-        // Unpack this block of each row once: quants as u8 (|w| for Q8_0), d_w, m_w.
-        let mut wq = [_mm256_setzero_si256(); RM];
-        let mut wsign = [_mm256_setzero_si256(); RM];
-        let mut dw = [_mm256_setzero_ps(); RM];
-        let mut mw = [_mm_setzero_ps(); RM];
+        let a = _mm256_loadu_si256(p.qs.add(b * 32).cast());
+        let mut isum = [_mm256_setzero_si256(); 4];
+        // f16 scales of the rows: (d, m) pairs for Q4_1, d for the others.
+        let mut h = [0u32; 4];
         for r in 0..RM {
             let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
-            if F == Q4_1 {
-                // [d, m, 0, 0]
-                let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<i32>().read_unaligned()));
-                dw[r] = _mm256_broadcastss_ps(dm);
-                mw[r] = _mm_permute_ps::<0x55>(dm);
-                wq[r] = nibbles(blk.add(4), low);
-            } else {
-                let d = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<u16>().read_unaligned() as i32));
-                dw[r] = _mm256_broadcastss_ps(d);
-                if F == Q4_0 {
-                    mw[r] = _mm_mul_ps(_mm_broadcastss_ps(d), _mm_set1_ps(-8.0));
-                    wq[r] = nibbles(blk.add(2), low);
-                } else {
+            let (wq, at) = match F {
+                Q4_1 => (nibbles(blk.add(4), low), a),
+                Q4_0 => (nibbles(blk.add(2), low), a),
+                _ => {
+                    // |w| · (a with w's sign) = w · a, within maddubs' i16 range.
                     let w = _mm256_loadu_si256(blk.add(2).cast());
-                    wq[r] = _mm256_sign_epi8(w, w);
-                    wsign[r] = w;
+                    (_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
                 }
-            }
-        }
-        for t in 0..RN {
-            let a = _mm256_loadu_si256(p.qs.add((t0 + t) * p.k + b * 32).cast());
-            let dx = _mm256_broadcast_ss(&*p.d.add(b * p.n + t0 + t));
-            for r in 0..RM {
-                // Q8_0: |w| · (a with w's sign) = w · a, within maddubs' i16 range.
-                let a = if F == Q8_0 { _mm256_sign_epi8(a, wsign[r]) } else { a };
-                let isum = _mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], a), ones);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(isum), acc[r][t]);
-            }
-        }
-        if F != Q8_0 {
-            let sp = p.s.add(b * p.n + t0);
-            let sx = if RN == 4 {
-                _mm_loadu_ps(sp)
-            } else {
-                let mut v = [0f32; 4];
-                for (t, v) in v.iter_mut().enumerate().take(RN) {
-                    *v = *sp.add(t);
-                }
-                _mm_loadu_ps(v.as_ptr())
             };
-            for r in 0..RM {
-                acc_m[r] = _mm_fmadd_ps(mw[r], sx, acc_m[r]);
-            }
+            h[r] = if F == Q4_1 { blk.cast::<u32>().read_unaligned() } else { blk.cast::<u16>().read_unaligned() as u32 };
+            isum[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, at), ones);
+        }
+        // [Σ isum[0], Σ isum[1], Σ isum[2], Σ isum[3]]
+        let hs = _mm256_hadd_epi32(_mm256_hadd_epi32(isum[0], isum[1]), _mm256_hadd_epi32(isum[2], isum[3]));
+        let sums = _mm_add_epi32(_mm256_castsi256_si128(hs), _mm256_extracti128_si256::<1>(hs));
+        let (dw, mw);
+        if F == Q4_1 {
+            // [d0, m0, d1, m1 | d2, m2, d3, m3]
+            let dm = _mm256_cvtph_ps(_mm_setr_epi32(h[0] as i32, h[1] as i32, h[2] as i32, h[3] as i32));
+            let (lo, hi) = (_mm256_castps256_ps128(dm), _mm256_extractf128_ps::<1>(dm));
+            dw = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
+            mw = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
+        } else {
+            let hd = _mm_setr_epi16(h[0] as i16, h[1] as i16, h[2] as i16, h[3] as i16, 0, 0, 0, 0);
+            dw = _mm_cvtph_ps(hd);
+            // Q4_0: m_w = -8·d_w, as `prefill_tile` computes it; Q8_0 has no m term.
+            mw = if F == Q4_0 { _mm_mul_ps(dw, _mm_set1_ps(-8.0)) } else { _mm_setzero_ps() };
+        }
+        acc = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(*p.d.add(b))), _mm_cvtepi32_ps(sums), acc);
+        if F != Q8_0 {
+            acc = _mm_fmadd_ps(mw, _mm_set1_ps(*p.s.add(b)), acc);
         }
     }
+    let mut v = [0f32; 4];
+    _mm_storeu_ps(v.as_mut_ptr(), acc);
     for r in 0..RM {
-        let mut m = [0f32; 4];
-        _mm_storeu_ps(m.as_mut_ptr(), acc_m[r]);
-        for t in 0..RN {
-            *p.out.add((t0 + t) * p.out_stride + r0 + r) = hsum(acc[r][t]) + m[t];
-        }
+        *p.out.add(r0 + r) = v[r];
     }
 }
 

@@ -14,6 +14,14 @@
 //! Prefill (n > 1) runs a register-tiled kernel: each weight block, once unpacked, is used for
 //! several tokens, and each activation block for several rows (see `avx2.rs`).
 //!
+//! Batch invariance: within one instruction set, every path (decode, the n > 1 tiles, remainder
+//! rows and tokens) computes an output with the same f32 operations in the same order, so a
+//! token's outputs are bit-identical whether it is evaluated alone, in a batch of any size or
+//! position, or in any row range. Activations are re-quantized to 8 bits before every matmul,
+//! so a last-bit difference could flip a rounding and grow through the layers; with this,
+//! prefill and token-by-token decode give the same logits. Different instruction sets may
+//! differ from each other (FMA or not, reduction order).
+//!
 //! Instruction sets: a scalar fallback (also the test reference), AVX2+FMA+F16C chosen at run time
 //! on x86_64, and simd128 on wasm32 when compiled with `+simd128`.
 

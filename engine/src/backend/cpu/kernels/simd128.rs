@@ -6,6 +6,8 @@
 //! per tile and reused by every row, each weight block once and reused by every token. No FMA
 //! either (relaxed-simd is not assumed), so the scale step is a multiply and an add. f16 scales
 //! are converted with a branch-light bit trick (`f16_to_f32`) rather than `half`'s generic path.
+//! Batch invariance as in `avx2.rs`: decode and the token tiles run the same f32 operations per
+//! (row, token), block after block (`acc += (d_w·d_x)·Σq_w·q_x`, then `acc += m_w·s_x`).
 //!
 //! Safety: the raw pointers come from a validated [`Job`] (see mod.rs): rows `0..rows` of
 //! `row_bytes`, tokens `0..n` of `k` quants, scales (k / 32, n), outputs `t * out_stride + r`.
@@ -77,8 +79,8 @@ unsafe fn q_matmul<const F: u8>(p: &Tile, rows: usize) {
             decode::<F, 4>(p, r);
             r += 4;
         }
-        // The same arithmetic per row as above, so a row's result does not depend on how the
-        // caller splits rows between threads.
+        // The same arithmetic per lane as above (and as `tile`), so a row's result does not
+        // depend on how the caller splits rows between threads or tokens between calls.
         while r < rows {
             decode::<F, 1>(p, r);
             r += 1;
@@ -111,7 +113,10 @@ unsafe fn token_tiles<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
 
 /// Decode (one token), rows `r0..r0 + RM` (RM ≤ 4). The rows' scales are converted and
 /// multiplied together in one vector (lane = row), which removes most of the scalar work per
-/// block that otherwise costs as much as the integer dot products.
+/// block that otherwise costs as much as the integer dot products, and the rows' integer sums
+/// are reduced together (`transpose_add`), so one float step per block serves four rows. That
+/// step is, per lane, exactly `tile`'s per lane: `acc += (d_w·d_x)·Σq_w·q_x`, then
+/// `acc += m_w·s_x`; a token's outputs do not depend on how many tokens share the call.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r indexes several arrays at once
 unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
@@ -121,9 +126,8 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
         _ => 34,
     };
     let low = u8x16_splat(0x0F);
-    let mut acc = [f32x4_splat(0.0); RM];
-    // m_w · s_x, lane = row.
-    let mut acc_m = f32x4_splat(0.0);
+    // Lane = row; lanes past RM are computed on row r0 and never stored.
+    let mut acc = f32x4_splat(0.0);
     // Lanes past RM repeat row r0 (read, never stored).
     let rows = [0, 1, 2, 3].map(|r| p.w.add((r0 + if r < RM { r } else { 0 }) * p.row_bytes));
     // Decode streams the weights from memory. The 4 interleaved rows defeat the hardware
@@ -147,12 +151,7 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
             u32x4(w[0], w[1], w[2], w[3])
         };
         let dw = f16x4_to_f32(dm);
-        let dx = *p.d.add(b * p.n);
-        let scale = f32x4_mul(dw, f32x4_splat(dx));
-        if F != Q8_0 {
-            let mw = if F == Q4_1 { f16x4_to_f32(u32x4_shr(dm, 16)) } else { f32x4_mul(dw, f32x4_splat(-8.0)) };
-            acc_m = f32x4_add(acc_m, f32x4_mul(mw, f32x4_splat(*p.s.add(b * p.n))));
-        }
+        let scale = f32x4_mul(dw, f32x4_splat(*p.d.add(b)));
         let a = p.qs.add(b * 32);
         let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
         let a16 = [
@@ -161,12 +160,7 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
             i16x8_extend_low_i8x16(a1),
             i16x8_extend_high_i8x16(a1),
         ];
-        let scales = [
-            i32x4_shuffle::<0, 0, 0, 0>(scale, scale),
-            i32x4_shuffle::<1, 1, 1, 1>(scale, scale),
-            i32x4_shuffle::<2, 2, 2, 2>(scale, scale),
-            i32x4_shuffle::<3, 3, 3, 3>(scale, scale),
-        ];
+        let mut isum = [i32x4_splat(0); 4];
         for r in 0..RM {
             let (lo, hi) = match F {
                 Q4_1 | Q4_0 => {
@@ -175,7 +169,7 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
                 }
                 _ => (v128_load(blk[r].add(2).cast()), v128_load(blk[r].add(18).cast())),
             };
-            let isum = i32x4_add(
+            isum[r] = i32x4_add(
                 i32x4_add(
                     i32x4_dot_i16x8(i16x8_extend_low_i8x16(lo), a16[0]),
                     i32x4_dot_i16x8(i16x8_extend_high_i8x16(lo), a16[1]),
@@ -185,16 +179,17 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
                     i32x4_dot_i16x8(i16x8_extend_high_i8x16(hi), a16[3]),
                 ),
             );
-            acc[r] = f32x4_add(acc[r], f32x4_mul(scales[r], f32x4_convert_i32x4(isum)));
+        }
+        acc = f32x4_add(acc, f32x4_mul(scale, f32x4_convert_i32x4(transpose_add(isum))));
+        if F != Q8_0 {
+            let mw = if F == Q4_1 { f16x4_to_f32(u32x4_shr(dm, 16)) } else { f32x4_mul(dw, f32x4_splat(-8.0)) };
+            acc = f32x4_add(acc, f32x4_mul(mw, f32x4_splat(*p.s.add(b))));
         }
     }
-    let mut m = [0f32; 4];
-    v128_store(m.as_mut_ptr().cast(), acc_m);
-    for (r, (v, m)) in acc.iter().zip(m).enumerate() {
-        let v = *v;
-        let sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
-        *p.out.add(r0 + r) = sum + m;
+    let mut v = [0f32; 4];
+    v128_store(v.as_mut_ptr().cast(), acc);
+    for r in 0..RM {
+        *p.out.add(r0 + r) = v[r];
     }
 }
 
