@@ -112,8 +112,14 @@ impl Backend for CpuBackend {
     type Weight = CpuWeight;
     type Cache = CpuCache;
 
+    /// "cpu" and the kernels' instruction set, e.g. "cpu (avx2)".
     fn name(&self) -> String {
-        "cpu".into()
+        let isa = match kernels::Isa::best() {
+            kernels::Isa::Scalar => "scalar",
+            kernels::Isa::Avx2 => "avx2",
+            kernels::Isa::Simd128 => "simd128",
+        };
+        format!("cpu ({isa})")
     }
 
     fn threads(&self) -> usize {
