@@ -188,8 +188,16 @@ impl<B: Backend> Completer<B> {
     }
 
     /// The prompt ids this completer would evaluate for `req`.
+    ///
+    /// One space at the end of the prefix (after `return`, the last column of an indentation)
+    /// is left out: byte-level BPE pre-tokenizers attach a single space to the word after it
+    /// (`"        x"` → `"       "`, `" x"`), so a prompt ending in that space is a split the
+    /// model never saw in training. The model writes the space again and [`decode`] skips it.
+    /// (Dropping all of an empty line's indentation is worse: a prompt that ends in a newline
+    /// reads as a finished block.)
     pub fn prompt(&self, req: &Request) -> Result<Prompt> {
-        self.format.build(&self.model.tokenizer, &req.prefix, &req.suffix, &req.context, self.config.budget)
+        let prefix = req.prefix.strip_suffix(' ').unwrap_or(&req.prefix);
+        self.format.build(&self.model.tokenizer, prefix, &req.suffix, &req.context, self.config.budget)
     }
 
     pub fn complete(&mut self, req: &Request) -> Result<Response> {
@@ -254,11 +262,9 @@ impl<B: Backend> Completer<B> {
                     }
                 }
             };
-            let out = decode(&self.model, &mut self.session, &self.format, logits, &mut sampler, cx, mode, max_tokens, &Hooks {
-                cancelled,
-                deadline,
-                clock: &self.clock,
-            }, stream)?;
+            let hooks = Hooks { cancelled, deadline, clock: &self.clock };
+            let typed_ws = usize::from(req.prefix.ends_with(' '));
+            let out = decode(&self.model, &mut self.session, &self.format, logits, &mut sampler, cx, mode, max_tokens, typed_ws, &hooks, stream)?;
             self.evaluated += out.evaluated;
             timings.generated_tokens += out.logprobs.len();
             if i == 0 {
@@ -315,6 +321,7 @@ fn decode<B: Backend>(
     cx: Cursor,
     mode: Mode,
     max_tokens: usize,
+    mut typed_ws: usize,
     hooks: &Hooks,
     mut on_text: impl FnMut(&str),
 ) -> Result<RawCandidate> {
@@ -333,7 +340,13 @@ fn decode<B: Backend>(
         if format.stop_ids().contains(&next.id) || tok.is_special(next.id) {
             break stopper.end(StopReason::EndOfGeneration);
         }
-        let piece = decoder.push(next.id)?;
+        let mut piece = decoder.push(next.id)?;
+        if typed_ws > 0 {
+            // The space the prompt left out and the user already typed.
+            let skip: usize = piece.bytes().take(typed_ws).take_while(|b| *b == b' ' || *b == b'\t').count();
+            typed_ws = if skip == piece.len() { typed_ws - skip } else { 0 };
+            piece.drain(..skip);
+        }
         logprobs.push(next.logprob);
         let stopped = stopper.push(&piece);
         ends.push(stopper.text().len());

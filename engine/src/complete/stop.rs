@@ -247,7 +247,7 @@ impl<'a> Stopper<'a> {
             let body = body.strip_suffix('\r').unwrap_or(body);
             let at = |reason| Some(Stop { at: start, reason });
             let blank = body.trim().is_empty() && (i > 0 || cursor_line_blank);
-            if i > 0 && body.trim_start().starts_with("```") {
+            if (i > 0 || cursor_line_blank) && body.trim_start().starts_with("```") {
                 return at(StopReason::Fence);
             }
             if i > 0 && !blank {

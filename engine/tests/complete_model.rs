@@ -1,0 +1,237 @@
+//! The completer on the real default model (greedy, so deterministic): KV reuse across
+//! keystrokes, candidates, typed-through reuse, streaming, cancellation; and FIM prompt ids for
+//! vocabularies with FIM tokens, built from tokenizer.json files written here.
+
+mod common;
+
+use std::cell::Cell;
+
+use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::complete::{Budget, Completer, CompleterConfig, ContextFile, Family, Mode, PromptFormat, Request, StopReason};
+use nib_engine::tokenizer::Tokenizer;
+
+fn completer(cache_entries: usize) -> Completer<CpuBackend> {
+    let model = common::load_default_model(2);
+    Completer::new(model, CompleterConfig { cache_entries, ..CompleterConfig::default() }).unwrap()
+}
+
+/// About 1,000 tokens of ordinary Python.
+fn long_python() -> String {
+    let mut s = String::from("import math\nfrom dataclasses import dataclass\n\n");
+    for (i, name) in ["Point", "Vector", "Segment", "Circle", "Square", "Triangle", "Polygon", "Ellipse", "Ray", "Line", "Box", "Grid"].iter().enumerate() {
+        s += &format!(
+            "@dataclass\nclass {name}:\n    x: float = {i}.0\n    y: float = {}.5\n\n    def norm(self) -> float:\n        \"\"\"Length of the {n} from the origin.\"\"\"\n        return math.hypot(self.x, self.y)\n\n    def scaled(self, k: float) -> \"{name}\":\n        return {name}(self.x * k, self.y * k)\n\n\n",
+            i + 1,
+            n = name.to_lowercase()
+        );
+    }
+    s
+}
+
+/// Prompt tokens that cover bytes at or after `pos` of a prefix-only prompt.
+fn tokens_from(tok: &Tokenizer, ids: &[u32], pos: usize) -> usize {
+    let mut end = 0;
+    ids.iter()
+        .filter(|&&id| {
+            end += tok.token_bytes(id).unwrap().len();
+            end > pos
+        })
+        .count()
+}
+
+#[test]
+fn kv_reuse_after_one_character_edits() {
+    let mut c = completer(0);
+    let base = long_python() + "def area(c: Circle) -> float:\n    return math.pi * c.x";
+    let line = |prefix: &str| Request { mode: Some(Mode::Line), max_tokens: Some(2), language: Some("python".into()), ..Request::new(prefix, "\n") };
+    let cold = c.complete(&line(&base)).unwrap();
+    let n = cold.timings.prompt_tokens;
+    assert!((950..1400).contains(&n), "prompt of {n} tokens");
+    assert_eq!(cold.timings.evaluated_tokens, n);
+
+    // One character typed at the end.
+    let end_edit = base.clone() + "*";
+    let r = c.complete(&line(&end_edit)).unwrap();
+    let ids = c.prompt(&line(&end_edit)).unwrap().ids;
+    let after = tokens_from(&c.model().tokenizer, &ids, base.len());
+    eprintln!("end edit: prompt {} tokens, {} after the edit, {} evaluated", ids.len(), after, r.timings.evaluated_tokens);
+    assert!(r.timings.evaluated_tokens <= after + 2, "{} evaluated, {after} after the edit", r.timings.evaluated_tokens);
+
+    // One character changed in the middle.
+    let mid = end_edit.find("class Square").unwrap() + "class Sq".len();
+    let mut mid_edit = end_edit.clone();
+    mid_edit.replace_range(mid..mid + 1, "w");
+    let r = c.complete(&line(&mid_edit)).unwrap();
+    let ids = c.prompt(&line(&mid_edit)).unwrap().ids;
+    let from = tokens_from(&c.model().tokenizer, &ids, mid);
+    eprintln!("middle edit: prompt {} tokens, {} from the edit on, {} evaluated", ids.len(), from, r.timings.evaluated_tokens);
+    assert!(r.timings.evaluated_tokens <= from + 2, "{} evaluated, {from} from the edit", r.timings.evaluated_tokens);
+    assert!(r.timings.evaluated_tokens < ids.len() * 3 / 4);
+}
+
+#[test]
+fn greedy_completions_are_deterministic() {
+    let mut c = completer(0);
+    let req = Request { language: Some("python".into()), max_tokens: Some(48), ..Request::new("def mean(xs):\n    total = 0\n    for x in xs:\n        ", "\n") };
+    let a = c.complete(&req).unwrap();
+    let b = c.complete(&req).unwrap();
+    eprintln!("python: {:?} {:?}", a.candidates, a.timings);
+    assert_eq!(a.candidates, b.candidates);
+    // Measured on this model; the next line (`return total`, dedented) ends the block.
+    assert_eq!(a.candidates[0].text, "total += x");
+    assert_eq!(a.timings.stop, Some(StopReason::Dedent));
+    assert_eq!(a.timings.mode, Some(Mode::Block));
+    // The second time the whole prompt is in the KV cache: only its last token runs again.
+    assert_eq!(b.timings.evaluated_tokens, 1);
+    let req = Request { language: Some("javascript".into()), ..Request::new("// Sum of an array of numbers.\nconst sum = (xs) => xs.reduce(", ");\n") };
+    let js = c.complete(&req).unwrap();
+    eprintln!("js: {:?} {:?}", js.candidates, js.timings);
+    assert_eq!(js.timings.mode, Some(Mode::Line));
+    assert_eq!(js.candidates[0].text, "function (acc, current, index) {");
+}
+
+#[test]
+fn candidates_share_the_prompt_and_are_ranked() {
+    let mut c = completer(0);
+    let req = Request { language: Some("python".into()), n: 4, seed: 5, mode: Some(Mode::Line), ..Request::new("import os\n\nfiles = os.listdir(", ")\n") };
+    let before = c.evaluated_tokens();
+    let r = c.complete(&req).unwrap();
+    let evaluated = c.evaluated_tokens() - before;
+    eprintln!("n=4: {:?} {:?}", r.candidates, r.timings);
+    // The prompt once, its last token again for each further candidate, and the decode steps.
+    assert!(evaluated as usize <= r.timings.prompt_tokens + 3 + r.timings.generated_tokens);
+    assert!(!r.candidates.is_empty());
+    assert!(r.candidates.windows(2).all(|w| w[0].mean_logprob >= w[1].mean_logprob));
+    let mut texts: Vec<&str> = r.candidates.iter().map(|c| c.text.as_str()).collect();
+    texts.dedup();
+    assert_eq!(texts.len(), r.candidates.len());
+    // Same seed, same candidates.
+    assert_eq!(c.complete(&req).unwrap().candidates, r.candidates);
+}
+
+#[test]
+fn typed_through_streaming_and_cancellation() {
+    let mut c = completer(16);
+    let req = Request { language: Some("python".into()), max_tokens: Some(24), ..Request::new("def add(a, b):\n    return ", "\n") };
+    let mut partials = Vec::new();
+    let r = c.complete_with(&req, &|| false, &mut |t| partials.push(t.to_string())).unwrap();
+    let best = r.candidates[0].text.clone();
+    eprintln!("stream: {partials:?} -> {best:?}");
+    assert!(best.len() >= 2);
+    assert_eq!(partials.last(), Some(&best));
+    assert!(partials.windows(2).all(|w| w[1].starts_with(w[0].trim_end())));
+
+    // Typing the first character of the suggestion: served from the cache, no model call.
+    let before = c.evaluated_tokens();
+    let first: String = best.chars().take(1).collect();
+    let typed = Request { prefix: req.prefix.clone() + &first, ..req.clone() };
+    let hit = c.complete(&typed).unwrap();
+    assert!(hit.timings.cache_hit);
+    assert_eq!(hit.candidates[0].text, best[first.len()..]);
+    assert_eq!(c.evaluated_tokens(), before);
+
+    // A newer request cancels after three tokens.
+    let calls = Cell::new(0);
+    let cancel = || {
+        calls.set(calls.get() + 1);
+        calls.get() > 3
+    };
+    let other = Request { language: Some("python".into()), mode: Some(Mode::Block), ..Request::new("def mul(a, b):\n    ", "\n") };
+    let r = c.complete_with(&other, &cancel, &mut |_| {}).unwrap();
+    assert!(r.cancelled);
+    assert_eq!(r.timings.stop, Some(StopReason::Cancelled));
+    assert_eq!(r.timings.generated_tokens, 3);
+}
+
+/// The default model's vocabulary plus `extra` added tokens (ids after the vocabulary),
+/// marked non-special as Qwen2.5-Coder's tokenizer.json marks its FIM tokens.
+fn vocab_with(extra: &[&str]) -> Tokenizer {
+    let model = common::load_default_model(1);
+    let mut json: serde_json::Value = serde_json::from_str(&model.tokenizer.to_tokenizer_json().unwrap()).unwrap();
+    let n = model.tokenizer.vocab_size();
+    let added = json["added_tokens"].as_array_mut().unwrap();
+    for (i, t) in extra.iter().enumerate() {
+        added.push(serde_json::json!({"id": n + i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false}));
+    }
+    Tokenizer::from_tokenizer_json(json.to_string().as_bytes()).unwrap()
+}
+
+const QWEN_FIM: [&str; 6] = ["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"];
+
+#[test]
+fn qwen_fim_prompt_ids() {
+    let tok = vocab_with(&QWEN_FIM);
+    let id = |s| tok.token_id(s).unwrap();
+    let (pre, mid, suf, pad, sep) = (id("<|fim_prefix|>"), id("<|fim_middle|>"), id("<|fim_suffix|>"), id("<|fim_pad|>"), id("<|file_sep|>"));
+    let fmt = PromptFormat::detect(&tok, true).unwrap();
+    let fim = fmt.fim().unwrap();
+    assert_eq!(fim.family, Family::QwenCoder);
+    assert_eq!(fim.file_sep, Some(sep));
+    for t in [pre, mid, suf, pad, sep, id("<|endoftext|>"), id("<|im_end|>")] {
+        assert!(fmt.stop_ids().contains(&t), "{t} should end generation");
+    }
+    let enc = |s: &str| tok.encode(s).unwrap();
+    let prefix = "def area(r):\n    return ";
+    let suffix = "\n\nprint(area(2))\n";
+    let p = fmt.build(&tok, prefix, suffix, &[], Budget::default()).unwrap();
+    let want: Vec<u32> = [vec![pre], enc(prefix), vec![suf], enc(suffix), vec![mid]].concat();
+    assert_eq!(p.ids, want);
+
+    // Context files come first, each after <|file_sep|> with its name; the code's ids do not
+    // change when the context does not.
+    let ctx = [ContextFile { name: "geometry/util.py".into(), text: "PI = 3.14159\n".into() }];
+    let p = fmt.build(&tok, prefix, suffix, &ctx, Budget::default()).unwrap();
+    let want_ctx: Vec<u32> = [vec![sep], enc("geometry/util.py\n"), enc("PI = 3.14159\n")].concat();
+    assert_eq!(p.ids, [want_ctx, want].concat());
+
+    // FIM spellings in the user's text stay text.
+    let p = fmt.build(&tok, "s = \"<|fim_prefix|>\"\n", "<|file_sep|>", &[], Budget::default()).unwrap();
+    assert_eq!(p.ids.iter().filter(|&&t| t == pre).count(), 1);
+    assert_eq!(p.ids.iter().filter(|&&t| t == sep).count(), 0);
+    assert_eq!(tok.decode(&p.ids).unwrap(), "<|fim_prefix|>s = \"<|fim_prefix|>\"\n<|fim_suffix|><|file_sep|><|fim_middle|>");
+}
+
+#[test]
+fn budget_cuts_whole_lines_keeping_the_prefix_end_and_the_suffix_start() {
+    let tok = vocab_with(&QWEN_FIM);
+    let fmt = PromptFormat::detect(&tok, true).unwrap();
+    let prefix: String = (0..200).map(|i| format!("x{i} = {i} * 2\n")).collect::<String>() + "y = ";
+    let suffix: String = (0..200).map(|i| format!("z{i} = x{i} + 1\n")).collect();
+    let budget = Budget { code_tokens: 400, context_tokens: 0 };
+    let p = fmt.build(&tok, &prefix, &suffix, &[], budget).unwrap();
+    assert!(p.ids.len() <= 400 + 3, "{} ids", p.ids.len());
+    assert!(p.prefix_cut > 0 && prefix.as_bytes()[p.prefix_cut - 1] == b'\n');
+    assert!(p.suffix_kept < suffix.len() && suffix.as_bytes()[p.suffix_kept - 1] == b'\n');
+    let text = tok.decode(&p.ids).unwrap();
+    let want = format!("<|fim_prefix|>{}<|fim_suffix|>{}<|fim_middle|>", &prefix[p.prefix_cut..], &suffix[..p.suffix_kept]);
+    assert_eq!(text, want);
+    assert!(text.contains("y = <|fim_suffix|>z0 = x0 + 1\n"));
+    // The suffix gets at most a quarter; the prefix the rest.
+    let n_suffix = tok.encode(&suffix[..p.suffix_kept]).unwrap().len();
+    assert!(n_suffix <= 100 && n_suffix > 80, "{n_suffix}");
+}
+
+#[test]
+fn families_are_told_apart_by_their_special_tokens() {
+    let cases: [(&[&str], Option<Family>); 5] = [
+        (&["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"], Some(Family::StarCoder)),
+        (&["<fim-prefix>", "<fim-middle>", "<fim-suffix>", "<fim-pad>"], Some(Family::SantaCoder)),
+        (&["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"], Some(Family::DeepSeekCoder)),
+        (&["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|file_separator|>"], Some(Family::CodeGemma)),
+        (&["<|fim_prefix|>", "<|fim_middle|>"], None),
+    ];
+    for (extra, family) in cases {
+        let tok = vocab_with(extra);
+        let fmt = PromptFormat::detect(&tok, true).unwrap();
+        assert_eq!(fmt.fim().map(|f| f.family), family, "{extra:?}");
+        if family == Some(Family::CodeGemma) {
+            assert!(fmt.stop_ids().contains(&tok.token_id("<|file_separator|>").unwrap()));
+        }
+    }
+    // The default model has no FIM tokens: prefix-only, the suffix is not in the prompt.
+    let model = common::load_default_model(1);
+    let fmt = PromptFormat::detect(&model.tokenizer, true).unwrap();
+    assert!(fmt.fim().is_none());
+    let p = fmt.build(&model.tokenizer, "x = ", "\nprint(x)\n", &[], Budget::default()).unwrap();
+    assert_eq!(p.ids, model.tokenizer.encode("x = ").unwrap());
+}
