@@ -4,6 +4,8 @@
 
 mod args;
 mod bench;
+mod complete;
+mod eval;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -19,13 +21,18 @@ const DEFAULT_MODEL: &str = "models/default/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Context a CLI session allocates unless the prompt needs more.
 const DEFAULT_CTX: usize = 2048;
 
-const USAGE: &str = "usage: nib <tokenize|logits|generate|bench> [--model PATH] [--backend cpu|gpu|auto] [--threads N]
+const USAGE: &str = "usage: nib <tokenize|logits|generate|bench|complete|eval> [--model PATH] [--backend cpu|gpu|auto] [--threads N]
   nib tokenize                      stdin text -> {\"ids\":[...]}
   nib logits [--top K]              stdin prompt -> {\"ids\":[...],\"top\":[[id,logit],...]}
   nib generate --max-tokens N [--temperature T] [--top-p P] [--top-k K] [--seed S]
                                     stdin prompt -> {\"ids\":[...],\"text\":\"...\"}
   nib bench [--prompt-tokens N] [--gen-tokens N] [--runs R] [--prompt-file F]
-                                    -> {\"backend\",\"adapter\",\"threads\",\"prefill_tok_s\",\"decode_tok_s\"}";
+                                    -> {\"backend\",\"adapter\",\"threads\",\"prefill_tok_s\",\"decode_tok_s\"}
+  nib complete --prefix-file F [--suffix-file F] [--language L] [--mode line|block] [--n N]
+               [--max-tokens N] [--temperature T] [--seed S] [--no-fim]
+                                    -> {\"candidates\":[{\"text\",\"mean_logprob\"}],\"timings\":{...}}
+  nib eval humaneval|infill-single-line [--limit N] [--n-samples K] [--temperature T]
+               [--max-tokens N] [--timeout S] [--data DIR]   -> pass@k / exact-match JSON";
 
 enum Failure {
     Usage(String),
@@ -67,9 +74,11 @@ enum Command {
     Logits { top: usize },
     Generate { max_tokens: usize, sampler: SamplerConfig },
     Bench(bench::Options),
+    Complete(complete::Options),
+    Eval(eval::Options),
 }
 
-fn parse_command(name: &str, args: &mut Args) -> Result<Command, UsageError> {
+fn parse_command(name: &str, eval_task: Option<&str>, args: &mut Args) -> Result<Command, UsageError> {
     Ok(match name {
         "tokenize" => Command::Tokenize,
         "logits" => Command::Logits { top: args.usize("top")?.unwrap_or(20) },
@@ -88,11 +97,15 @@ fn parse_command(name: &str, args: &mut Args) -> Result<Command, UsageError> {
             runs: args.usize("runs")?.unwrap_or(5).max(1),
             prompt_file: args.string("prompt-file")?,
         }),
+        "complete" => Command::Complete(complete::Options::parse(args)?),
+        "eval" => Command::Eval(eval::Options::parse(args, eval_task)?),
         other => return Err(UsageError(format!("unknown command {other:?}"))),
     })
 }
 
-fn run(argv: Vec<String>) -> Result<serde_json::Value, Failure> {
+fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
+    // `eval` names its task in a second word; `Args` knows one command word.
+    let eval_task = (argv.first().is_some_and(|a| a == "eval") && argv.get(1).is_some_and(|a| !a.starts_with("--"))).then(|| argv.remove(1));
     let mut args = Args::parse(argv)?;
     let name = args.command.clone().ok_or_else(|| UsageError("no command given".into()))?;
     if name == "help" || args.flag("help") {
@@ -102,7 +115,7 @@ fn run(argv: Vec<String>) -> Result<serde_json::Value, Failure> {
     let model_path = args.string("model")?.unwrap_or_else(|| DEFAULT_MODEL.into());
     let backend = args.string("backend")?.unwrap_or_else(|| "auto".into());
     let threads = args.usize("threads")?.unwrap_or_else(default_threads);
-    let command = parse_command(&name, &mut args)?;
+    let command = parse_command(&name, eval_task.as_deref(), &mut args)?;
     args.finish()?;
     match backend.as_str() {
         "cpu" | "auto" => {}
@@ -131,6 +144,8 @@ fn run(argv: Vec<String>) -> Result<serde_json::Value, Failure> {
             Ok(json!({ "ids": ids, "text": text, "logprobs": logprobs }))
         }
         Command::Bench(opts) => Ok(bench::run(&model, &opts)?),
+        Command::Complete(opts) => Ok(complete::run(model, &opts)?),
+        Command::Eval(opts) => Ok(eval::run(model, &opts)?),
     }
 }
 

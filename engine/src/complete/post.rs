@@ -26,16 +26,12 @@ pub fn process(text: &str, cx: &Cursor, mode: Mode) -> Option<Range<usize>> {
 /// `(.{3,}?)\1{5,}$` and `(.{10,}?)\1{3,}$`) is dropped from its start, and a group of up to 4
 /// lines repeated 3 times in a row is kept once. Returns the end of the kept text.
 pub fn cut_repetition(text: &str) -> usize {
-    let mut starts = Vec::new();
-    let mut at = 0;
-    let lines: Vec<&str> = text
-        .split_inclusive('\n')
-        .map(|l| {
-            starts.push(at);
-            at += l.len();
-            l
-        })
-        .collect();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let starts: Vec<usize> = lines.iter().scan(0, |at, l| {
+        let start = *at;
+        *at += l.len();
+        Some(start)
+    }).collect();
     for (i, line) in lines.iter().enumerate() {
         let body = line.trim_end_matches(['\n', '\r']);
         if repeats_at_end(body) {

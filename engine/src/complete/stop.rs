@@ -255,7 +255,7 @@ impl<'a> Stopper<'a> {
                 let first = body.trim_start();
                 let opens_with_closer = first.starts_with(['}', ')', ']']);
                 let continuation = state.depth_all > 0 || state.in_triple;
-                if !continuation && !(lang.braces && opens_with_closer) {
+                if !continuation && (!lang.braces || !opens_with_closer) {
                     if ref_indent.is_some_and(|r| indent < r) {
                         return at(StopReason::Dedent);
                     }
