@@ -123,7 +123,7 @@ impl GgmlType {
     /// blocks or the size overflows.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n_elements % bs != 0 {
+        if !n_elements.is_multiple_of(bs) {
             return None;
         }
         (n_elements / bs).checked_mul(self.type_size() as u64)
@@ -145,7 +145,7 @@ impl GgmlType {
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
     let (bs, ts) = (ty.block_size(), ty.type_size());
     let n_blocks = data.len() / ts;
-    if data.len() % ts != 0 || n_blocks.checked_mul(bs) != Some(out.len()) {
+    if !data.len().is_multiple_of(ts) || n_blocks.checked_mul(bs) != Some(out.len()) {
         return Err(Error::InvalidArgument(format!(
             "dequantize {}: {} bytes do not encode exactly {} values ({} bytes per {} values)",
             ty.name(),

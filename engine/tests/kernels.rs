@@ -100,7 +100,7 @@ fn random_acts(rng: &mut Rng, n: usize, k: usize) -> Vec<f32> {
     for _ in 0..n {
         let scale = 10f32.powf(rng.unit() * 2.0);
         for _ in 0..k {
-            let outlier = if rng.next() % 499 == 0 { 4.0 } else { 1.0 };
+            let outlier = if rng.next().is_multiple_of(499) { 4.0 } else { 1.0 };
             x.push(rng.unit() * scale * outlier);
         }
     }

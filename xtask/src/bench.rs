@@ -74,7 +74,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         rows.push((t, n, l));
     }
     println!();
-    println!("nib CPU vs llama.cpp {} — {} prompt tokens, {} greedy tokens after it, median of {} runs", "(llama-cpp-python 0.3.36)", o.prompt_tokens, o.gen_tokens, o.runs);
+    println!("nib CPU vs llama.cpp (llama-cpp-python 0.3.36) — {} prompt tokens, {} greedy tokens after it, median of {} runs", o.prompt_tokens, o.gen_tokens, o.runs);
     println!();
     println!("| threads | prefill nib tok/s | prefill llama.cpp tok/s | ratio | decode nib tok/s | decode llama.cpp tok/s | ratio |");
     println!("|---|---|---|---|---|---|---|");

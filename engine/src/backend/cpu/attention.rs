@@ -167,7 +167,7 @@ unsafe fn scores_avx2<const NQ: usize>(kt: &[f16], max_ctx: usize, hd: usize, q:
 /// `outs[i] = Σ_j p[i][j] · value_j` over the head's `hd` columns starting at `col`.
 fn weighted_values(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], len: usize, outs: &mut [&mut [f32]]) {
     #[cfg(target_arch = "x86_64")]
-    if vec::has_avx2() && hd % 8 == 0 {
+    if vec::has_avx2() && hd.is_multiple_of(8) {
         // SAFETY: AVX2/FMA/F16C detected; rows j < len lie in the cache, columns in the head.
         unsafe {
             match outs.len() {

@@ -221,7 +221,7 @@ impl Backend for CpuBackend {
     }
 
     fn rope(&self, x: &mut CpuTensor, n_heads: usize, head_dim: usize, pos: usize, rope: &Rope) -> Result<()> {
-        if x.cols != n_heads * head_dim || rope.dims > head_dim || rope.dims % 2 != 0 {
+        if x.cols != n_heads * head_dim || rope.dims > head_dim || !rope.dims.is_multiple_of(2) {
             return Err(shape_err("rope", format!("rows of {} for {n_heads} heads × {head_dim}, {} rotated", x.cols, rope.dims)));
         }
         let half = rope.dims / 2;
@@ -264,7 +264,7 @@ impl Backend for CpuBackend {
             return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
         }
         let cs = cache.shape;
-        if (cs.n_kv_heads, cs.head_dim) != (shape.n_kv_heads, hd) || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+        if (cs.n_kv_heads, cs.head_dim) != (shape.n_kv_heads, hd) || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
             return Err(shape_err("attention", format!("{shape:?} against a cache of {cs:?}")));
         }
         pos.checked_add(n).filter(|&e| e <= cs.max_ctx).ok_or_else(|| {

@@ -122,7 +122,7 @@ fn worker(s: &Shared) {
         while s.epoch.load(Ordering::Acquire) == seen && !s.stop.load(Ordering::Relaxed) {
             if spins < SPIN_ROUNDS {
                 spins += 1;
-                if spins % 1024 == 0 {
+                if spins.is_multiple_of(1024) {
                     std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();

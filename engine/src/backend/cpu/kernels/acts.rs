@@ -48,7 +48,7 @@ impl Acts {
             Format::Q4_1 => Q8Kind::Q8_1,
             Format::Q4_0 | Format::Q8_0 => Q8Kind::Q8_0,
         };
-        if k % 32 != 0 {
+        if !k.is_multiple_of(32) {
             return Err(Error::InvalidArgument(format!("prepare: k = {k} is not a multiple of 32")));
         }
         let nb = k / 32;

@@ -81,7 +81,7 @@ impl<'a> QMatrix<'a> {
 /// Bytes in one row of `cols` values of type `ty`, if `cols` is a whole number of blocks.
 fn row_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
     let bs = ty.block_size();
-    if cols % bs != 0 {
+    if !cols.is_multiple_of(bs) {
         return None;
     }
     (cols / bs).checked_mul(ty.type_size())
