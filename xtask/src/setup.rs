@@ -23,7 +23,28 @@ const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
 pub fn run() -> Result<(), String> {
     wasm_targets()?;
     node()?;
+    lavapipe()?;
     default_model()
+}
+
+/// Mesa's lavapipe, the CPU Vulkan driver on which the GPU backend's tests run where there is
+/// no GPU (Debian's mesa-vulkan-drivers). Linux only; elsewhere the native driver serves.
+fn lavapipe() -> Result<(), String> {
+    if !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    let has_lvp = |dir: &str| {
+        fs::read_dir(dir).is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd")))
+    };
+    if has_lvp("/usr/share/vulkan/icd.d") || has_lvp("/etc/vulkan/icd.d") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing lavapipe (Debian package mesa-vulkan-drivers) for the GPU tests");
+    let install = || run_cmd(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "mesa-vulkan-drivers"]));
+    // A fresh container may have no package lists yet: update once, then retry.
+    install()
+        .or_else(|_| run_cmd(Command::new("apt-get").arg("update")).and_then(|_| install()))
+        .map_err(|e| format!("{e}\nxtask: the GPU tests need a Vulkan driver: install mesa-vulkan-drivers (lavapipe) and retry"))
 }
 
 /// The browser target, and WASI, under which the tests run the wasm build in Node.

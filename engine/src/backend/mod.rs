@@ -6,6 +6,8 @@
 //! every op added here is one more kernel on every backend.
 
 pub mod cpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gpu;
 
 use crate::error::Result;
 use crate::gguf::{Gguf, TensorInfo};

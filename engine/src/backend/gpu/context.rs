@@ -1,0 +1,447 @@
+//! The device and everything shared by the launchers: adapter and device setup, the pending
+//! command encoder that ops are recorded into (one submit per readback), the uniform arena for
+//! per-dispatch parameters, a pool of activation buffers, the keyed pipeline cache, and the
+//! counters a test prints (dispatches, submits, bytes read back).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+/// Bytes of parameters a dispatch may pass (16 words); each gets its own aligned slot.
+pub const PARAM_BYTES: u64 = 64;
+/// Dispatches whose parameters fit one submit; past that the pending work is submitted early.
+const PARAM_SLOTS: u64 = 4096;
+/// Buffers of one size class kept for reuse.
+const POOL_PER_CLASS: usize = 16;
+
+/// What the device did since the last [`Gpu::reset_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    pub dispatches: u64,
+    pub submits: u64,
+    /// Bytes copied from the GPU to the host.
+    pub bytes_read: u64,
+}
+
+/// How a kernel uses one storage binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// A compiled kernel: its pipeline and the layout of its bind group (binding 0: the parameters
+/// as a uniform with a dynamic offset; bindings 1..: storage buffers).
+pub struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    n_storage: usize,
+}
+
+/// The key of the pipeline cache: kernel name and the weight format it was specialized for.
+pub type KernelKey = (&'static str, u32);
+
+/// An activation buffer borrowed from the pool; it returns there when the last tensor using it
+/// is dropped. Reuse inside one pending encoder is safe: commands run in recording order.
+pub struct PooledBuffer {
+    pub buffer: wgpu::Buffer,
+    class: u64,
+    pool: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.entry(self.class).or_default();
+        if list.len() < POOL_PER_CLASS {
+            list.push(self.buffer.clone());
+        }
+    }
+}
+
+/// One storage binding of a dispatch: a buffer and how many bytes of it the kernel may see.
+pub struct Bind<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub bytes: u64,
+}
+
+/// The work recorded since the last submit. `pass` is declared first so that it ends (drops)
+/// before its encoder does.
+struct Pending {
+    pass: Option<wgpu::ComputePass<'static>>,
+    encoder: wgpu::CommandEncoder,
+}
+
+struct State {
+    kernels: HashMap<KernelKey, Arc<Kernel>>,
+    pending: Option<Pending>,
+    /// Parameters of the pending dispatches, uploaded to `params` just before the submit.
+    param_bytes: Vec<u8>,
+    stats: GpuStats,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// Set by the device-lost callback; every op checks it first.
+    lost: Arc<Mutex<Option<String>>>,
+    /// The first error the device reported outside an error scope (validation, out of memory).
+    error: Arc<Mutex<Option<String>>>,
+    params: wgpu::Buffer,
+    param_stride: u64,
+    pool: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+    state: Mutex<State>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Gpu {
+    /// Opens the first high-performance adapter wgpu finds (Vulkan natively) and a device with
+    /// the largest storage buffers the adapter allows, since a weight is bound whole when it fits.
+    pub fn new() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        }))
+        .map_err(|e| Error::Unsupported(format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))?;
+        let info = adapter.get_info();
+        let have = adapter.limits();
+        let want = wgpu::Limits {
+            max_storage_buffer_binding_size: have.max_storage_buffer_binding_size,
+            max_buffer_size: have.max_buffer_size,
+            max_storage_buffers_per_shader_stage: 8,
+            max_compute_workgroup_storage_size: have.max_compute_workgroup_storage_size.min(32 << 10),
+            ..wgpu::Limits::default()
+        };
+        let mut missing = Vec::new();
+        want.check_limits_with_fail_fn(&have, false, |name, wanted, allowed| missing.push(format!("{name}: need {wanted}, adapter has {allowed}")));
+        if !missing.is_empty() {
+            return Err(Error::Unsupported(format!("GPU adapter {:?} lacks limits nib needs: {}", info.name, missing.join("; "))));
+        }
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("nib"),
+            required_features: wgpu::Features::empty(),
+            required_limits: want.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Unsupported(format!("GPU device on {:?}: {e}", info.name)))?;
+
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, msg| {
+            *lock(&lost_cb) = Some(format!("{reason:?}: {msg}"));
+        });
+        let error = Arc::new(Mutex::new(None));
+        let error_cb = Arc::clone(&error);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&error_cb).get_or_insert_with(|| e.to_string());
+        }));
+
+        let param_stride = PARAM_BYTES.max(want.min_uniform_buffer_offset_alignment as u64);
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("nib params"),
+            size: param_stride * PARAM_SLOTS,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let features = adapter.features();
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits: want,
+            features,
+            lost,
+            error,
+            params,
+            param_stride,
+            pool: Arc::new(Mutex::new(HashMap::new())),
+            state: Mutex::new(State { kernels: HashMap::new(), pending: None, param_bytes: Vec::new(), stats: GpuStats::default() }),
+        })
+    }
+
+    /// A one-line account of the adapter and the limits the device got.
+    pub fn describe(&self) -> String {
+        let f = |x: wgpu::Features| if self.features.contains(x) { "yes" } else { "no" };
+        format!(
+            "{} ({:?}, {:?}, driver {:?}); max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB; \
+             adapter has shader-f16: {}, subgroups: {} (unused: the plain f32 kernels run everywhere)",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver_info,
+            self.limits.max_storage_buffer_binding_size >> 20,
+            self.limits.max_buffer_size >> 20,
+            self.limits.max_compute_workgroup_storage_size >> 10,
+            f(wgpu::Features::SHADER_F16),
+            f(wgpu::Features::SUBGROUP),
+        )
+    }
+
+    /// Fails once the device is lost or has reported an error; the backend is unusable then.
+    pub fn check(&self) -> Result<()> {
+        if let Some(why) = lock(&self.lost).as_ref() {
+            return Err(Error::Unsupported(format!("GPU device lost ({why})")));
+        }
+        if let Some(e) = lock(&self.error).as_ref() {
+            return Err(Error::Unsupported(format!("GPU error: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Largest byte size a single storage binding may have.
+    pub fn max_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    pub fn stats(&self) -> GpuStats {
+        lock(&self.state).stats
+    }
+
+    pub fn reset_stats(&self) {
+        lock(&self.state).stats = GpuStats::default();
+    }
+
+    /// An activation buffer of at least `bytes` (from the pool when one is free). Sizes are
+    /// rounded up to a power of two so that varying prompt lengths reuse the same buffers.
+    pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
+        let class = bytes.max(256).checked_next_power_of_two().unwrap_or(u64::MAX);
+        if class > self.max_binding() {
+            return Err(Error::Unsupported(format!(
+                "an activation of {bytes} bytes exceeds the GPU's largest storage binding ({} bytes)",
+                self.max_binding()
+            )));
+        }
+        let reused = lock(&self.pool).get_mut(&class).and_then(|l| l.pop());
+        let buffer = match reused {
+            Some(b) => b,
+            None => self.create_checked(&wgpu::BufferDescriptor {
+                label: Some("nib activation"),
+                size: class,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })?,
+        };
+        Ok(PooledBuffer { buffer, class, pool: Arc::clone(&self.pool) })
+    }
+
+    /// Creates a buffer inside an out-of-memory error scope, so that a failed allocation is an
+    /// error here and not a lost device later.
+    pub fn create_checked(&self, desc: &wgpu::BufferDescriptor) -> Result<wgpu::Buffer> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(desc);
+        match pollster::block_on(scope.pop()) {
+            None => Ok(buffer),
+            Some(e) => Err(Error::Unsupported(format!("GPU out of memory allocating {} bytes: {e}", desc.size))),
+        }
+    }
+
+    /// A storage buffer holding `bytes` (padded to a multiple of 4, plus `pad` zero bytes).
+    pub fn upload(&self, label: &str, bytes: &[u8], pad: usize) -> Result<wgpu::Buffer> {
+        let len = bytes.len().div_ceil(4) * 4 + pad.div_ceil(4) * 4;
+        let mut data = Vec::new();
+        data.try_reserve_exact(len.max(4)).map_err(|_| Error::Unsupported(format!("host out of memory staging {len} bytes")))?;
+        data.extend_from_slice(bytes);
+        data.resize(len.max(4), 0);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &data,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        });
+        match pollster::block_on(scope.pop()) {
+            None => Ok(buffer),
+            Some(e) => Err(Error::Unsupported(format!("GPU out of memory uploading {label} ({len} bytes): {e}"))),
+        }
+    }
+
+    /// The kernel `key`, compiled from `source` on first use.
+    pub fn kernel(&self, key: KernelKey, access: &[Access], source: impl FnOnce() -> String) -> Result<Arc<Kernel>> {
+        if let Some(k) = lock(&self.state).kernels.get(&key) {
+            return Ok(Arc::clone(k));
+        }
+        let label = format!("{}/{}", key.0, key.1);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(source().into()),
+        });
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: wgpu::BufferSize::new(PARAM_BYTES),
+            },
+            count: None,
+        }];
+        for (i, a) in access.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Unsupported(format!("GPU kernel {label} did not compile: {e}")));
+        }
+        let k = Arc::new(Kernel { pipeline, layout, n_storage: access.len() });
+        lock(&self.state).kernels.insert(key, Arc::clone(&k));
+        Ok(k)
+    }
+
+    /// Records one dispatch of `kernel` into the pending encoder. `params` are up to 16 words.
+    pub fn dispatch(&self, kernel: &Kernel, params: &[u32], binds: &[Bind], groups: [u32; 3]) -> Result<()> {
+        self.check()?;
+        if binds.len() != kernel.n_storage || params.len() * 4 > PARAM_BYTES as usize {
+            return Err(Error::InvalidArgument(format!("dispatch: {} bindings for {}, {} parameter words", binds.len(), kernel.n_storage, params.len())));
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Unsupported(format!("dispatch of {groups:?} workgroups exceeds the GPU's {max} per dimension")));
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let mut st = lock(&self.state);
+        if st.param_bytes.len() as u64 >= self.param_stride * PARAM_SLOTS {
+            self.flush_locked(&mut st)?;
+        }
+        let offset = st.param_bytes.len() as u64;
+        for w in params {
+            st.param_bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        st.param_bytes.resize((offset + self.param_stride) as usize, 0);
+
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.params, offset: 0, size: wgpu::BufferSize::new(PARAM_BYTES) }),
+        }];
+        for (i, b) in binds.iter().enumerate() {
+            let size = b.bytes.div_ceil(4).max(1) * 4;
+            if size > b.buffer.size() {
+                return Err(Error::InvalidArgument(format!("dispatch: binding {} of {size} bytes in a buffer of {}", i + 1, b.buffer.size())));
+            }
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.buffer, offset: 0, size: wgpu::BufferSize::new(size) }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &kernel.layout, entries: &entries });
+        let pass = self.pass_locked(&mut st);
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &bind_group, &[offset as u32]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        st.stats.dispatches += 1;
+        Ok(())
+    }
+
+    fn pending_locked<'s>(&self, st: &'s mut State) -> &'s mut Pending {
+        st.pending.get_or_insert_with(|| Pending {
+            encoder: self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nib step") }),
+            pass: None,
+        })
+    }
+
+    /// The open compute pass of the pending encoder: consecutive dispatches share one pass.
+    fn pass_locked<'s>(&self, st: &'s mut State) -> &'s mut wgpu::ComputePass<'static> {
+        let p = self.pending_locked(st);
+        p.pass.get_or_insert_with(|| {
+            p.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None }).forget_lifetime()
+        })
+    }
+
+    /// Records a buffer-to-buffer copy (ending the open compute pass).
+    pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, bytes: u64) -> Result<()> {
+        self.check()?;
+        let mut st = lock(&self.state);
+        let p = self.pending_locked(&mut st);
+        p.pass = None;
+        p.encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
+        Ok(())
+    }
+
+    /// Submits the pending work, if any.
+    pub fn flush(&self) -> Result<()> {
+        let mut st = lock(&self.state);
+        self.flush_locked(&mut st)
+    }
+
+    fn flush_locked(&self, st: &mut State) -> Result<()> {
+        let Some(mut p) = st.pending.take() else { return Ok(()) };
+        p.pass = None;
+        if !st.param_bytes.is_empty() {
+            self.queue.write_buffer(&self.params, 0, &st.param_bytes);
+            st.param_bytes.clear();
+        }
+        self.queue.submit([p.encoder.finish()]);
+        st.stats.submits += 1;
+        self.check()
+    }
+
+    /// Copies `bytes` bytes at `offset` of `src` to the host: ends the pending encoder with the
+    /// copy, submits it, and waits.
+    pub fn read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.div_ceil(4).max(1) * 4;
+        let staging = self.create_checked(&wgpu::BufferDescriptor {
+            label: Some("nib readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })?;
+        self.copy(src, offset, &staging, 0, size)?;
+        {
+            let mut st = lock(&self.state);
+            self.flush_locked(&mut st)?;
+            st.stats.bytes_read += bytes;
+        }
+        let result: Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>> = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&result);
+        staging.map_async(wgpu::MapMode::Read, .., move |r| *lock(&slot) = Some(r));
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Unsupported(format!("GPU wait failed: {e}")))?;
+        self.check()?;
+        match lock(&result).take() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Unsupported(format!("GPU readback failed: {e}"))),
+            None => return Err(Error::Unsupported("GPU readback did not complete".into())),
+        }
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Unsupported(format!("GPU readback: {e}")))?;
+        let out = view.get(..bytes as usize).map(|s| s.to_vec()).ok_or_else(|| Error::Unsupported("GPU readback: short mapping".into()))?;
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}

@@ -1,0 +1,431 @@
+//! The GPU backend: the op set of [`Backend`] as WGSL compute kernels through wgpu (Vulkan
+//! natively; lavapipe where there is no GPU).
+//!
+//! - Weights are uploaded as the file's GGML blocks, as u32 words, and dequantized inside the
+//!   kernels (Q4_0, Q4_1, Q8_0, F16, F32); a weight larger than the device's largest storage
+//!   binding is split by rows into parts, each dispatched on its own.
+//! - Ops are recorded into one pending command encoder (in one compute pass while no copy
+//!   intervenes) and submitted only when the host reads something back, so a decode step is
+//!   one submit; [`GpuBackend::argmax`] reads back 4 bytes instead of the logits.
+//! - The KV cache lives on the GPU in f16, as in the CPU backend and llama.cpp.
+//! - A lost device or a device error turns every later op into an `Error::Unsupported`.
+//!
+//! Native only for now: the [`Backend`] trait reads results back synchronously, which the
+//! browser's WebGPU cannot do.
+
+pub mod context;
+pub mod ops;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{AttnShape, Backend, Rope};
+use crate::error::{Error, Result};
+use crate::gguf::{Gguf, ModelBytes, TensorInfo};
+use crate::model::Model;
+use crate::quant::{self, GgmlType};
+pub use context::GpuStats;
+use context::{Gpu, PooledBuffer};
+use ops::{AttnCall, WeightView};
+
+/// The bit pattern poisoned outputs are filled with: a quiet NaN.
+const POISON: u32 = 0x7fc0_0000;
+
+/// Activations `(rows, cols)` f32 in a GPU buffer (possibly larger than the tensor).
+pub struct GpuTensor {
+    pub rows: usize,
+    pub cols: usize,
+    buf: Arc<PooledBuffer>,
+}
+
+impl GpuTensor {
+    fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+    fn buffer(&self) -> &wgpu::Buffer {
+        &self.buf.buffer
+    }
+}
+
+/// Rows `row0 .. row0 + rows` of a weight, in one storage buffer.
+struct WeightPart {
+    row0: usize,
+    rows: usize,
+    buffer: wgpu::Buffer,
+}
+
+/// A weight in the file's block format, split by rows into parts that each fit one binding.
+pub struct GpuWeight {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    row_bytes: usize,
+    parts: Vec<WeightPart>,
+    /// 1-row weights (norms) dequantized to f32 for the kernels that take a vector.
+    vector: Option<wgpu::Buffer>,
+}
+
+impl GpuWeight {
+    /// Number of buffers the weight was split into.
+    pub fn n_parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    fn views(&self) -> impl Iterator<Item = WeightView<'_>> {
+        self.parts.iter().map(|p| WeightView { ty: self.ty, buffer: &p.buffer, row0: p.row0, rows: p.rows, cols: self.cols, row_bytes: self.row_bytes })
+    }
+}
+
+/// Keys and values of every layer, `(n_kv_heads, max_ctx, head_dim)` f16 per layer.
+pub struct GpuCache {
+    k: Vec<wgpu::Buffer>,
+    v: Vec<wgpu::Buffer>,
+    max_ctx: usize,
+    shape: AttnShape,
+}
+
+impl GpuCache {
+    pub fn max_ctx(&self) -> usize {
+        self.max_ctx
+    }
+}
+
+/// The key of a rope table: θ base and scale bits, rotated dims.
+type RopeKey = (u32, u32, usize);
+
+pub struct GpuBackend {
+    gpu: Gpu,
+    bytes: Arc<ModelBytes>,
+    /// Largest weight part in bytes (the device's binding limit unless a test lowers it).
+    part_bytes: u64,
+    poison: AtomicBool,
+    /// (cos, sin) tables by rope configuration: (positions covered, buffer).
+    rope_tables: Mutex<HashMap<RopeKey, (usize, Arc<wgpu::Buffer>)>>,
+}
+
+fn shape_err(op: &str, detail: String) -> Error {
+    Error::InvalidArgument(format!("{op}: {detail}"))
+}
+
+impl GpuBackend {
+    /// A backend over the bytes of one model file, on the first GPU adapter wgpu finds.
+    pub fn new(bytes: Arc<ModelBytes>) -> Result<Self> {
+        let gpu = Gpu::new()?;
+        let part_bytes = gpu.max_binding();
+        Ok(GpuBackend { gpu, bytes, part_bytes, poison: AtomicBool::new(false), rope_tables: Mutex::new(HashMap::new()) })
+    }
+
+    /// As [`GpuBackend::new`], splitting weights into parts of at most `part_bytes` (tests use
+    /// this to exercise the split that large vocabularies need on small devices).
+    pub fn with_part_limit(bytes: Arc<ModelBytes>, part_bytes: u64) -> Result<Self> {
+        let mut b = Self::new(bytes)?;
+        b.part_bytes = part_bytes.clamp(64, b.part_bytes);
+        Ok(b)
+    }
+
+    /// The adapter and the limits the device got.
+    pub fn describe(&self) -> String {
+        self.gpu.describe()
+    }
+
+    /// Uploads a weight `(rows, cols)` of block format `ty` from its bytes (`load_weight` without
+    /// a file: kernel tests use it).
+    pub fn weight(&self, name: &str, ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Result<GpuWeight> {
+        self.gpu.check()?;
+        if !ops::supported(ty) {
+            return Err(Error::Unsupported(format!("{name}: block format {} on the GPU backend", ty.name())));
+        }
+        let row_bytes = ty
+            .bytes_for(cols as u64)
+            .and_then(|b| usize::try_from(b).ok())
+            .filter(|&b| b > 0 && rows.checked_mul(b) == Some(data.len()))
+            .ok_or_else(|| Error::Model(format!("{name}: {} bytes for ({rows}, {cols}) {}", data.len(), ty.name())))?;
+        // Parts of whole rows, each with 4 bytes of padding for the kernels' unaligned reads.
+        let rows_per_part = usize::try_from((self.part_bytes.saturating_sub(8)) / row_bytes as u64).unwrap_or(usize::MAX).min(rows);
+        if rows_per_part == 0 {
+            return Err(Error::Unsupported(format!("{name}: one row of {row_bytes} bytes exceeds the GPU's storage binding")));
+        }
+        let mut parts = Vec::new();
+        for row0 in (0..rows).step_by(rows_per_part) {
+            let n = rows_per_part.min(rows - row0);
+            let bytes = data.get(row0 * row_bytes..(row0 + n) * row_bytes).ok_or_else(|| Error::Model(format!("{name}: rows past the data")))?;
+            parts.push(WeightPart { row0, rows: n, buffer: self.gpu.upload(name, bytes, 4)? });
+        }
+        let vector = if rows == 1 {
+            let mut v = vec![0f32; cols];
+            quant::dequantize(ty, data, &mut v)?;
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            Some(self.gpu.upload(name, &bytes, 0)?)
+        } else {
+            None
+        };
+        Ok(GpuWeight { ty, rows, cols, row_bytes, parts, vector })
+    }
+
+    /// When on, every output tensor is filled with NaN before its kernel writes it, so that
+    /// elements a kernel forgets show up in tests.
+    pub fn set_poison(&self, on: bool) {
+        self.poison.store(on, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> GpuStats {
+        self.gpu.stats()
+    }
+
+    pub fn reset_stats(&self) {
+        self.gpu.reset_stats()
+    }
+
+    /// Uploads `(rows, cols)` f32 values as a tensor.
+    pub fn tensor(&self, rows: usize, cols: usize, data: &[f32]) -> Result<GpuTensor> {
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(Error::InvalidArgument(format!("tensor ({rows}, {cols}) given {} values", data.len())));
+        }
+        let t = self.output(rows, cols)?;
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let src = self.gpu.upload("nib input", &bytes, 0)?;
+        if !bytes.is_empty() {
+            self.gpu.copy(&src, 0, t.buffer(), 0, bytes.len() as u64)?;
+        }
+        Ok(t)
+    }
+
+    /// The index of the largest finite value in the last row of `x`, computed on the GPU: the
+    /// step's only readback is these 4 bytes. `None` when the row has no finite value.
+    pub fn argmax(&self, x: &GpuTensor) -> Result<Option<u32>> {
+        if x.rows == 0 || x.cols == 0 {
+            return Err(shape_err("argmax", "empty tensor".into()));
+        }
+        let out = self.gpu.alloc(4)?;
+        ops::argmax(&self.gpu, x.buffer(), (x.rows - 1) * x.cols, x.cols, &out.buffer)?;
+        let b = self.gpu.read(&out.buffer, 0, 4)?;
+        match b.as_slice() {
+            &[a, b, c, d] => Ok(Some(u32::from_le_bytes([a, b, c, d])).filter(|&i| i != u32::MAX)),
+            _ => Err(Error::Unsupported("GPU argmax: short readback".into())),
+        }
+    }
+
+    /// A fresh `(rows, cols)` tensor, poisoned when [`GpuBackend::set_poison`] is on.
+    fn output(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
+        let len = rows.checked_mul(cols).ok_or_else(|| shape_err("tensor", format!("({rows}, {cols}) overflows")))?;
+        let buf = self.gpu.alloc(len as u64 * 4)?;
+        if self.poison.load(Ordering::Relaxed) && len > 0 {
+            ops::fill(&self.gpu, &buf.buffer, len, POISON)?;
+        }
+        Ok(GpuTensor { rows, cols, buf: Arc::new(buf) })
+    }
+
+    /// The (cos, sin) table covering positions `0..positions` for `rope`, computed with the CPU
+    /// backend's arithmetic and grown (doubling) when a longer context needs it.
+    fn rope_table(&self, rope: &Rope, positions: usize) -> Result<Arc<wgpu::Buffer>> {
+        let key = (rope.theta.to_bits(), rope.freq_scale.to_bits(), rope.dims);
+        let mut tables = self.rope_tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((have, buf)) = tables.get(&key) {
+            if *have >= positions {
+                return Ok(Arc::clone(buf));
+            }
+        }
+        let n = positions.max(1024).checked_next_power_of_two().ok_or_else(|| shape_err("rope", format!("{positions} positions")))?;
+        let half = rope.dims / 2;
+        let theta_scale = rope.theta.powf(-2.0 / rope.dims as f32);
+        let mut bytes = Vec::with_capacity(n * half * 8);
+        for p in 0..n {
+            let mut theta = p as f32;
+            for _ in 0..half {
+                let a = rope.freq_scale * theta;
+                bytes.extend_from_slice(&a.cos().to_le_bytes());
+                bytes.extend_from_slice(&a.sin().to_le_bytes());
+                theta *= theta_scale;
+            }
+        }
+        let buf = Arc::new(self.gpu.upload("nib rope table", &bytes, 0)?);
+        tables.insert(key, (n, Arc::clone(&buf)));
+        Ok(buf)
+    }
+}
+
+/// Loads a GGUF model that is already in memory onto the GPU backend.
+pub fn load_model(bytes: ModelBytes) -> Result<Model<GpuBackend>> {
+    let bytes = Arc::new(bytes);
+    let gguf = Gguf::parse(&bytes)?;
+    let backend = GpuBackend::new(Arc::clone(&bytes))?;
+    Model::new(backend, &gguf)
+}
+
+/// Opens a GGUF file (memory-mapped) onto the GPU backend.
+pub fn open_model(path: &std::path::Path) -> Result<Model<GpuBackend>> {
+    load_model(ModelBytes::open(path)?)
+}
+
+impl Backend for GpuBackend {
+    type Tensor = GpuTensor;
+    type Weight = GpuWeight;
+    type Cache = GpuCache;
+
+    /// "gpu (" + the adapter's name and API + ")".
+    fn name(&self) -> String {
+        format!("gpu ({}, {:?})", self.gpu.info.name, self.gpu.info.backend)
+    }
+
+    fn load_weight(&self, gguf: &Gguf, info: &TensorInfo) -> Result<GpuWeight> {
+        self.gpu.check()?;
+        let data = gguf.tensor_data(&self.bytes, info)?;
+        let dim = |i: usize| usize::try_from(info.dims.get(i).copied().unwrap_or(1)).ok();
+        let (cols, rows) = match (info.dims.len(), dim(0), dim(1)) {
+            (1 | 2, Some(c), Some(r)) => (c, r),
+            _ => return Err(Error::Model(format!("{}: {}-d tensors are not supported here", info.name, info.dims.len()))),
+        };
+        self.weight(&info.name, info.ty, rows, cols, data)
+    }
+
+    fn new_cache(&self, n_layers: usize, max_ctx: usize, shape: AttnShape) -> Result<GpuCache> {
+        let hd = shape.head_dim;
+        if hd == 0 || hd % 2 != 0 || hd > ops::MAX_HEAD_DIM || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+            return Err(Error::Unsupported(format!("attention {shape:?} on the GPU backend (head_dim even and at most {})", ops::MAX_HEAD_DIM)));
+        }
+        let bytes = max_ctx
+            .checked_mul(shape.kv_dim())
+            .and_then(|x| x.checked_mul(2))
+            .filter(|&b| (b as u64) <= self.gpu.max_binding())
+            .ok_or_else(|| Error::Unsupported(format!("a KV cache layer of {max_ctx} positions × {} does not fit one GPU binding", shape.kv_dim())))?;
+        let mk = |what: &str| {
+            self.gpu.create_checked(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size: (bytes as u64).max(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let k = (0..n_layers).map(|_| mk("nib k cache")).collect::<Result<Vec<_>>>()?;
+        let v = (0..n_layers).map(|_| mk("nib v cache")).collect::<Result<Vec<_>>>()?;
+        Ok(GpuCache { k, v, max_ctx, shape })
+    }
+
+    fn embed(&self, table: &GpuWeight, ids: &[u32]) -> Result<GpuTensor> {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            return Err(Error::InvalidArgument(format!("token id {id} is past the vocabulary ({})", table.rows)));
+        }
+        let out = self.output(ids.len(), table.cols)?;
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+        let ids_buf = self.gpu.upload("nib ids", &bytes, 0)?;
+        for part in table.views() {
+            ops::embed(&self.gpu, &part, &ids_buf, ids.len(), out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    fn rms_norm(&self, x: &GpuTensor, weight: &GpuWeight, eps: f32) -> Result<GpuTensor> {
+        let g = weight.vector.as_ref().filter(|_| weight.cols == x.cols).ok_or_else(|| {
+            shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
+        })?;
+        let out = self.output(x.rows, x.cols)?;
+        if x.len() > 0 {
+            ops::rms_norm(&self.gpu, x.buffer(), g, x.rows, x.cols, eps, out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    fn matmul(&self, x: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
+        if x.cols != w.cols {
+            return Err(shape_err("matmul", format!("x ({}, {}) · wᵀ with w ({}, {})", x.rows, x.cols, w.rows, w.cols)));
+        }
+        let out = self.output(x.rows, w.rows)?;
+        if x.rows > 0 {
+            for part in w.views() {
+                ops::matmul(&self.gpu, &part, x.buffer(), x.rows, w.rows, out.buffer())?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn rope(&self, x: &mut GpuTensor, n_heads: usize, head_dim: usize, pos: usize, rope: &Rope) -> Result<()> {
+        if x.cols != n_heads * head_dim || rope.dims > head_dim || rope.dims % 2 != 0 {
+            return Err(shape_err("rope", format!("rows of {} for {n_heads} heads × {head_dim}, {} rotated", x.cols, rope.dims)));
+        }
+        let end = pos.checked_add(x.rows).ok_or_else(|| shape_err("rope", format!("position {pos}")))?;
+        if x.rows == 0 || rope.dims == 0 {
+            return Ok(());
+        }
+        let table = self.rope_table(rope, end)?;
+        ops::rope(&self.gpu, x.buffer(), &table, x.rows, n_heads, head_dim, rope.dims / 2, pos, rope.neox)
+    }
+
+    fn attention(&self, cache: &mut GpuCache, layer: usize, pos: usize, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, shape: AttnShape) -> Result<GpuTensor> {
+        let (n, kv_dim, q_dim) = (q.rows, shape.kv_dim(), shape.q_dim());
+        if q.cols != q_dim || k.cols != kv_dim || v.cols != kv_dim || k.rows != n || v.rows != n {
+            return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
+        }
+        if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+            return Err(shape_err("attention", format!("{shape:?} against a cache of {:?}", cache.shape)));
+        }
+        pos.checked_add(n).filter(|&e| e <= cache.max_ctx).ok_or_else(|| {
+            Error::InvalidArgument(format!("context full: {} positions needed, {} available", pos.saturating_add(n), cache.max_ctx))
+        })?;
+        let (kc, vc) = match (cache.k.get(layer), cache.v.get(layer)) {
+            (Some(kc), Some(vc)) => (kc, vc),
+            _ => return Err(shape_err("attention", format!("layer {layer} has no cache"))),
+        };
+        let out = self.output(n, q_dim)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let call = AttnCall { n, pos, n_heads: shape.n_heads, n_kv_heads: shape.n_kv_heads, head_dim: shape.head_dim, max_ctx: cache.max_ctx };
+        ops::kv_store(&self.gpu, &call, k.buffer(), v.buffer(), kc, vc)?;
+        let slots = n * shape.n_heads * (pos + n).div_ceil(ops::ATTN_CHUNK);
+        let part_o = self.gpu.alloc(slots as u64 * shape.head_dim as u64 * 4)?;
+        let part_ml = self.gpu.alloc(slots as u64 * 8)?;
+        ops::attend(&self.gpu, &call, q.buffer(), kc, vc, &part_o.buffer, &part_ml.buffer, out.buffer())?;
+        Ok(out)
+    }
+
+    fn swiglu(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(shape_err("swiglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
+        }
+        let out = self.output(gate.rows, gate.cols)?;
+        if gate.len() > 0 {
+            ops::swiglu(&self.gpu, gate.buffer(), up.buffer(), gate.len(), out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    fn add_assign(&self, x: &mut GpuTensor, y: &GpuTensor) -> Result<()> {
+        if (x.rows, x.cols) != (y.rows, y.cols) {
+            return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
+        }
+        if x.len() == 0 {
+            return Ok(());
+        }
+        if Arc::ptr_eq(&x.buf, &y.buf) {
+            // A buffer cannot be bound for reading and writing in one dispatch: add a copy.
+            let copy = self.gpu.alloc(y.len() as u64 * 4)?;
+            self.gpu.copy(y.buffer(), 0, &copy.buffer, 0, y.len() as u64 * 4)?;
+            return ops::add(&self.gpu, x.buffer(), &copy.buffer, x.len());
+        }
+        ops::add(&self.gpu, x.buffer(), y.buffer(), x.len())
+    }
+
+    fn last_row(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        if x.rows == 0 {
+            return Err(shape_err("last_row", "empty tensor".into()));
+        }
+        let out = self.output(1, x.cols)?;
+        if x.cols > 0 {
+            self.gpu.copy(x.buffer(), ((x.rows - 1) * x.cols * 4) as u64, out.buffer(), 0, x.cols as u64 * 4)?;
+        }
+        Ok(out)
+    }
+
+    fn to_vec(&self, x: &GpuTensor) -> Result<Vec<f32>> {
+        if x.len() == 0 {
+            self.gpu.flush()?;
+            return Ok(Vec::new());
+        }
+        let bytes = self.gpu.read(x.buffer(), 0, x.len() as u64 * 4)?;
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+}

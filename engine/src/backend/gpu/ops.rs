@@ -1,0 +1,234 @@
+//! One launcher per kernel of `kernels/`: each compiles (once, through the keyed cache) and
+//! records its dispatches. Shapes are checked by the caller ([`super::GpuBackend`]); launchers
+//! only convert sizes to the u32 the kernels take.
+
+use super::context::{Access, Bind, Gpu};
+use crate::error::{Error, Result};
+use crate::quant::GgmlType;
+
+const QUANT: &str = include_str!("kernels/quant.wgsl");
+
+/// Work-group size of the elementwise and row kernels.
+const WG: u32 = 256;
+/// Key positions per attention split (the kernel's `CH`).
+pub const ATTN_CHUNK: usize = 64;
+/// The largest head the attention kernel holds in workgroup memory.
+pub const MAX_HEAD_DIM: usize = 256;
+/// Up to this many tokens a matmul runs as matrix-vector products (decode); above, tiled.
+pub const MATVEC_MAX_TOKENS: usize = 4;
+
+/// `x` as a u32 for a kernel parameter, or an error naming `what`.
+pub fn u32_of(x: usize, what: &str) -> Result<u32> {
+    u32::try_from(x).map_err(|_| Error::Unsupported(format!("{what} = {x} is too large for the GPU kernels")))
+}
+
+/// The weight formats the kernels dequantize.
+pub fn supported(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+}
+
+/// A kernel that reads weights: quant.wgsl and the format's constants come first.
+fn quant_source(body: &str, ty: GgmlType) -> String {
+    format!(
+        "const FMT: u32 = {}u;\nconst BLK: u32 = {}u;\nconst BLK_BYTES: u32 = {}u;\n{QUANT}\n{body}",
+        ty.id(),
+        ty.block_size(),
+        ty.type_size()
+    )
+}
+
+/// Workgroups for `len` elements at `WG` per group, spread over x and y within the limit.
+fn grid_1d(gpu: &Gpu, len: usize) -> Result<[u32; 3]> {
+    let groups = len.div_ceil(WG as usize);
+    let max = gpu.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+    let x = groups.min(max);
+    let y = if x == 0 { 0 } else { groups.div_ceil(x) };
+    Ok([u32_of(x, "workgroups")?, u32_of(y, "workgroups")?, 1])
+}
+
+fn bytes_f32(n: usize) -> u64 {
+    n as u64 * 4
+}
+
+/// One weight part for a launcher: its bytes and where its rows sit in the whole weight.
+pub struct WeightView<'a> {
+    pub ty: GgmlType,
+    pub buffer: &'a wgpu::Buffer,
+    pub row0: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_bytes: usize,
+}
+
+/// out[t, row0 + r] = x[t] · w[r] for the rows of one weight part; `m` = columns of out.
+pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer) -> Result<()> {
+    let tiled = n > MATVEC_MAX_TOKENS;
+    let (name, body) = if tiled {
+        ("matmul", include_str!("kernels/matmul.wgsl"))
+    } else {
+        ("matvec", include_str!("kernels/matvec.wgsl"))
+    };
+    let k = gpu.kernel((name, w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite], || quant_source(body, w.ty))?;
+    let params = [
+        u32_of(w.rows, "weight rows")?,
+        u32_of(w.cols, "weight columns")?,
+        u32_of(n, "tokens")?,
+        u32_of(m, "output columns")?,
+        u32_of(w.row0, "weight row")?,
+        u32_of(w.row_bytes, "row bytes")?,
+    ];
+    let groups = if tiled {
+        [u32_of(w.rows.div_ceil(64), "workgroups")?, u32_of(n.div_ceil(32), "workgroups")?, 1]
+    } else {
+        [u32_of(w.rows.div_ceil(8), "workgroups")?, u32_of(n, "workgroups")?, 1]
+    };
+    let binds = [
+        Bind { buffer: w.buffer, bytes: w.buffer.size() },
+        Bind { buffer: x, bytes: bytes_f32(n * w.cols) },
+        Bind { buffer: out, bytes: bytes_f32(n * m) },
+    ];
+    gpu.dispatch(&k, &params, &binds, groups)
+}
+
+/// out (n, cols) = rows `ids` of the table part `w` (rows of other parts are left alone).
+pub fn embed(gpu: &Gpu, w: &WeightView, ids: &wgpu::Buffer, n: usize, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("embed", w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite], || {
+        quant_source(include_str!("kernels/embed.wgsl"), w.ty)
+    })?;
+    let params = [
+        u32_of(w.cols, "columns")?,
+        u32_of(n, "tokens")?,
+        u32_of(w.row0, "table row")?,
+        u32_of(w.rows, "table rows")?,
+        u32_of(w.row_bytes, "row bytes")?,
+    ];
+    let binds = [
+        Bind { buffer: w.buffer, bytes: w.buffer.size() },
+        Bind { buffer: ids, bytes: n as u64 * 4 },
+        Bind { buffer: out, bytes: bytes_f32(n * w.cols) },
+    ];
+    gpu.dispatch(&k, &params, &binds, [u32_of(w.cols.div_ceil(WG as usize), "workgroups")?, u32_of(n, "workgroups")?, 1])
+}
+
+/// out = rms_norm(x) · g for each of `rows` rows of `cols`.
+pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("rms_norm", 0), &[Access::Read, Access::Read, Access::ReadWrite], || include_str!("kernels/rms_norm.wgsl").into())?;
+    let binds = [
+        Bind { buffer: x, bytes: bytes_f32(rows * cols) },
+        Bind { buffer: g, bytes: bytes_f32(cols) },
+        Bind { buffer: out, bytes: bytes_f32(rows * cols) },
+    ];
+    gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
+}
+
+/// Rotates `x (n, n_heads * head_dim)` in place with the (cos, sin) table `cs` (positions, half).
+#[allow(clippy::too_many_arguments)]
+pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, cs: &wgpu::Buffer, n: usize, n_heads: usize, head_dim: usize, half: usize, pos: usize, neox: bool) -> Result<()> {
+    let k = gpu.kernel(("rope", 0), &[Access::Read, Access::ReadWrite], || include_str!("kernels/rope.wgsl").into())?;
+    let params = [
+        u32_of(n_heads, "heads")?,
+        u32_of(head_dim, "head dim")?,
+        u32_of(half, "rotated pairs")?,
+        u32_of(n, "tokens")?,
+        u32_of(pos, "position")?,
+        neox as u32,
+    ];
+    let binds = [Bind { buffer: cs, bytes: ((pos + n) * half * 8) as u64 }, Bind { buffer: x, bytes: bytes_f32(n * n_heads * head_dim) }];
+    gpu.dispatch(&k, &params, &binds, [u32_of((n_heads * half).div_ceil(WG as usize), "workgroups")?, u32_of(n, "tokens")?, 1])
+}
+
+/// The geometry of one attention call.
+pub struct AttnCall {
+    pub n: usize,
+    pub pos: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub max_ctx: usize,
+}
+
+/// Stores k, v (n, kv_dim) into the layer's cache at `pos`.
+pub fn kv_store(gpu: &Gpu, c: &AttnCall, k: &wgpu::Buffer, v: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<()> {
+    let kern = gpu.kernel(("kv_store", 0), &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
+        include_str!("kernels/kv_store.wgsl").into()
+    })?;
+    let kv_dim = c.n_kv_heads * c.head_dim;
+    let params = [u32_of(c.n, "tokens")?, u32_of(kv_dim, "kv dim")?, u32_of(c.head_dim, "head dim")?, u32_of(c.max_ctx, "context")?, u32_of(c.pos, "position")?];
+    let binds = [
+        Bind { buffer: k, bytes: bytes_f32(c.n * kv_dim) },
+        Bind { buffer: v, bytes: bytes_f32(c.n * kv_dim) },
+        Bind { buffer: kc, bytes: kc.size() },
+        Bind { buffer: vc, bytes: vc.size() },
+    ];
+    gpu.dispatch(&kern, &params, &binds, [u32_of((kv_dim / 2).div_ceil(WG as usize), "workgroups")?, u32_of(c.n, "tokens")?, 1])
+}
+
+/// Attends `q (n, n_heads * head_dim)` over the cache into `out`, through the split scratch
+/// buffers `part_o (n, n_heads, n_splits, head_dim)` and `part_ml (n, n_heads, n_splits, 2)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(gpu: &Gpu, c: &AttnCall, q: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer, part_o: &wgpu::Buffer, part_ml: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<()> {
+    let n_splits = (c.pos + c.n).div_ceil(ATTN_CHUNK);
+    let q_len = c.n * c.n_heads * c.head_dim;
+    let slots = c.n * c.n_heads * n_splits;
+    let kern = gpu.kernel(("attention", 0), &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
+        include_str!("kernels/attention.wgsl").into()
+    })?;
+    let scale = 1.0 / (c.head_dim as f32).sqrt();
+    let params = [
+        u32_of(c.n_heads, "heads")?,
+        u32_of(c.n_heads / c.n_kv_heads.max(1), "group")?,
+        u32_of(c.head_dim, "head dim")?,
+        u32_of(c.max_ctx, "context")?,
+        u32_of(c.pos, "position")?,
+        u32_of(c.n, "tokens")?,
+        u32_of(n_splits, "splits")?,
+        scale.to_bits(),
+    ];
+    let binds = [
+        Bind { buffer: q, bytes: bytes_f32(q_len) },
+        Bind { buffer: kc, bytes: kc.size() },
+        Bind { buffer: vc, bytes: vc.size() },
+        Bind { buffer: part_o, bytes: bytes_f32(slots * c.head_dim) },
+        Bind { buffer: part_ml, bytes: bytes_f32(slots * 2) },
+    ];
+    gpu.dispatch(&kern, &params, &binds, [u32_of(c.n_heads, "heads")?, u32_of(c.n, "tokens")?, u32_of(n_splits, "splits")?])?;
+
+    let merge = gpu.kernel(("attention_merge", 0), &[Access::Read, Access::Read, Access::ReadWrite], || {
+        include_str!("kernels/attention_merge.wgsl").into()
+    })?;
+    let params = [u32_of(c.n_heads, "heads")?, u32_of(c.head_dim, "head dim")?, u32_of(n_splits, "splits")?, u32_of(c.n, "tokens")?];
+    let binds = [
+        Bind { buffer: part_o, bytes: bytes_f32(slots * c.head_dim) },
+        Bind { buffer: part_ml, bytes: bytes_f32(slots * 2) },
+        Bind { buffer: out, bytes: bytes_f32(q_len) },
+    ];
+    gpu.dispatch(&merge, &params, &binds, [u32_of(c.n_heads, "heads")?, u32_of(c.n, "tokens")?, 1])
+}
+
+/// out = silu(gate) · up over `len` elements.
+pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("swiglu", 0), &[Access::Read, Access::Read, Access::ReadWrite], || include_str!("kernels/swiglu.wgsl").into())?;
+    let b = bytes_f32(len);
+    let binds = [Bind { buffer: gate, bytes: b }, Bind { buffer: up, bytes: b }, Bind { buffer: out, bytes: b }];
+    gpu.dispatch(&k, &[u32_of(len, "elements")?], &binds, grid_1d(gpu, len)?)
+}
+
+/// x += y over `len` elements.
+pub fn add(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, len: usize) -> Result<()> {
+    let k = gpu.kernel(("add", 0), &[Access::ReadWrite, Access::Read], || include_str!("kernels/add.wgsl").into())?;
+    let b = bytes_f32(len);
+    gpu.dispatch(&k, &[u32_of(len, "elements")?], &[Bind { buffer: x, bytes: b }, Bind { buffer: y, bytes: b }], grid_1d(gpu, len)?)
+}
+
+/// Fills the first `len` words of `out` with the bit pattern `value`.
+pub fn fill(gpu: &Gpu, out: &wgpu::Buffer, len: usize, value: u32) -> Result<()> {
+    let k = gpu.kernel(("fill", 0), &[Access::ReadWrite], || include_str!("kernels/fill.wgsl").into())?;
+    gpu.dispatch(&k, &[u32_of(len, "elements")?, value], &[Bind { buffer: out, bytes: len as u64 * 4 }], grid_1d(gpu, len)?)
+}
+
+/// out[0] = index of the largest finite value of x[offset .. offset + len] (u32::MAX if none).
+pub fn argmax(gpu: &Gpu, x: &wgpu::Buffer, offset: usize, len: usize, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("argmax", 0), &[Access::Read, Access::ReadWrite], || include_str!("kernels/argmax.wgsl").into())?;
+    let binds = [Bind { buffer: x, bytes: bytes_f32(offset + len) }, Bind { buffer: out, bytes: 4 }];
+    gpu.dispatch(&k, &[u32_of(len, "elements")?, u32_of(offset, "offset")?], &binds, [1, 1, 1])
+}

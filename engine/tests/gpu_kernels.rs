@@ -1,0 +1,347 @@
+//! Every GPU kernel against a reference on the CPU, on lavapipe where there is no GPU: fresh
+//! random inputs (never zeros), shapes that are not multiples of any tile, outputs poisoned with
+//! NaN before each kernel writes them. f32 paths must agree within ‖gpu − ref‖ / ‖ref‖ ≤ 1e-4.
+//!
+//! The references: matmul and embedding against the reference dequantization (`quant`) times
+//! x in f64 (the CPU backend quantizes activations to 8 bits; the GPU does not); RMSNorm in f64;
+//! RoPE, SwiGLU and add against the CPU backend; attention against an f64 softmax over the same
+//! f16-rounded q, keys and values, and against the CPU backend, which also rounds the
+//! probabilities to f16 (so it is held to 2e-3 there).
+
+use std::sync::{Arc, OnceLock};
+
+use nib_engine::backend::cpu::{CpuBackend, CpuTensor};
+use nib_engine::backend::gpu::{GpuBackend, GpuTensor};
+use nib_engine::backend::{AttnShape, Backend, Rope};
+use nib_engine::gguf::ModelBytes;
+use nib_engine::quant::{dequantize, GgmlType};
+
+const TOL: f64 = 1e-4;
+
+/// Seeds that once failed stay here as regression cases (none so far).
+const REGRESSION_SEEDS: [u64; 0] = [];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1), never exactly 0.
+    fn unit(&mut self) -> f32 {
+        let v = (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        if v == 0.0 { 0.5 } else { v }
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.unit() * scale).collect()
+    }
+}
+
+fn f16_bytes(v: f32) -> [u8; 2] {
+    half::f16::from_f32(v).to_bits().to_le_bytes()
+}
+
+fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..rows * k / ty.block_size() {
+        let d = rng.unit() * 0.05;
+        match ty {
+            GgmlType::F32 => out.extend_from_slice(&(rng.unit() * 2.0).to_le_bytes()),
+            GgmlType::F16 => out.extend_from_slice(&f16_bytes(rng.unit() * 2.0)),
+            GgmlType::Q8_0 => {
+                out.extend_from_slice(&f16_bytes(d));
+                out.extend((0..32).map(|_| rng.next() as u8));
+            }
+            GgmlType::Q4_0 => {
+                out.extend_from_slice(&f16_bytes(d));
+                out.extend((0..16).map(|_| rng.next() as u8));
+            }
+            GgmlType::Q4_1 => {
+                out.extend_from_slice(&f16_bytes(d.abs()));
+                out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
+                out.extend((0..16).map(|_| rng.next() as u8));
+            }
+            _ => unreachable!(),
+        }
+    }
+    out
+}
+
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().all(|x| x.is_finite()), "non-finite output (poison left unwritten?)");
+    let d: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - w).powi(2)).sum::<f64>().sqrt();
+    let n: f64 = want.iter().map(|w| w * w).sum::<f64>().sqrt();
+    d / n
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// One GPU backend for the whole file (device setup and shader compiles are slow on lavapipe).
+fn gpu() -> &'static GpuBackend {
+    static G: OnceLock<GpuBackend> = OnceLock::new();
+    G.get_or_init(|| {
+        let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
+        b.set_poison(true);
+        println!("adapter: {}", b.describe());
+        b
+    })
+}
+
+/// A backend whose weights are split into parts of at most 1 KiB, as a large vocabulary is
+/// on a device with a small binding limit.
+fn gpu_split() -> &'static GpuBackend {
+    static G: OnceLock<GpuBackend> = OnceLock::new();
+    G.get_or_init(|| {
+        let b = GpuBackend::with_part_limit(Arc::new(ModelBytes::Owned(Vec::new())), 1024).unwrap();
+        b.set_poison(true);
+        b
+    })
+}
+
+fn cpu() -> CpuBackend {
+    CpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new())), 1)
+}
+
+fn check_matmul(b: &GpuBackend, seed: u64, ty: GgmlType, rows: usize, k: usize, n: usize) -> f64 {
+    let mut rng = Rng(seed);
+    let wb = random_weights(&mut rng, ty, rows, k);
+    let x: Vec<f32> = (0..n).flat_map(|_| {
+        let scale = 10f32.powf(rng.unit());
+        rng.vec(k, scale)
+    }).collect();
+    let mut wf = vec![0f32; rows * k];
+    dequantize(ty, &wb, &mut wf).unwrap();
+    let want: Vec<f64> = (0..n)
+        .flat_map(|t| {
+            let (x, wf) = (&x, &wf);
+            (0..rows).map(move |r| (0..k).map(|c| wf[r * k + c] as f64 * x[t * k + c] as f64).sum())
+        })
+        .collect();
+    let w = b.weight("w", ty, rows, k, &wb).unwrap();
+    let xt = b.tensor(n, k, &x).unwrap();
+    let out = b.matmul(&xt, &w).unwrap();
+    assert_eq!((out.rows, out.cols), (n, rows));
+    let e = rel_err(&b.to_vec(&out).unwrap(), &want);
+    assert!(e <= TOL, "matmul {ty:?} rows {rows} k {k} n {n} seed {seed}: rel err {e:.2e} (parts {})", w.n_parts());
+    e
+}
+
+#[test]
+fn matmul_every_format_and_odd_shape() {
+    let mut seed = 1;
+    let mut worst = 0f64;
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32] {
+        let ks: &[usize] = if ty.block_size() == 1 { &[37, 130] } else { &[32, 96, 576] };
+        for &k in ks {
+            // n = 1..=4 run the matrix-vector kernel, larger n the tiled one (tiles of 64 × 32).
+            for (rows, n) in [(1, 1), (7, 1), (65, 1), (33, 3), (130, 5), (67, 33), (9, 70)] {
+                worst = worst.max(check_matmul(gpu(), seed, ty, rows, k, n));
+                seed += 1;
+            }
+        }
+    }
+    for &s in &REGRESSION_SEEDS {
+        check_matmul(gpu(), s, GgmlType::Q4_1, 33, 96, 3);
+    }
+    println!("matmul: worst rel err {worst:.2e}");
+}
+
+#[test]
+fn matmul_and_embed_over_split_weights() {
+    // Q8_0 rows of 96 are 102 bytes: 1 KiB parts hold 9 rows, so 70 rows make 8 parts.
+    let mut worst = 0f64;
+    for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F16].into_iter().enumerate() {
+        for n in [1, 6] {
+            worst = worst.max(check_matmul(gpu_split(), 100 + i as u64 * 2 + n as u64, ty, 70, 96, n));
+        }
+        check_embed(gpu_split(), 200 + i as u64, ty, 70, 96);
+    }
+    println!("split weights: worst rel err {worst:.2e}");
+}
+
+fn check_embed(b: &GpuBackend, seed: u64, ty: GgmlType, rows: usize, cols: usize) {
+    let mut rng = Rng(seed);
+    let wb = random_weights(&mut rng, ty, rows, cols);
+    let mut wf = vec![0f32; rows * cols];
+    dequantize(ty, &wb, &mut wf).unwrap();
+    let ids: Vec<u32> = [0, rows - 1, 1].into_iter().chain((0..5).map(|_| (rng.next() % rows as u64) as usize)).map(|i| i as u32).collect();
+    let w = b.weight("table", ty, rows, cols, &wb).unwrap();
+    let got = b.to_vec(&b.embed(&w, &ids).unwrap()).unwrap();
+    let want: Vec<f32> = ids.iter().flat_map(|&i| wf[i as usize * cols..(i as usize + 1) * cols].to_vec()).collect();
+    // Dequantization is exact: bit-identical to the reference.
+    assert_eq!(got, want, "embed {ty:?} seed {seed} ({} parts)", w.n_parts());
+}
+
+#[test]
+fn embed_every_format() {
+    for (i, ty) in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32].into_iter().enumerate() {
+        let cols = if ty.block_size() == 1 { 45 } else { 96 };
+        check_embed(gpu(), 300 + i as u64, ty, 37, cols);
+    }
+}
+
+#[test]
+fn rms_norm_odd_widths() {
+    let b = gpu();
+    let mut rng = Rng(400);
+    for (rows, cols) in [(1, 576), (3, 577), (2, 1000), (5, 31)] {
+        let x = rng.vec(rows * cols, 3.0);
+        let g = rng.vec(cols, 1.5);
+        let gb: Vec<u8> = g.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let w = b.weight("norm", GgmlType::F32, 1, cols, &gb).unwrap();
+        let got = b.to_vec(&b.rms_norm(&b.tensor(rows, cols, &x).unwrap(), &w, 1e-5).unwrap()).unwrap();
+        let want: Vec<f64> = x
+            .chunks(cols)
+            .flat_map(|r| {
+                let s = 1.0 / (r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / cols as f64 + 1e-5).sqrt();
+                r.iter().zip(&g).map(move |(v, g)| *v as f64 * s * *g as f64).collect::<Vec<_>>()
+            })
+            .collect();
+        let e = rel_err(&got, &want);
+        assert!(e <= TOL, "rms_norm ({rows}, {cols}): {e:.2e}");
+    }
+}
+
+#[test]
+fn rope_matches_cpu_backend() {
+    let (b, c) = (gpu(), cpu());
+    let mut rng = Rng(500);
+    for (n, heads, hd, dims, pos, neox) in [(1, 9, 64, 64, 0, false), (3, 3, 64, 64, 3000, false), (5, 2, 34, 20, 77, true), (70, 4, 16, 16, 5, false)] {
+        let rope = Rope { theta: 100_000.0, dims, neox, freq_scale: 1.0 };
+        let x = rng.vec(n * heads * hd, 2.0);
+        let mut g = b.tensor(n, heads * hd, &x).unwrap();
+        b.rope(&mut g, heads, hd, pos, &rope).unwrap();
+        let mut ct = CpuTensor::new(n, heads * hd, x).unwrap();
+        c.rope(&mut ct, heads, hd, pos, &rope).unwrap();
+        let e = rel_err(&b.to_vec(&g).unwrap(), &f64s(&ct.data));
+        assert!(e <= TOL, "rope n {n} heads {heads} hd {hd} dims {dims} pos {pos} neox {neox}: {e:.2e}");
+    }
+}
+
+#[test]
+fn swiglu_and_add_match_cpu_backend() {
+    let (b, c) = (gpu(), cpu());
+    let mut rng = Rng(600);
+    for (rows, cols) in [(1, 1536), (7, 333)] {
+        let (gv, uv) = (rng.vec(rows * cols, 6.0), rng.vec(rows * cols, 2.0));
+        let (g, u) = (b.tensor(rows, cols, &gv).unwrap(), b.tensor(rows, cols, &uv).unwrap());
+        let (cg, cu) = (CpuTensor::new(rows, cols, gv).unwrap(), CpuTensor::new(rows, cols, uv).unwrap());
+        let e = rel_err(&b.to_vec(&b.swiglu(&g, &u).unwrap()).unwrap(), &f64s(&c.swiglu(&cg, &cu).unwrap().data));
+        assert!(e <= TOL, "swiglu ({rows}, {cols}): {e:.2e}");
+        let mut x = g;
+        b.add_assign(&mut x, &u).unwrap();
+        let mut cx = cg;
+        c.add_assign(&mut cx, &cu).unwrap();
+        let e = rel_err(&b.to_vec(&x).unwrap(), &f64s(&cx.data));
+        assert!(e <= TOL, "add ({rows}, {cols}): {e:.2e}");
+    }
+}
+
+fn round16(x: f32) -> f64 {
+    half::f16::from_f32(x).to_f32() as f64
+}
+
+/// Causal attention in f64 over f16-rounded q, k, v: (n, q_dim) for tokens at pos..pos+n,
+/// given every position's k, v so far (positions 0..pos+n, kv_dim each).
+fn attention_ref(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: AttnShape) -> Vec<f64> {
+    let (hd, kvd, group) = (s.head_dim, s.kv_dim(), s.n_heads / s.n_kv_heads);
+    let mut out = Vec::new();
+    for t in 0..n {
+        for h in 0..s.n_heads {
+            let g = h / group;
+            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| round16(x)).collect();
+            let len = pos + t + 1;
+            let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
+            let m = sc.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                out.push((0..len).map(|j| e[j] / z * round16(vs[j * kvd + g * hd + d])).sum());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_prefill_then_decode() {
+    let (b, c) = (gpu(), cpu());
+    let mut rng = Rng(700);
+    // (heads, kv heads, head dim, prefill, decode steps): GQA groups, a head dim that is not a
+    // multiple of 4, prefills that end inside and across 64-position chunks.
+    for (nh, nkv, hd, prefill, steps) in [(9, 3, 64, 7, 2), (6, 2, 34, 70, 3), (4, 4, 16, 130, 1)] {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let max_ctx = prefill + steps + 5;
+        let mut gc = b.new_cache(2, max_ctx, shape).unwrap();
+        let mut cc = c.new_cache(2, max_ctx, shape).unwrap();
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        let mut pos = 0;
+        for n in std::iter::once(prefill).chain(std::iter::repeat_n(1, steps)) {
+            let (q, k, v) = (rng.vec(n * shape.q_dim(), 2.0), rng.vec(n * shape.kv_dim(), 2.0), rng.vec(n * shape.kv_dim(), 1.0));
+            ks.extend_from_slice(&k);
+            vs.extend_from_slice(&v);
+            let got = b
+                .attention(&mut gc, 1, pos, &b.tensor(n, shape.q_dim(), &q).unwrap(), &b.tensor(n, shape.kv_dim(), &k).unwrap(), &b.tensor(n, shape.kv_dim(), &v).unwrap(), shape)
+                .unwrap();
+            let got = b.to_vec(&got).unwrap();
+            let want = attention_ref(&q, &ks, &vs, pos, n, shape);
+            let e = rel_err(&got, &want);
+            assert!(e <= TOL, "attention {shape:?} pos {pos} n {n}: {e:.2e} vs f64");
+            let cpu_out = c
+                .attention(&mut cc, 1, pos, &CpuTensor::new(n, shape.q_dim(), q).unwrap(), &CpuTensor::new(n, shape.kv_dim(), k).unwrap(), &CpuTensor::new(n, shape.kv_dim(), v).unwrap(), shape)
+                .unwrap();
+            let ec = rel_err(&got, &f64s(&cpu_out.data));
+            assert!(ec <= 2e-3, "attention {shape:?} pos {pos} n {n}: {ec:.2e} vs the CPU backend");
+            println!("attention {shape:?} pos {pos} n {n}: rel err {e:.2e} vs f64, {ec:.2e} vs cpu");
+            pos += n;
+        }
+    }
+}
+
+#[test]
+fn argmax_matches_sample_argmax() {
+    let b = gpu();
+    let mut rng = Rng(800);
+    for (rows, cols) in [(1, 49152), (3, 1001), (2, 7)] {
+        let mut x = rng.vec(rows * cols, 5.0);
+        let last = &mut x[(rows - 1) * cols..];
+        // A tie for the maximum (the first one wins), and non-finite values to skip.
+        let i = (rng.next() % cols as u64) as usize;
+        last[i] = 9.0;
+        last[cols - 1] = 9.0;
+        last[0] = f32::NAN;
+        if cols > 3 {
+            last[1] = f32::INFINITY;
+        }
+        let want = nib_engine::sample::argmax(last).map(|i| i as u32);
+        assert_eq!(b.argmax(&b.tensor(rows, cols, &x).unwrap()).unwrap(), want, "argmax ({rows}, {cols})");
+    }
+    let none: GpuTensor = b.tensor(1, 3, &[f32::NAN; 3]).unwrap();
+    assert_eq!(b.argmax(&none).unwrap(), None);
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let b = gpu();
+    let wb = random_weights(&mut Rng(900), GgmlType::Q8_0, 4, 32);
+    let w = b.weight("w", GgmlType::Q8_0, 4, 32, &wb).unwrap();
+    assert!(b.embed(&w, &[4]).is_err(), "token id past the table");
+    assert!(b.weight("w", GgmlType::Q8_0, 5, 32, &wb).is_err(), "bytes for the wrong shape");
+    assert!(b.weight("w", GgmlType::BF16, 1, 2, &[0; 4]).is_err(), "a format the kernels lack");
+    let x = b.tensor(2, 31, &[1.0; 62]).unwrap();
+    assert!(b.matmul(&x, &w).is_err(), "inner dimensions differ");
+    assert!(b.tensor(2, 3, &[1.0; 5]).is_err());
+    let shape = AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 16 };
+    let mut cache = b.new_cache(1, 4, shape).unwrap();
+    let q = b.tensor(5, 32, &[0.5; 160]).unwrap();
+    let kv = b.tensor(5, 16, &[0.5; 80]).unwrap();
+    assert!(b.attention(&mut cache, 0, 0, &q, &kv, &kv, shape).is_err(), "past the context");
+    assert!(b.new_cache(1, 4, AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 15 }).is_err(), "odd head dim");
+}
