@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nib_engine::backend::cpu::CpuBackend;
-use nib_engine::complete::{Completer, CompleterConfig, Mode, Request};
+use nib_engine::complete::{apply_rules, Completer, CompleterConfig, Cursor, Language, Mode, Request, StopReason};
 use nib_engine::{Error, Model};
 use serde_json::{json, Value};
 
@@ -30,6 +30,11 @@ pub struct Options {
     temperature: f32,
     max_tokens: usize,
     timeout_s: f64,
+    /// Hidden: print each task's prompt ids instead of completing (for an outside engine).
+    dump_prompts: bool,
+    /// Hidden: a JSON file `{"completions":[{"task_id","ids"}]}` of generated token ids from
+    /// another engine, run through the same stop and post-processing rules instead of sampling.
+    replay: Option<String>,
 }
 
 impl Options {
@@ -52,6 +57,8 @@ impl Options {
             temperature,
             max_tokens: args.usize("max-tokens")?.unwrap_or(300),
             timeout_s: args.f32("timeout")?.map_or(10.0, f64::from),
+            dump_prompts: args.flag("dump-prompts"),
+            replay: args.string("replay")?,
         })
     }
 }
@@ -114,6 +121,49 @@ fn network_isolation_works() -> bool {
     Command::new("unshare").args(["-n", "true"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// The token ids another engine generated, by task id, from a `--replay` file.
+fn read_replay(path: &str) -> Result<std::collections::HashMap<String, Vec<u32>>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("cannot read {path:?}: {e}")))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{path:?}: {e}")))?;
+    let bad = || Error::InvalidArgument(format!("{path:?}: expected {{\"completions\":[{{\"task_id\",\"ids\"}}]}}"));
+    let mut out = std::collections::HashMap::new();
+    for c in v.get("completions").and_then(Value::as_array).ok_or_else(bad)? {
+        let id = c.get("task_id").and_then(Value::as_str).ok_or_else(bad)?;
+        let ids = c.get("ids").and_then(Value::as_array).ok_or_else(bad)?;
+        let ids = ids.iter().map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(bad)).collect::<Result<Vec<u32>, Error>>()?;
+        out.insert(id.to_string(), ids);
+    }
+    Ok(out)
+}
+
+/// The candidate text the completer shows for a greedy request whose model output was `ids`:
+/// the decode loop's token handling (a control token ends the candidate; the one space the
+/// prompt left out and the user typed is skipped) followed by [`apply_rules`], which is the
+/// stop and post-processing path of [`Completer::complete`]. Returns the text ("" when
+/// post-processing drops it) and the stop reason.
+fn replay_text(completer: &Completer<CpuBackend>, req: &Request, mode: Mode, ids: &[u32]) -> Result<(String, StopReason), Error> {
+    let tok = &completer.model().tokenizer;
+    let stop_ids = completer.format().stop_ids();
+    let mut decoder = tok.stream_decoder();
+    let mut typed_ws = usize::from(req.prefix.ends_with(' '));
+    let mut pieces = Vec::new();
+    for &id in ids {
+        if stop_ids.contains(&id) || tok.is_special(id) {
+            break;
+        }
+        let mut piece = decoder.push(id)?;
+        if typed_ws > 0 {
+            let skip = piece.bytes().take(typed_ws).take_while(|b| *b == b' ' || *b == b'\t').count();
+            typed_ws = if skip == piece.len() { typed_ws - skip } else { 0 };
+            piece.drain(..skip);
+        }
+        pieces.push(piece);
+    }
+    let cx = Cursor::new(&req.prefix, &req.suffix, Language::from_name(req.language.as_deref().unwrap_or("")));
+    let (text, reason) = apply_rules(&cx, Some(mode), req.max_tokens, pieces.iter().map(String::as_str));
+    Ok((text.unwrap_or_default(), reason))
+}
+
 pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
     let file = match opts.task {
         Task::HumanEval => "HumanEval.jsonl.gz",
@@ -123,11 +173,16 @@ pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
     if let Some(limit) = opts.limit {
         records.truncate(limit);
     }
+    let replay = opts.replay.as_deref().map(read_replay).transpose()?;
+    if (replay.is_some() || opts.dump_prompts) && (opts.n_samples != 1 || opts.temperature > 0.0) {
+        return Err(Error::InvalidArgument("--replay and --dump-prompts are for greedy runs (--n-samples 1, temperature 0)".into()));
+    }
     let isolate = network_isolation_works();
     let timeout = Duration::from_secs_f64(opts.timeout_s.max(0.1));
     let mut completer = Completer::new(model, CompleterConfig { cache_entries: 0, ..CompleterConfig::default() })?;
     let started = Instant::now();
     let mut per_task = Vec::new();
+    let mut prompts = Vec::new();
     let (mut exact, mut correct_counts) = (0usize, Vec::new());
     for (t, rec) in records.iter().enumerate() {
         let prompt = field(rec, "prompt")?;
@@ -135,6 +190,13 @@ pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
             Task::HumanEval => ("", Mode::Block),
             Task::InfillSingleLine => (field(rec, "suffix")?, Mode::Line),
         };
+        let task_id = field(rec, "task_id")?;
+        let max_tokens = if mode == Mode::Line { 48 } else { opts.max_tokens };
+        if opts.dump_prompts {
+            let req = Request { language: Some("python".into()), mode: Some(mode), ..Request::new(prompt, suffix) };
+            prompts.push(json!({ "task_id": task_id, "ids": completer.prompt(&req)?.ids, "max_tokens": max_tokens }));
+            continue;
+        }
         let test = field(rec, "test")?;
         let entry = field(rec, "entry_point")?;
         let mut passed = 0;
@@ -145,13 +207,21 @@ pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
             let req = Request {
                 language: Some("python".into()),
                 mode: Some(mode),
-                max_tokens: Some(if mode == Mode::Line { 48 } else { opts.max_tokens }),
+                max_tokens: Some(max_tokens),
                 temperature: (opts.temperature > 0.0).then_some(opts.temperature),
                 seed: (t * 1000 + s) as u64,
                 ..Request::new(prompt, suffix)
             };
-            let r = completer.complete(&req)?;
-            let text = r.candidates.first().map(|c| c.text.clone()).unwrap_or_default();
+            let (text, stop) = match &replay {
+                Some(r) => {
+                    let ids = r.get(task_id).ok_or_else(|| Error::InvalidArgument(format!("the replay file lacks {task_id:?}")))?;
+                    replay_text(&completer, &req, mode, ids)?
+                }
+                None => {
+                    let r = completer.complete(&req)?;
+                    (r.candidates.first().map(|c| c.text.clone()).unwrap_or_default(), r.timings.stop.unwrap_or(StopReason::EndOfGeneration))
+                }
+            };
             let program = format!("{prompt}{text}\n{suffix}\n{test}\n\ncheck({entry})\n");
             let ok = passes(&program, timeout, isolate)?;
             passed += usize::from(ok);
@@ -159,10 +229,13 @@ pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
                 let want = field(rec, "canonical_solution")?;
                 exact += usize::from(text.trim_end() == want.trim_end());
             }
-            samples.push(json!({ "text": text, "passed": ok }));
+            samples.push(json!({ "text": text, "passed": ok, "stop": stop }));
         }
         correct_counts.push(passed);
-        per_task.push(json!({ "task_id": rec.get("task_id"), "passed": passed, "samples": samples }));
+        per_task.push(json!({ "task_id": task_id, "passed": passed, "samples": samples }));
+    }
+    if opts.dump_prompts {
+        return Ok(json!({ "prompts": prompts }));
     }
     let tasks = records.len().max(1) as f64;
     let mut out = json!({
@@ -171,6 +244,7 @@ pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
         "n_samples": opts.n_samples,
         "temperature": opts.temperature,
         "network_isolated": isolate,
+        "replayed": opts.replay.is_some(),
         "elapsed_s": started.elapsed().as_secs_f64(),
     });
     for k in [1, 10, 100].into_iter().filter(|&k| k <= opts.n_samples) {

@@ -4,6 +4,7 @@
 
 mod args;
 mod bench;
+mod bench_complete;
 mod complete;
 mod eval;
 
@@ -21,13 +22,15 @@ const DEFAULT_MODEL: &str = "models/default/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Context a CLI session allocates unless the prompt needs more.
 const DEFAULT_CTX: usize = 2048;
 
-const USAGE: &str = "usage: nib <tokenize|logits|generate|bench|complete|eval> [--model PATH] [--backend cpu|gpu|auto] [--threads N]
+const USAGE: &str = "usage: nib <tokenize|logits|generate|bench|bench-complete|complete|eval> [--model PATH] [--backend cpu|gpu|auto] [--threads N]
   nib tokenize                      stdin text -> {\"ids\":[...]}
   nib logits [--top K]              stdin prompt -> {\"ids\":[...],\"top\":[[id,logit],...]}
   nib generate --max-tokens N [--temperature T] [--top-p P] [--top-k K] [--seed S]
                                     stdin prompt -> {\"ids\":[...],\"text\":\"...\"}
   nib bench [--prompt-tokens N] [--gen-tokens N] [--runs R] [--prompt-file F]
                                     -> {\"backend\",\"adapter\",\"threads\",\"prefill_tok_s\",\"decode_tok_s\"}
+  nib bench-complete [--prefix-file F] [--language L] [--prefix-tokens N] [--runs R]
+                                    -> line-mode latency p50/p95: cold prompt vs one-character edit
   nib complete --prefix-file F [--suffix-file F] [--language L] [--mode line|block] [--n N]
                [--max-tokens N] [--temperature T] [--seed S] [--no-fim]
                                     -> {\"candidates\":[{\"text\",\"mean_logprob\"}],\"timings\":{...}}
@@ -75,6 +78,7 @@ enum Command {
     Generate { max_tokens: usize, sampler: SamplerConfig },
     Bench(bench::Options),
     Complete(complete::Options),
+    BenchComplete(bench_complete::Options),
     Eval(eval::Options),
 }
 
@@ -98,6 +102,7 @@ fn parse_command(name: &str, eval_task: Option<&str>, args: &mut Args) -> Result
             prompt_file: args.string("prompt-file")?,
         }),
         "complete" => Command::Complete(complete::Options::parse(args)?),
+        "bench-complete" => Command::BenchComplete(bench_complete::Options::parse(args)?),
         "eval" => Command::Eval(eval::Options::parse(args, eval_task)?),
         other => return Err(UsageError(format!("unknown command {other:?}"))),
     })
@@ -145,6 +150,7 @@ fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
         }
         Command::Bench(opts) => Ok(bench::run(&model, &opts)?),
         Command::Complete(opts) => Ok(complete::run(model, &opts)?),
+        Command::BenchComplete(opts) => Ok(bench_complete::run(model, threads, &|| load(&model_path, threads), &opts)?),
         Command::Eval(opts) => Ok(eval::run(model, &opts)?),
     }
 }

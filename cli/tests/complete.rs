@@ -70,3 +70,81 @@ fn eval_runs_a_humaneval_task_and_reports_pass_at_1() {
     assert!(p == 0.0 || p == 1.0);
     assert_eq!(v["per_task"][0]["task_id"], "HumanEval/0");
 }
+
+fn eval_data() -> String {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval");
+    assert!(data.join("HumanEval.jsonl.gz").is_file(), "{} is missing", data.display());
+    data.to_string_lossy().into_owned()
+}
+
+fn token_ids(text: &str) -> serde_json::Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nib"))
+        .args(["tokenize", "--model", &model(), "--threads", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["ids"].clone()
+}
+
+#[test]
+fn eval_dump_prompts_gives_the_prefix_only_prompt_ids() {
+    let out = nib(&["eval", "humaneval", "--model", &model(), "--threads", "1", "--limit", "2", "--dump-prompts", "--data", &eval_data()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = v["prompts"].as_array().unwrap();
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[1]["task_id"], "HumanEval/1");
+    assert_eq!(p[0]["max_tokens"], 300);
+    // No FIM template on the default model: the prompt is the task's text, tokenized.
+    let prompt = "from typing import List\n\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n    \"\"\" Check if in given list of numbers, are any two numbers closer to each other than\n    given threshold.\n    >>> has_close_elements([1.0, 2.0, 3.0], 0.5)\n    False\n    >>> has_close_elements([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3)\n    True\n    \"\"\"\n";
+    assert_eq!(p[0]["ids"], token_ids(prompt));
+}
+
+#[test]
+fn eval_replay_runs_given_tokens_through_the_rules_and_executes_them() {
+    let dir = std::env::temp_dir().join(format!("nib-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for j, b in enumerate(numbers) if i != j)";
+    let cases = [
+        // A correct body, then a blank-line run and a new function: the rules keep the body.
+        (format!("{body}\n\n\ndef main():\n    pass\n"), body, true),
+        // What the instruct model writes after a docstring: a fence, then prose.
+        ("```\n\nThe function takes a list of numbers.".to_string(), "", false),
+    ];
+    for (i, (generated, want, passes)) in cases.iter().enumerate() {
+        let file = dir.join(format!("ids{i}.json"));
+        let replay = serde_json::json!({ "completions": [{ "task_id": "HumanEval/0", "ids": token_ids(generated) }] });
+        std::fs::write(&file, replay.to_string()).unwrap();
+        let out = nib(&["eval", "humaneval", "--model", &model(), "--threads", "1", "--limit", "1", "--replay", file.to_str().unwrap(), "--data", &eval_data()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["replayed"], true);
+        assert_eq!(v["per_task"][0]["samples"][0]["text"], *want);
+        assert_eq!(v["per_task"][0]["samples"][0]["passed"], *passes);
+        assert_eq!(v["pass@1"], if *passes { 1.0 } else { 0.0 });
+    }
+    assert_eq!(nib(&["eval", "humaneval", "--model", &model(), "--limit", "1", "--n-samples", "2", "--replay", "x.json", "--data", &eval_data()]).status.code(), Some(1));
+    let missing = dir.join("missing.json");
+    std::fs::write(&missing, r#"{"completions":[]}"#).unwrap();
+    let out = nib(&["eval", "humaneval", "--model", &model(), "--limit", "1", "--replay", missing.to_str().unwrap(), "--data", &eval_data()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HumanEval/0"));
+}
+
+#[test]
+fn bench_complete_reuses_the_kv_cache_after_a_one_character_edit() {
+    let out = nib(&["bench-complete", "--model", &model(), "--threads", "1", "--runs", "2", "--prefix-tokens", "200"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["edit"]["requests"], 2);
+    assert_eq!(v["cold"]["requests"], 2);
+    let prompt = v["cold"]["prompt_tokens_p50"].as_f64().unwrap();
+    assert!(prompt >= 200.0, "{v}");
+    // Cold: every request evaluates its whole prompt.
+    assert_eq!(v["cold"]["evaluated_tokens_p50"].as_f64().unwrap(), prompt);
+    assert!(v["edit"]["evaluated_tokens_max"].as_f64().unwrap() <= 3.0, "{v}");
+    assert!(v["edit"]["p50_ms"].as_f64().unwrap() > 0.0);
+}
