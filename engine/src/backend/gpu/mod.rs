@@ -163,6 +163,12 @@ impl GpuBackend {
         Ok(GpuWeight { ty, rows, cols, row_bytes, parts, vector })
     }
 
+    /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader): correct, but slower
+    /// than the CPU backend, so `--backend auto` should not pick it.
+    pub fn is_software(&self) -> bool {
+        self.gpu.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// When on, every output tensor is filled with NaN before its kernel writes it, so that
     /// elements a kernel forgets show up in tests.
     pub fn set_poison(&self, on: bool) {
@@ -281,7 +287,7 @@ impl Backend for GpuBackend {
 
     fn new_cache(&self, n_layers: usize, max_ctx: usize, shape: AttnShape) -> Result<GpuCache> {
         let hd = shape.head_dim;
-        if hd == 0 || hd % 2 != 0 || hd > ops::MAX_HEAD_DIM || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+        if hd == 0 || !hd.is_multiple_of(2) || hd > ops::MAX_HEAD_DIM || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
             return Err(Error::Unsupported(format!("attention {shape:?} on the GPU backend (head_dim even and at most {})", ops::MAX_HEAD_DIM)));
         }
         let bytes = max_ctx
@@ -343,7 +349,7 @@ impl Backend for GpuBackend {
     }
 
     fn rope(&self, x: &mut GpuTensor, n_heads: usize, head_dim: usize, pos: usize, rope: &Rope) -> Result<()> {
-        if x.cols != n_heads * head_dim || rope.dims > head_dim || rope.dims % 2 != 0 {
+        if x.cols != n_heads * head_dim || rope.dims > head_dim || !rope.dims.is_multiple_of(2) {
             return Err(shape_err("rope", format!("rows of {} for {n_heads} heads × {head_dim}, {} rotated", x.cols, rope.dims)));
         }
         let end = pos.checked_add(x.rows).ok_or_else(|| shape_err("rope", format!("position {pos}")))?;
@@ -359,7 +365,7 @@ impl Backend for GpuBackend {
         if q.cols != q_dim || k.cols != kv_dim || v.cols != kv_dim || k.rows != n || v.rows != n {
             return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
         }
-        if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+        if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
             return Err(shape_err("attention", format!("{shape:?} against a cache of {:?}", cache.shape)));
         }
         pos.checked_add(n).filter(|&e| e <= cache.max_ctx).ok_or_else(|| {
