@@ -80,7 +80,7 @@ pub fn run<B: Backend>(model: &Model<B>, o: &Options) -> Result<Value, Error> {
         }
     }
     Ok(json!({
-        "backend": "cpu",
+        "backend": model.backend.name().split_whitespace().next().unwrap_or("cpu"),
         "adapter": model.backend.name(),
         "threads": model.backend.threads(),
         "prompt_tokens": o.prompt_tokens,

@@ -12,6 +12,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::backend::gpu::GpuBackend;
+use nib_engine::backend::Backend;
 use nib_engine::sample::{self, Sampler, SamplerConfig};
 use nib_engine::{Error, Model};
 use serde_json::json;
@@ -54,9 +56,19 @@ impl From<Error> for Failure {
     }
 }
 
+/// A remark for stderr, printed only when the command succeeds.
+static NOTE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn note(text: String) {
+    let _ = NOTE.set(text);
+}
+
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
         Ok(out) => {
+            if let Some(n) = NOTE.get() {
+                eprintln!("nib: {n}");
+            }
             println!("{out}");
             ExitCode::SUCCESS
         }
@@ -122,12 +134,50 @@ fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
     let threads = args.usize("threads")?.unwrap_or_else(default_threads);
     let command = parse_command(&name, eval_task.as_deref(), &mut args)?;
     args.finish()?;
+    let ctx = Ctx { model_path: &model_path, threads };
     match backend.as_str() {
-        "cpu" | "auto" => {}
-        "gpu" => return Err(Error::Unsupported("the GPU backend is not built yet; use --backend cpu".into()).into()),
+        "cpu" => {}
+        "gpu" => return execute_gpu(load_gpu(&model_path)?, command),
+        // The GPU when there is a real one; a software adapter (lavapipe, SwiftShader) is slower
+        // than the CPU backend, so auto takes the CPU then, and says so (after the result, so
+        // that a failure stays one line).
+        "auto" => match nib_engine::backend::gpu::probe_adapter() {
+            Some((_, false)) => match load_gpu(&model_path) {
+                Ok(m) => return execute_gpu(m, command),
+                Err(e @ (Error::InvalidArgument(_) | Error::Gguf(_))) => return Err(e.into()),
+                Err(e) => note(format!("the GPU failed ({e}); using the CPU backend")),
+            },
+            Some((name, true)) => note(format!("only a software GPU adapter ({name}); using the CPU backend")),
+            None => note("no GPU adapter; using the CPU backend".into()),
+        },
         other => return Err(UsageError(format!("--backend {other:?}: expected cpu, gpu or auto")).into()),
     }
     let model = load(&model_path, threads)?;
+    match command {
+        Command::Complete(opts) => Ok(complete::run(model, &opts)?),
+        Command::BenchComplete(opts) => Ok(bench_complete::run(model, ctx.threads, &|| load(ctx.model_path, ctx.threads), &opts)?),
+        Command::Eval(opts) => Ok(eval::run(model, &opts)?),
+        other => execute(&model, other),
+    }
+}
+
+struct Ctx<'a> {
+    model_path: &'a str,
+    threads: usize,
+}
+
+/// The GPU runs the model commands; the completion pipeline is CPU-only for now.
+fn execute_gpu(model: Model<GpuBackend>, command: Command) -> Result<serde_json::Value, Failure> {
+    match command {
+        Command::Complete(_) | Command::BenchComplete(_) | Command::Eval(_) => {
+            Err(Error::Unsupported("complete and eval run on the CPU backend only for now; use --backend cpu".into()).into())
+        }
+        other => execute(&model, other),
+    }
+}
+
+/// The commands that only need a model, on any backend.
+fn execute<B: Backend>(model: &Model<B>, command: Command) -> Result<serde_json::Value, Failure> {
     match command {
         Command::Tokenize => Ok(json!({ "ids": model.tokenizer.encode(&stdin_text()?)? })),
         Command::Logits { top } => {
@@ -148,10 +198,10 @@ fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
             let logprobs: Vec<f32> = out.iter().map(|t| t.logprob).collect();
             Ok(json!({ "ids": ids, "text": text, "logprobs": logprobs }))
         }
-        Command::Bench(opts) => Ok(bench::run(&model, &opts)?),
-        Command::Complete(opts) => Ok(complete::run(model, &opts)?),
-        Command::BenchComplete(opts) => Ok(bench_complete::run(model, threads, &|| load(&model_path, threads), &opts)?),
-        Command::Eval(opts) => Ok(eval::run(model, &opts)?),
+        Command::Bench(opts) => Ok(bench::run(model, &opts)?),
+        Command::Complete(_) | Command::BenchComplete(_) | Command::Eval(_) => {
+            Err(Error::Unsupported("this command needs the CPU backend".into()).into())
+        }
     }
 }
 
@@ -159,13 +209,21 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn load(path: &str, threads: usize) -> Result<Model<CpuBackend>, Error> {
+fn model_file(path: &str) -> Result<&std::path::Path, Error> {
     let p = std::path::Path::new(path);
     if !p.is_file() {
         let hint = if path == DEFAULT_MODEL { " (run `cargo xtask setup` to fetch the default model)" } else { "" };
         return Err(Error::InvalidArgument(format!("model file {path:?} not found{hint}")));
     }
-    Model::open_cpu(p, threads)
+    Ok(p)
+}
+
+fn load(path: &str, threads: usize) -> Result<Model<CpuBackend>, Error> {
+    Model::open_cpu(model_file(path)?, threads)
+}
+
+fn load_gpu(path: &str) -> Result<Model<GpuBackend>, Error> {
+    nib_engine::backend::gpu::open_model(model_file(path)?)
 }
 
 fn stdin_text() -> Result<String, Error> {

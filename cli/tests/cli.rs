@@ -90,7 +90,7 @@ fn tokenize_logits_generate_follow_the_contract() {
     let b = json(&nib(&["generate", "--model", m, "--max-tokens", "6", "--temperature", "0.8", "--seed", "4"], "x = "));
     assert_eq!(a["ids"], b["ids"]);
     assert_one_line_error(&nib(&["generate", "--model", m, "--max-tokens", "4", "--top-p", "0"], "x"), "top-p");
-    assert_one_line_error(&nib(&["generate", "--model", m, "--max-tokens", "4", "--backend", "gpu"], "x"), "GPU");
+    assert_eq!(nib(&["generate", "--model", m, "--max-tokens", "4", "--backend", "tpu"], "x").status.code(), Some(2));
 }
 
 #[test]
@@ -104,4 +104,17 @@ fn invalid_utf8_on_stdin_is_an_error() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"ok \xff\xfe bad").unwrap();
     assert_one_line_error(&child.wait_with_output().unwrap(), "UTF-8");
+}
+
+#[test]
+fn gpu_backend_generates_and_benches() {
+    // lavapipe in CI: slow but real (setup installs it).
+    let m = model();
+    let m = m.to_str().unwrap();
+    let out = json(&nib(&["generate", "--model", m, "--backend", "gpu", "--max-tokens", "3"], "def add(a, b):\n"));
+    assert!(!out["ids"].as_array().unwrap().is_empty());
+    let b = json(&nib(&["bench", "--model", m, "--backend", "gpu", "--prompt-tokens", "8", "--gen-tokens", "2", "--runs", "1"], ""));
+    assert_eq!(b["backend"], "gpu");
+    assert!(b["adapter"].as_str().unwrap().contains("gpu"), "{b}");
+    assert!(b["decode_tok_s"].as_f64().unwrap() > 0.0);
 }
