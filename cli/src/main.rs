@@ -64,6 +64,12 @@ fn note(text: String) {
 }
 
 fn main() -> ExitCode {
+    // Mesa's Vulkan drivers print an error on stderr when XDG_RUNTIME_DIR is unset (headless
+    // machines, CI), and `--backend auto` opens Vulkan to look for a GPU: give them a directory
+    // so that stderr keeps to nib's own one line. Nothing else is running yet.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     match run(std::env::args().skip(1).collect()) {
         Ok(out) => {
             if let Some(n) = NOTE.get() {

@@ -19,6 +19,10 @@ const USAGE: &str = "usage: cargo xtask <setup|test|bench|fixtures>
   fixtures              regenerate tests/fixtures/*.json with llama-cpp-python";
 
 fn main() -> ExitCode {
+    // Mesa's Vulkan drivers (the GPU tests) complain on stderr without it; CI machines lack it.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::run(),
