@@ -2,8 +2,9 @@
 
 Takes the same options as `nib bench` and prints the same JSON keys. The prompt is the file's
 text tokenized by llama.cpp, repeated and cut to --prompt-tokens, exactly as nib builds it.
-Timings are wall-clock around llama.cpp's eval calls only (its perf counters are off in
-llama-cpp-python); Python's share is a few microseconds per call, well under 1% of a decode step.
+Timings are wall-clock around llama.cpp's own `llama_decode` calls through the low-level
+bindings (llama-cpp-python's `Llama.eval` adds milliseconds of Python per token, which would
+flatter nib), with the token's logits read and argmax'd outside the timed region.
 """
 import argparse
 import json
@@ -42,23 +43,34 @@ def main():
         ids += piece
     ids = ids[: a.prompt_tokens]
 
-    # Warm-up, as nib does.
-    llm.reset()
-    llm.eval(ids[:16])
-    prefill, decode = [], []
-    for _ in range(a.runs):
-        llm.reset()
+    ctx = llm.ctx
+    mem = llama_cpp.llama_get_memory(ctx)
+
+    def decode(tokens):
+        """Runs `tokens` through llama_decode; returns the seconds it took."""
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+        batch = llama_cpp.llama_batch_get_one(arr, len(tokens))
         t0 = time.perf_counter()
-        llm.eval(ids)
-        prefill.append(len(ids) / (time.perf_counter() - t0))
+        rc = llama_cpp.llama_decode(ctx, batch)
+        spent = time.perf_counter() - t0
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        return spent
+
+    # Warm-up, as nib does.
+    llama_cpp.llama_memory_clear(mem, True)
+    decode(ids[:16])
+    prefill, decode_rates = [], []
+    for _ in range(a.runs):
+        llama_cpp.llama_memory_clear(mem, True)
+        prefill.append(len(ids) / decode(ids))
         spent = 0.0
         for _ in range(a.gen_tokens):
             tok = int(last_logits(llm).argmax())
-            t0 = time.perf_counter()
-            llm.eval([tok])
-            spent += time.perf_counter() - t0
+            spent += decode([tok])
         if a.gen_tokens:
-            decode.append(a.gen_tokens / spent)
+            decode_rates.append(a.gen_tokens / spent)
+    decode = decode_rates
     print(json.dumps({
         "backend": "llama.cpp",
         "adapter": "cpu",
