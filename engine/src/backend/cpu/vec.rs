@@ -1,4 +1,4 @@
-//! f32 vector helpers for the CPU backend's non-matmul ops: dot products and axpy for attention,
+//! f32 vector helpers for the CPU backend's non-matmul ops: axpy over f16 values for attention,
 //! softmax, SiLU and RMSNorm. Each has a portable version and an AVX2+FMA version chosen at run
 //! time (wasm builds with simd128 get theirs from LLVM's auto-vectorisation of the portable code).
 //! All functions assume equal lengths; callers slice their inputs to match.
@@ -14,94 +14,6 @@ pub fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
-}
-
-/// Σ a[i]·b[i].
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected.
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_portable(a, b)
-}
-
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
-        i += 16;
-    }
-    if i + 8 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-        i += 8;
-    }
-    let mut s = hsum256(_mm256_add_ps(acc0, acc1));
-    while i < n {
-        s += *pa.add(i) * *pb.add(i);
-        i += 1;
-    }
-    s
-}
-
-/// Σ a[i]·b[i] with `b` in f16 (the KV cache's keys).
-pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2, FMA and F16C were detected.
-        return unsafe { dot_f16_avx2(a, b) };
-    }
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y.to_f32()).sum();
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i].to_f32();
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16_avx2(a: &[f32], b: &[f16]) -> f32 {
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        let b0 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i));
-        let b1 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i + 8) as *const __m128i));
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), b0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), b1, acc1);
-        i += 16;
-    }
-    let mut s = hsum256(_mm256_add_ps(acc0, acc1));
-    while i < n {
-        s += *pa.add(i) * (*pb.add(i)).to_f32();
-        i += 1;
-    }
-    s
 }
 
 /// y[i] += a·x[i] with `x` in f16 (the KV cache's values).
@@ -143,36 +55,6 @@ unsafe fn hsum256(v: __m256) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     _mm_cvtss_f32(s)
-}
-
-/// y[i] += a·x[i].
-pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected.
-        return unsafe { axpy_avx2(y, a, x) };
-    }
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_avx2(y: &mut [f32], a: f32, x: &[f32]) {
-    let n = y.len().min(x.len());
-    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
-    let va = _mm256_set1_ps(a);
-    let mut i = 0;
-    while i + 8 <= n {
-        let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
-        _mm256_storeu_ps(py.add(i), r);
-        i += 8;
-    }
-    while i < n {
-        *py.add(i) += a * *px.add(i);
-        i += 1;
-    }
 }
 
 /// In place: x ← exp(x − max) / Σ exp(x − max).
@@ -312,14 +194,6 @@ mod tests {
         for n in [1, 7, 8, 15, 16, 17, 64, 100, 577] {
             let a = data(n, n as u32);
             let b = data(n, n as u32 + 99);
-            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!((dot(&a, &b) as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "dot n={n}");
-
-            let mut y = b.clone();
-            axpy(&mut y, 0.37, &a);
-            for i in 0..n {
-                assert!((y[i] - (b[i] + 0.37 * a[i])).abs() < 1e-5);
-            }
 
             let mut s = a.clone();
             softmax(&mut s);
@@ -331,8 +205,6 @@ mod tests {
             }
 
             let h: Vec<f16> = b.iter().map(|v| f16::from_f32(*v)).collect();
-            let want: f64 = a.iter().zip(&h).map(|(x, y)| *x as f64 * y.to_f64()).sum();
-            assert!((dot_f16(&a, &h) as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "dot_f16 n={n}");
             let mut y = a.clone();
             axpy_f16(&mut y, -1.5, &h);
             for i in 0..n {
