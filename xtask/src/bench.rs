@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: nib's CPU backend beside llama.cpp (through llama-cpp-python) on the same
 //! model, the same prompt tokens and the same thread counts, in one run. Prints the medians as a
 //! table with the ratios nib / llama.cpp, and the command that reproduces it.
+//! `cargo xtask bench --backend gpu` times nib's GPU backend, naming the adapter.
 
 use std::process::Command;
 
@@ -17,10 +18,12 @@ struct Opts {
     threads: Vec<usize>,
     prompt_tokens: usize,
     gen_tokens: usize,
+    /// `cpu` (beside llama.cpp) or `gpu` (nib's WebGPU backend, with its adapter named).
+    backend: String,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts { runs: 5, threads: vec![1, 2], prompt_tokens: 512, gen_tokens: 128 };
+    let mut o = Opts { runs: 5, threads: vec![1, 2], prompt_tokens: 512, gen_tokens: 128, backend: "cpu".into() };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -30,6 +33,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--prompt-tokens" => o.prompt_tokens = num(value()?)?,
             "--gen-tokens" => o.gen_tokens = num(value()?)?,
             "--threads" => o.threads = value()?.split(',').map(|t| num(&t.to_string())).collect::<Result<_, _>>()?,
+            "--backend" => match value()?.as_str() {
+                b @ ("cpu" | "gpu") => o.backend = b.to_string(),
+                other => return Err(format!("--backend {other:?}: expected cpu or gpu")),
+            },
             _ => return Err(format!("unknown bench option {a}")),
         }
     }
@@ -53,6 +60,9 @@ fn num(v: &Value, key: &str) -> f64 {
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     setup::run()?;
+    if o.backend == "gpu" {
+        return gpu(&o, args);
+    }
     setup::require_llama_cpp()?;
     run_cmd(cargo().args(["build", "--release", "-p", "nib-cli"]))?;
     let nib = root().join("target/release/nib");
@@ -84,5 +94,25 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     println!();
     println!("reproduce: cargo xtask bench{}", if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) });
+    Ok(())
+}
+
+/// `--backend gpu`: nib's WebGPU backend alone (no peer runs natively on the same GPU API), with
+/// the adapter named. On lavapipe the figures say nothing about a real GPU.
+fn gpu(o: &Opts, args: &[String]) -> Result<(), String> {
+    run_cmd(cargo().args(["build", "--release", "-p", "nib-cli"]))?;
+    let mut c = Command::new(root().join("target/release/nib"));
+    c.args(["bench", "--backend", "gpu", "--runs", &o.runs.to_string()])
+        .args(["--prompt-tokens", &o.prompt_tokens.to_string(), "--gen-tokens", &o.gen_tokens.to_string()])
+        .args(["--model", MODEL_PATH, "--prompt-file", PROMPT_FILE]);
+    let r = json_of(&mut c)?;
+    println!();
+    println!("nib GPU — {} prompt tokens, {} greedy tokens after it, median of {} runs", o.prompt_tokens, o.gen_tokens, o.runs);
+    println!();
+    println!("| adapter | prefill tok/s | decode tok/s |");
+    println!("|---|---|---|");
+    println!("| {} | {:.1} | {:.1} |", r.get("adapter").and_then(Value::as_str).unwrap_or("?"), num(&r, "prefill_tok_s"), num(&r, "decode_tok_s"));
+    println!();
+    println!("reproduce: cargo xtask bench {}", args.join(" "));
     Ok(())
 }

@@ -14,8 +14,9 @@ use std::process::{Command, ExitCode};
 const USAGE: &str = "usage: cargo xtask <setup|test|bench|fixtures>
   setup                 install what is missing, fetch the default model into models/default/
   test                  setup, then run every test
-  bench [--runs N] [--threads 1,2] [--prompt-tokens N] [--gen-tokens N]
-                        nib CPU beside llama.cpp (llama-cpp-python), medians, as a table
+  bench [--runs N] [--threads 1,2] [--prompt-tokens N] [--gen-tokens N] [--backend cpu|gpu]
+                        nib CPU beside llama.cpp (llama-cpp-python), medians, as a table;
+                        --backend gpu: nib's GPU backend with the adapter named
   fixtures              regenerate tests/fixtures/*.json with llama-cpp-python";
 
 fn main() -> ExitCode {
