@@ -8,12 +8,10 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-/// Whether this CPU has AVX2, FMA and F16C (every AVX2 CPU in practice); checked once.
+/// Whether this CPU has AVX2, FMA and F16C: the same detection the matmul kernels use.
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx2() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
+    super::kernels::Isa::best() == super::kernels::Isa::Avx2
 }
 
 /// y[i] += a·x[i] with `x` in f16 (the KV cache's values).

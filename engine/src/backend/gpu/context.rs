@@ -103,18 +103,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The first high-performance adapter wgpu finds (Vulkan natively).
+pub fn request_adapter() -> Result<wgpu::Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: None,
+        apply_limit_buckets: false,
+    }))
+    .map_err(|e| Error::Unsupported(format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))
+}
+
 impl Gpu {
-    /// Opens the first high-performance adapter wgpu finds (Vulkan natively) and a device with
-    /// the largest storage buffers the adapter allows, since a weight is bound whole when it fits.
+    /// Opens [`request_adapter`]'s adapter and a device with the largest storage buffers it
+    /// allows, since a weight is bound whole when it fits.
     pub fn new() -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        }))
-        .map_err(|e| Error::Unsupported(format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))?;
+        let adapter = request_adapter()?;
         let info = adapter.get_info();
         let have = adapter.limits();
         let want = wgpu::Limits {

@@ -263,15 +263,7 @@ pub fn load_model(bytes: ModelBytes) -> Result<Model<GpuBackend>> {
 /// anything: its name, and whether it is a software (CPU) implementation. `None` when there is no
 /// adapter. `--backend auto` decides with this.
 pub fn probe_adapter() -> Option<(String, bool)> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        force_fallback_adapter: false,
-        compatible_surface: None,
-        apply_limit_buckets: false,
-    }))
-    .ok()?;
-    let info = adapter.get_info();
+    let info = context::request_adapter().ok()?.get_info();
     Some((info.name, info.device_type == wgpu::DeviceType::Cpu))
 }
 

@@ -29,10 +29,7 @@ use std::arch::x86_64::*;
 use super::acts::ActsData;
 use super::{Format, Job};
 
-/// Weight formats as const-generic tags, so one tile body serves all three.
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q8_0: u8 = 2;
+use super::tags::{block_bytes, Q4_0, Q4_1, Q8_0};
 
 /// Rows per n > 1 tile (× 4 tokens): 4 measured best (2: 360, 3 and 4: 383 tok/s on Q4_1).
 const PREFILL_RM: usize = 4;
@@ -138,11 +135,7 @@ unsafe fn token_tiles<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
 #[allow(clippy::needless_range_loop)] // r and t index several arrays and pointers at once
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn prefill_tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usize, t0: usize) {
-    let block_bytes = match F {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        _ => 34,
-    };
+    let block_bytes = block_bytes(F);
     let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     // Lane t = token t0 + t.
@@ -231,11 +224,7 @@ unsafe fn load4<const N: usize>(p: *const f32) -> __m128 {
 #[allow(clippy::needless_range_loop)] // r indexes several arrays and pointers at once
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
-    let block_bytes = match F {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        _ => 34,
-    };
+    let block_bytes = block_bytes(F);
     let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     // Lane r = row r0 + r; lanes past RM stay zero and are never stored.

@@ -98,6 +98,39 @@ enum Format {
     Q8_0,
 }
 
+impl Format {
+    fn ggml(self) -> GgmlType {
+        match self {
+            Format::F32 => GgmlType::F32,
+            Format::F16 => GgmlType::F16,
+            Format::BF16 => GgmlType::BF16,
+            Format::Q4_0 => GgmlType::Q4_0,
+            Format::Q4_1 => GgmlType::Q4_1,
+            Format::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+}
+
+/// The quantized formats as const-generic tags of the SIMD kernels, so one tile body serves all
+/// three.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+mod tags {
+    use crate::quant::GgmlType;
+
+    pub const Q4_0: u8 = 0;
+    pub const Q4_1: u8 = 1;
+    pub const Q8_0: u8 = 2;
+
+    /// Bytes per block of the format a tag names.
+    pub const fn block_bytes(tag: u8) -> usize {
+        match tag {
+            Q4_0 => GgmlType::Q4_0.type_size(),
+            Q4_1 => GgmlType::Q4_1.type_size(),
+            _ => GgmlType::Q8_0.type_size(),
+        }
+    }
+}
+
 fn kernel_format(ty: GgmlType) -> Option<Format> {
     Some(match ty {
         GgmlType::F32 => Format::F32,

@@ -56,11 +56,7 @@ fn dot_q8<'a>(
 ) -> f32 {
     let mut acc = 0f32;
     let mut acc_m = 0f32;
-    let bytes = match format {
-        Format::Q4_0 => 18,
-        Format::Q4_1 => 20,
-        _ => 34,
-    };
+    let bytes = format.ggml().type_size();
     for (((wb, xb), &dx), &sx) in w.chunks_exact(bytes).zip(xq.chunks_exact(32)).zip(dx).zip(sx) {
         let dw = f16_at(wb, 0);
         let (isum, m) = match format {

@@ -17,9 +17,7 @@ use core::arch::wasm32::*;
 use super::acts::ActsData;
 use super::{Format, Job};
 
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q8_0: u8 = 2;
+use super::tags::{block_bytes, Q4_0, Q4_1, Q8_0};
 
 /// Rows per prefill tile (× 4 tokens): each widened activation block serves this many rows.
 const PREFILL_RM: usize = 4;
@@ -120,11 +118,7 @@ unsafe fn token_tiles<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r indexes several arrays at once
 unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
-    let block_bytes = match F {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        _ => 34,
-    };
+    let block_bytes = block_bytes(F);
     let low = u8x16_splat(0x0F);
     // Lane = row; lanes past RM are computed on row r0 and never stored.
     let mut acc = f32x4_splat(0.0);
@@ -230,11 +224,7 @@ unsafe fn read_u16(p: *const u8) -> u16 {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // r and t index several arrays and pointers at once
 unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usize, t0: usize) {
-    let block_bytes = match F {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        _ => 34,
-    };
+    let block_bytes = block_bytes(F);
     let low = u8x16_splat(0x0F);
     // Lane t = token t0 + t.
     let mut acc = [f32x4_splat(0.0); RM];
