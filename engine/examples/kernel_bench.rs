@@ -18,27 +18,16 @@ use std::time::Instant;
 use nib_engine::backend::cpu::kernels::{matmul_with, prepare_with, Isa, QMatrix};
 use nib_engine::quant::GgmlType;
 
+#[path = "../tests/common/random.rs"]
+mod random;
+use random::Rng;
+
 const LAYERS: usize = 30;
 /// (rows, cols) of one layer's matrices: q, k, v, o, gate, up, down.
 const LAYER: [(usize, usize); 7] = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)];
 const VOCAB: usize = 49152;
 const HIDDEN: usize = 576;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
-/// Random blocks of `ty` for a (rows, cols) matrix, with sane f16 scales.
 fn weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     let nblocks = rows * cols / 32;
     let mut v = Vec::with_capacity(nblocks * ty.type_size());

@@ -16,60 +16,14 @@ use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::{dequantize, GgmlType};
 
+#[path = "common/random.rs"]
+mod random;
+use random::{random_weights, Rng};
+
 const TOL: f64 = 1e-4;
 
 /// Seeds that once failed stay here as regression cases (none so far).
 const REGRESSION_SEEDS: [u64; 0] = [];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1), never exactly 0.
-    fn unit(&mut self) -> f32 {
-        let v = (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-        if v == 0.0 { 0.5 } else { v }
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.unit() * scale).collect()
-    }
-}
-
-fn f16_bytes(v: f32) -> [u8; 2] {
-    half::f16::from_f32(v).to_bits().to_le_bytes()
-}
-
-fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for _ in 0..rows * k / ty.block_size() {
-        let d = rng.unit() * 0.05;
-        match ty {
-            GgmlType::F32 => out.extend_from_slice(&(rng.unit() * 2.0).to_le_bytes()),
-            GgmlType::F16 => out.extend_from_slice(&f16_bytes(rng.unit() * 2.0)),
-            GgmlType::Q8_0 => {
-                out.extend_from_slice(&f16_bytes(d));
-                out.extend((0..32).map(|_| rng.next() as u8));
-            }
-            GgmlType::Q4_0 => {
-                out.extend_from_slice(&f16_bytes(d));
-                out.extend((0..16).map(|_| rng.next() as u8));
-            }
-            GgmlType::Q4_1 => {
-                out.extend_from_slice(&f16_bytes(d.abs()));
-                out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
-                out.extend((0..16).map(|_| rng.next() as u8));
-            }
-            _ => unreachable!(),
-        }
-    }
-    out
-}
 
 fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());

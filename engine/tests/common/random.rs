@@ -1,0 +1,67 @@
+//! Seeded random test data shared by the kernel tests (CPU and GPU) and the kernel benchmark.
+#![allow(dead_code)]
+
+use nib_engine::quant::GgmlType;
+
+/// splitmix64: small, seedable, good enough for test data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), never exactly 0 (tests never run on zeros).
+    pub fn unit(&mut self) -> f32 {
+        let v = (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        if v == 0.0 {
+            0.5
+        } else {
+            v
+        }
+    }
+
+    pub fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.unit() * scale).collect()
+    }
+}
+
+pub fn f16_bytes(v: f32) -> [u8; 2] {
+    half::f16::from_f32(v).to_bits().to_le_bytes()
+}
+
+/// Random weights (rows, k) of type `ty`: random quants, scales of random sign and size.
+pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..rows * k / ty.block_size() {
+        let d = rng.unit() * 0.05;
+        match ty {
+            GgmlType::F32 => out.extend_from_slice(&(rng.unit() * 2.0).to_le_bytes()),
+            GgmlType::F16 => out.extend_from_slice(&f16_bytes(rng.unit() * 2.0)),
+            GgmlType::BF16 => out.extend_from_slice(&half::bf16::from_f32(rng.unit() * 2.0).to_bits().to_le_bytes()),
+            GgmlType::Q8_0 => {
+                out.extend_from_slice(&f16_bytes(d));
+                out.extend((0..32).map(|_| rng.byte()));
+            }
+            GgmlType::Q4_0 => {
+                out.extend_from_slice(&f16_bytes(d));
+                out.extend((0..16).map(|_| rng.byte()));
+            }
+            GgmlType::Q4_1 => {
+                out.extend_from_slice(&f16_bytes(d.abs()));
+                out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
+                out.extend((0..16).map(|_| rng.byte()));
+            }
+            other => panic!("no random weights for {other:?}"),
+        }
+    }
+    out
+}
