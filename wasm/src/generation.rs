@@ -1,0 +1,221 @@
+//! Generation one step at a time. The worker calls `step()` in a loop and goes back to its
+//! event loop between calls, which is how an abort message reaches it without
+//! SharedArrayBuffer: each step is one bounded piece of work (a prefill chunk of at most
+//! `prefillChunk` tokens, or one decoded token).
+
+use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::sample::{Sampler, SamplerConfig};
+use nib_engine::Session;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::engine::{borrow, with_model, Loaded, Shared};
+use crate::error::{Code, JsResult, NibError, NibResult};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GenOptions {
+    pub max_tokens: usize,
+    /// 0: greedy.
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub seed: u64,
+    /// Keep going past end-of-generation tokens (benchmarks).
+    pub ignore_eos: bool,
+    /// Prompt tokens evaluated per `step()` during prefill: bounds how long one step runs.
+    pub prefill_chunk: usize,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        GenOptions { max_tokens: 128, temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, ignore_eos: false, prefill_chunk: 64 }
+    }
+}
+
+/// The session of a generation, on the backend of the model it belongs to.
+enum GenSession {
+    Cpu(Session<CpuBackend>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Step {
+    /// The token chosen by this step (absent while the prompt is being evaluated).
+    token: Option<u32>,
+    /// The text this token completes (whole UTF-8 characters only).
+    text: String,
+    logprob: Option<f32>,
+    /// Prompt tokens evaluated so far.
+    prefilled: usize,
+    /// No more steps: the last token, an end-of-generation token or the context is full.
+    done: bool,
+}
+
+#[wasm_bindgen]
+pub struct Generation {
+    shared: Shared,
+    session: GenSession,
+    sampler: Sampler,
+    prompt: Vec<u32>,
+    prefilled: usize,
+    /// The sampled token whose keys and values are not in the cache yet.
+    pending: Option<u32>,
+    generated: usize,
+    stop: Vec<u32>,
+    opts: GenOptions,
+    /// Bytes of an unfinished UTF-8 sequence.
+    utf8: Vec<u8>,
+    done: bool,
+}
+
+impl Generation {
+    pub(crate) fn start(shared: Shared, prompt: &str, opts: GenOptions) -> NibResult<Generation> {
+        if opts.prefill_chunk == 0 {
+            return Err(NibError::invalid("prefillChunk must be at least 1"));
+        }
+        let sampler = Sampler::new(SamplerConfig { temperature: opts.temperature, top_k: opts.top_k, top_p: opts.top_p, seed: opts.seed })
+            .map_err(NibError::from_run)?;
+        let (session, ids, stop) = {
+            let loaded = borrow(&shared)?;
+            with_model!(&*loaded, c => {
+                let m = c.model();
+                let ids = m.tokenizer.encode(prompt).map_err(NibError::from_run)?;
+                if ids.is_empty() {
+                    return Err(NibError::invalid("the prompt has no tokens"));
+                }
+                let ctx = m.config().ctx_len;
+                if ids.len() >= ctx {
+                    return Err(NibError::invalid(format!("a prompt of {} tokens leaves no room in a context of {ctx}", ids.len())));
+                }
+                let s = m.session(ids.len().saturating_add(opts.max_tokens)).map_err(NibError::from_run)?;
+                let stop = if opts.ignore_eos { Vec::new() } else { m.tokenizer.end_of_generation() };
+                (GenSession::Cpu(s), ids, stop)
+            })
+        };
+        let done = opts.max_tokens == 0;
+        Ok(Generation { shared, session, sampler, prompt: ids, prefilled: 0, pending: None, generated: 0, stop, opts, utf8: Vec::new(), done })
+    }
+
+    fn advance(&mut self) -> NibResult<Step> {
+        if self.done {
+            return Ok(self.idle());
+        }
+        let shared = self.shared.clone();
+        let loaded = borrow(&shared)?;
+        match (&*loaded, &mut self.session) {
+            (Loaded::Cpu(c), GenSession::Cpu(s)) => {
+                let m = c.model();
+                let logits = if self.prefilled < self.prompt.len() {
+                    let end = self.prompt.len().min(self.prefilled.saturating_add(self.opts.prefill_chunk));
+                    let logits = m.eval(s, &self.prompt[..end]).map_err(NibError::from_run)?;
+                    self.prefilled = end;
+                    if end < self.prompt.len() {
+                        return Ok(self.idle());
+                    }
+                    logits
+                } else {
+                    let next = self.pending.take().ok_or_else(|| NibError::new(Code::Internal, "generation has no token to continue from"))?;
+                    let mut seq = s.tokens().to_vec();
+                    seq.push(next);
+                    m.eval(s, &seq).map_err(NibError::from_run)?
+                };
+                let next = self.sampler.sample(&logits).map_err(NibError::from_run)?;
+                if self.stop.contains(&next.id) {
+                    self.done = true;
+                    return Ok(self.idle());
+                }
+                self.generated += 1;
+                // The token's keys and values go in at the next step; a full context ends here.
+                self.done = self.generated >= self.opts.max_tokens || s.tokens().len() >= s.max_ctx();
+                self.pending = Some(next.id);
+                self.utf8.extend_from_slice(&m.tokenizer.token_bytes(next.id).unwrap_or_default());
+                let text = take_utf8(&mut self.utf8, self.done);
+                Ok(Step { token: Some(next.id), text, logprob: Some(next.logprob), prefilled: self.prefilled, done: self.done })
+            }
+        }
+    }
+
+    fn idle(&self) -> Step {
+        Step { token: None, text: String::new(), logprob: None, prefilled: self.prefilled, done: self.done }
+    }
+}
+
+#[wasm_bindgen]
+impl Generation {
+    /// Evaluates one prefill chunk or one token: `{token?, text, logprob?, prefilled, done}`.
+    pub fn step(&mut self) -> JsResult<JsValue> {
+        let step = self.advance()?;
+        let ser = serde_wasm_bindgen::Serializer::json_compatible();
+        step.serialize(&ser).map_err(|e| NibError::new(Code::Internal, format!("step to JS: {e}")).into())
+    }
+
+    /// Tokens in the prompt.
+    #[wasm_bindgen(getter, js_name = promptTokens)]
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt.len()
+    }
+
+    /// Tokens generated so far.
+    #[wasm_bindgen(getter)]
+    pub fn generated(&self) -> usize {
+        self.generated
+    }
+}
+
+/// Takes the complete UTF-8 characters from the front of `buf`; bytes that can never be valid
+/// become U+FFFD; an unfinished sequence stays unless `flush`.
+fn take_utf8(buf: &mut Vec<u8>, flush: bool) -> String {
+    let mut out = String::new();
+    let mut rest: &[u8] = buf;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                rest = &[];
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                match e.error_len() {
+                    Some(n) => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        rest = &bad[n..];
+                    }
+                    None if flush => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        rest = &[];
+                        break;
+                    }
+                    None => {
+                        rest = bad;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let keep = rest.to_vec();
+    *buf = keep;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_utf8;
+
+    #[test]
+    fn utf8_waits_for_whole_characters() {
+        let euro = "€".as_bytes();
+        let mut b = euro[..2].to_vec();
+        assert_eq!(take_utf8(&mut b, false), "");
+        b.push(euro[2]);
+        b.extend_from_slice(b"x");
+        assert_eq!(take_utf8(&mut b, false), "€x");
+        assert!(b.is_empty());
+        let mut b = vec![b'a', 0xff, b'b', 0xe2];
+        assert_eq!(take_utf8(&mut b, false), "a\u{fffd}b");
+        assert_eq!(take_utf8(&mut b, true), "\u{fffd}");
+    }
+}
