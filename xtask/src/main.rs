@@ -3,17 +3,20 @@
 //! - `setup`: installs what a fresh machine lacks and fetches the default model (idempotent).
 //! - `test`: `setup`, then every test.
 //! - `bench`: nib beside llama.cpp on the same model, prompt and thread counts; prints a table.
+//! - `web`: builds the browser runtime (wasm + the npm package) into web/dist.
 //! - `fixtures`: regenerates the llama.cpp reference fixtures in tests/fixtures/.
 
 mod bench;
 mod setup;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <setup|test|bench|fixtures>
+const USAGE: &str = "usage: cargo xtask <setup|test|web|bench|fixtures>
   setup                 install what is missing, fetch the default model into models/default/
   test                  setup, then run every test
+  web                   build the browser runtime (wasm + npm package nib-complete) into web/dist
   bench [--runs N] [--threads 1,2] [--prompt-tokens N] [--gen-tokens N] [--backend cpu|gpu]
                         nib CPU beside llama.cpp (llama-cpp-python), medians, as a table;
                         --backend gpu: nib's GPU backend with the adapter named
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::run(),
         Some("test") => setup::run().and_then(|()| test()),
+        Some("web") => setup::run().and_then(|()| web::build()),
         Some("bench") => bench::run(&args[1..]),
         Some("fixtures") => fixtures(),
         _ => Err(USAGE.to_string()),
@@ -47,9 +51,12 @@ pub fn root() -> PathBuf {
     dir.parent().unwrap_or(dir).to_path_buf()
 }
 
-/// Runs a command in the workspace root, failing with its description if it fails.
+/// Runs a command (in the workspace root unless it names a directory), failing with its
+/// description if it fails.
 pub fn run_cmd(cmd: &mut Command) -> Result<(), String> {
-    cmd.current_dir(root());
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     eprintln!("xtask: $ {}", describe(cmd));
     let status = cmd.status().map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
     if status.success() {
@@ -79,7 +86,10 @@ fn test() -> Result<(), String> {
     for t in WASM_TESTS {
         wasm.args(["--test", t]);
     }
-    run_cmd(wasm.env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner))
+    run_cmd(wasm.env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner))?;
+    // The browser runtime: built, then its JS unit tests and Chromium end-to-end tests.
+    web::build()?;
+    web::test()
 }
 
 /// Integration tests that also run as wasm (the rest read files through APIs WASI lacks, or

@@ -24,7 +24,57 @@ pub fn run() -> Result<(), String> {
     wasm_targets()?;
     node()?;
     lavapipe()?;
-    default_model()
+    default_model()?;
+    wasm_bindgen_cli()?;
+    chromium()?;
+    web_packages()
+}
+
+/// wasm-bindgen's CLI at exactly the version of the crate (a mismatch fails at bind time).
+fn wasm_bindgen_cli() -> Result<(), String> {
+    let want = crate::web::WASM_BINDGEN_VERSION;
+    let have = Command::new("wasm-bindgen").arg("--version").output().ok().filter(|o| o.status.success());
+    if have.is_some_and(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().nth(1) == Some(want)) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing wasm-bindgen-cli {want} (about 3 minutes)");
+    let install = |locked: bool| {
+        let mut cmd = crate::cargo();
+        cmd.args(["install", "wasm-bindgen-cli", "--version", want]);
+        if locked {
+            cmd.arg("--locked");
+        }
+        run_cmd(&mut cmd)
+    };
+    // The CLI's own lockfile can name a dependency version the registry no longer serves
+    // (seen here: webpki-roots 1.0.11); then resolve afresh.
+    install(true).or_else(|_| install(false))
+}
+
+/// Debian's Chromium for the browser tests (never Playwright's browser download).
+fn chromium() -> Result<(), String> {
+    if !cfg!(target_os = "linux") || Path::new("/usr/bin/chromium").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Chromium (Debian package chromium) for the browser tests");
+    let install = || run_cmd(Command::new("apt-get").args(["install", "-y", "chromium"]));
+    install()
+        .or_else(|_| run_cmd(Command::new("apt-get").arg("update")).and_then(|_| install()))
+        .map_err(|e| format!("{e}\nxtask: the browser tests need Chromium at /usr/bin/chromium"))
+}
+
+/// web/'s npm packages (TypeScript, playwright-core), exactly as web/package-lock.json says.
+fn web_packages() -> Result<(), String> {
+    let web = root().join("web");
+    let lock = web.join("package-lock.json");
+    let installed = web.join("node_modules/.package-lock.json");
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(l), Some(i)) = (mtime(&lock), mtime(&installed)) {
+        if i >= l {
+            return Ok(());
+        }
+    }
+    run_cmd(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web))
 }
 
 /// Mesa's lavapipe, the CPU Vulkan driver on which the GPU backend's tests run where there is

@@ -1,0 +1,291 @@
+/**
+ * The page side: `createCompleter` starts the worker, loads the model and returns a
+ * `Completer` whose calls become typed messages. Each call has an id; the worker's answers
+ * carry it back. An AbortSignal sends `abort` and the call rejects with `aborted` once the
+ * worker has stopped (for `complete`, which wasm runs to its end, at once). A worker that dies
+ * is replaced and the model reloaded from the cache (URL sources) before the next call.
+ */
+import { describeError, NibError } from "./errors.js";
+import { ProgressTracker } from "./progress.js";
+import type {
+  Backend, BenchResult, CompleteRequest, Completion, CompleterOptions, FromWorker, GenerateOptions,
+  GeneratedToken, LogitsResult, MemoryReport, ModelInfo, ModelSource, Progress, ToWorker,
+} from "./types.js";
+
+type Request = ToWorker extends infer T ? (T extends { id: number } ? Omit<T, "id"> : never) : never;
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: NibError): void;
+  onEvent?(m: FromWorker): void;
+}
+
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+
+/** A worker and the calls waiting on it. */
+class WorkerLink {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  dead = false;
+
+  constructor(url: string | URL, private readonly onFatal: (e: NibError) => void) {
+    this.worker = new Worker(url, { type: "module", name: "nib-complete" });
+    this.worker.onmessage = (e: MessageEvent<FromWorker>) => this.receive(e.data);
+    this.worker.onerror = (e) => {
+      e.preventDefault();
+      this.die(new NibError("internal", `the nib worker failed: ${e.message || "script error"}`));
+    };
+  }
+
+  private receive(m: FromWorker): void {
+    if (m.type === "ready") return;
+    if (m.type === "fatal") {
+      this.die(new NibError(m.code, m.message));
+      return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    if (m.type === "result") {
+      this.pending.delete(m.id);
+      p.resolve(m.value);
+    } else if (m.type === "error") {
+      this.pending.delete(m.id);
+      p.reject(new NibError(m.code, m.message));
+    } else {
+      p.onEvent?.(m);
+    }
+  }
+
+  private die(e: NibError): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.worker.terminate();
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+    this.onFatal(e);
+  }
+
+  call<T>(req: Request, opts: { signal?: AbortSignal; onEvent?: (m: FromWorker) => void; abortAtOnce?: boolean } = {}): Promise<T> {
+    if (this.dead) return Promise.reject(new NibError("worker_lost", "the nib worker is gone"));
+    const id = this.nextId++;
+    const { signal } = opts;
+    if (signal?.aborted) return Promise.reject(new NibError("aborted", "aborted before it started"));
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => {
+        this.worker.postMessage({ type: "abort", id } satisfies ToWorker);
+        if (opts.abortAtOnce) {
+          this.pending.delete(id);
+          reject(new NibError("aborted", "aborted"));
+        }
+      };
+      const done = () => signal?.removeEventListener("abort", onAbort);
+      this.pending.set(id, {
+        resolve: (v) => (done(), resolve(v as T)),
+        reject: (e) => (done(), reject(e)),
+        onEvent: opts.onEvent,
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const msg = { ...req, id } as ToWorker;
+      const transfer = msg.type === "load" && "bytes" in msg.source ? [msg.source.bytes] : [];
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+
+  terminate(): void {
+    this.die(new NibError("disposed", "the completer was disposed"));
+  }
+}
+
+export class Completer {
+  private link: WorkerLink;
+  private info: ModelInfo;
+  private reloading: Promise<void> | null = null;
+  private disposed = false;
+
+  /** @internal Use `createCompleter`. */
+  constructor(
+    link: WorkerLink,
+    info: ModelInfo,
+    private readonly source: ModelSource,
+    private readonly options: CompleterOptions,
+  ) {
+    this.link = link;
+    this.info = info;
+  }
+
+  /** What runs the model: "webgpu" or "cpu". */
+  get backend(): Backend {
+    return this.info.backend;
+  }
+
+  /** The loaded model: sizes, adapter, sha256, whether it came from the cache. */
+  get model(): ModelInfo {
+    return { ...this.info };
+  }
+
+  /** Completion candidates for the cursor between `prefix` and `suffix`, best first. */
+  async complete(req: CompleteRequest): Promise<Completion> {
+    const { signal, ...request } = req;
+    const link = await this.ready();
+    return link.call<Completion>({ type: "complete", request, stream: false }, { signal, abortAtOnce: true });
+  }
+
+  /** The best candidate's text as it grows; ends with the final (post-processed) text. */
+  async *stream(req: CompleteRequest): AsyncGenerator<string> {
+    const { signal, ...request } = req;
+    const link = await this.ready();
+    const queue: string[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    let failure: NibError | null = null;
+    let final = "";
+    link
+      .call<Completion>({ type: "complete", request, stream: true }, {
+        signal,
+        abortAtOnce: true,
+        onEvent: (m) => {
+          if (m.type === "partial") queue.push(m.text);
+          wake?.();
+        },
+      })
+      .then((c) => (final = c.candidates[0]?.text ?? ""), (e: NibError) => (failure = e))
+      .finally(() => {
+        finished = true;
+        wake?.();
+      });
+    let last: string | null = null;
+    for (;;) {
+      while (queue.length) {
+        const text = queue.shift() as string;
+        if (text !== last) yield (last = text);
+      }
+      if (finished) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+    if (failure) throw failure;
+    if (final !== last) yield final;
+  }
+
+  /** Token ids of `text` (`special`: parse control-token spellings). */
+  async tokenize(text: string, options: { special?: boolean } = {}): Promise<number[]> {
+    return (await this.ready()).call<number[]>({ type: "tokenize", text, special: options.special ?? false });
+  }
+
+  async detokenize(ids: number[]): Promise<string> {
+    return (await this.ready()).call<string>({ type: "detokenize", ids });
+  }
+
+  /** The prompt's ids and its `top` highest next-token logits, highest first. */
+  async logits(prompt: string, top = 5): Promise<LogitsResult> {
+    return (await this.ready()).call<LogitsResult>({ type: "logits", prompt, top });
+  }
+
+  /** Tokens as they are generated; the AbortSignal stops the worker between two tokens. */
+  async *generate(prompt: string, options: GenerateOptions & { signal?: AbortSignal } = {}): AsyncGenerator<GeneratedToken> {
+    const { signal, ...opts } = options;
+    const link = await this.ready();
+    const queue: GeneratedToken[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    let failure: NibError | null = null;
+    link
+      .call({ type: "generate", prompt, options: opts }, {
+        signal,
+        onEvent: (m) => {
+          if (m.type === "token") queue.push(m.token);
+          wake?.();
+        },
+      })
+      .catch((e: NibError) => (failure = e))
+      .finally(() => {
+        finished = true;
+        wake?.();
+      });
+    for (;;) {
+      while (queue.length) yield queue.shift() as GeneratedToken;
+      if (finished) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+    if (failure) throw failure;
+  }
+
+  /** One prefill of `promptTokens` tokens of `text`, then `genTokens` greedy tokens. */
+  async bench(text: string, promptTokens = 512, genTokens = 128): Promise<BenchResult> {
+    return (await this.ready()).call<BenchResult>({ type: "bench", text, promptTokens, genTokens });
+  }
+
+  /** The worker's memory: wasm linear memory (its peak, since it never shrinks) and JS heap. */
+  async memory(): Promise<MemoryReport> {
+    return (await this.ready()).call<MemoryReport>({ type: "memory" });
+  }
+
+  /** @internal Test hook: makes the engine panic, to check that a dead worker is replaced. */
+  async __testPanic(): Promise<void> {
+    await (await this.ready()).call({ type: "testPanic" });
+  }
+
+  /** Stops the worker, which frees its wasm memory. The completer cannot be used afterwards. */
+  dispose(): void {
+    this.disposed = true;
+    this.link.terminate();
+  }
+
+  private async ready(): Promise<WorkerLink> {
+    if (this.disposed) throw new NibError("disposed", "the completer was disposed");
+    if (this.link.dead && !this.reloading) this.reloading = this.reload();
+    if (this.reloading) await this.reloading;
+    return this.link;
+  }
+
+  /** A new worker with the same model, after the old one died. */
+  private async reload(): Promise<void> {
+    try {
+      if (!("url" in this.source)) throw new NibError("worker_lost", "the nib worker died and a model given as bytes cannot be reloaded");
+      const { link, info } = await start(this.source, { ...this.options, onProgress: undefined, signal: undefined });
+      this.link = link;
+      this.info = info;
+    } finally {
+      this.reloading = null;
+    }
+  }
+}
+
+async function start(source: ModelSource, options: CompleterOptions): Promise<{ link: WorkerLink; info: ModelInfo }> {
+  const url = options.workerUrl ?? new URL("./worker.js", import.meta.url);
+  const link = new WorkerLink(url, () => {});
+  const tracker = new ProgressTracker((p: Progress) => options.onProgress?.(p));
+  try {
+    const info = await link.call<ModelInfo>(
+      { type: "load", source, sha256: options.sha256?.toLowerCase(), backend: options.backend ?? "auto" },
+      { signal: options.signal, onEvent: (m) => m.type === "progress" && tracker.report(m.progress) },
+    );
+    return { link, info };
+  } catch (e) {
+    // A failed load leaves nothing behind: the next load gets a fresh worker.
+    link.terminate();
+    throw e instanceof NibError ? e : new NibError(describeError(e).code, describeError(e).message);
+  }
+}
+
+/** Loads a model in a new worker and returns a completer for it. */
+export async function createCompleter(options: CompleterOptions): Promise<Completer> {
+  const { model, sha256, backend = "auto" } = options;
+  if (sha256 !== undefined && !HEX64.test(sha256)) throw new NibError("invalid_argument", "sha256 must be 64 hex digits");
+  if (!["auto", "webgpu", "cpu"].includes(backend)) throw new NibError("invalid_argument", `backend ${String(backend)} is not auto, webgpu or cpu`);
+  let source: ModelSource;
+  if (typeof model === "string" || model instanceof URL) {
+    source = { url: new URL(String(model), globalThis.location?.href).href };
+  } else if (model instanceof ArrayBuffer) {
+    source = { bytes: model };
+  } else if (model instanceof Uint8Array) {
+    // Copied once so the caller's buffer stays theirs; the copy moves to the worker.
+    source = { bytes: model.slice().buffer as ArrayBuffer };
+  } else {
+    throw new NibError("invalid_argument", "model must be a URL or the file's bytes");
+  }
+  const { link, info } = await start(source, options);
+  return new Completer(link, info, source, options);
+}

@@ -1,0 +1,125 @@
+/**
+ * Gets the model's bytes into the wasm loader (runs in the worker): from the cache when an
+ * entry for this URL and sha256 exists, else streamed from the network and hashed as it
+ * arrives, then cached once verified. Bytes given by the caller go straight in.
+ */
+import { cacheKey, lookup, store } from "./cache.js";
+import { NibError } from "./errors.js";
+import type { ModelSource, Progress, WasmLoader, WasmModule } from "./types.js";
+
+/** Pieces of a caller's buffer pushed into wasm at once (bounds the transient copy). */
+const PUSH_PIECE = 4 << 20;
+
+export interface Downloaded {
+  loader: WasmLoader;
+  bytes: number;
+  fromCache: boolean;
+}
+
+export async function download(
+  wasm: WasmModule,
+  source: ModelSource,
+  sha256: string | undefined,
+  origin: string,
+  signal: AbortSignal,
+  progress: (p: Progress) => void,
+): Promise<Downloaded> {
+  if ("bytes" in source) {
+    const buf = new Uint8Array(source.bytes);
+    const loader = new wasm.ModelLoader(buf.byteLength, sha256 ?? null);
+    try {
+      for (let off = 0; off < buf.byteLength; off += PUSH_PIECE) {
+        loader.push(buf.subarray(off, Math.min(buf.byteLength, off + PUSH_PIECE)));
+        progress({ phase: "download", bytes: Math.min(buf.byteLength, off + PUSH_PIECE), total: buf.byteLength });
+      }
+      progress({ phase: "verify", bytes: buf.byteLength, total: buf.byteLength });
+      loader.verify();
+    } catch (e) {
+      loader.free();
+      throw e;
+    }
+    return { loader, bytes: buf.byteLength, fromCache: false };
+  }
+
+  const key = sha256 ? cacheKey(origin, source.url, sha256) : null;
+  const cached = key ? await lookup(key) : null;
+  if (cached?.body) {
+    // Stored only after verification, under its sha256: not hashed again.
+    const total = Number(cached.headers.get("content-length")) || 0;
+    const loader = await pump(wasm, cached.body, total, null, signal, (bytes) => progress({ phase: "download", bytes, total, fromCache: true }));
+    if (total && loader.received() !== total) {
+      loader.free();
+      throw new NibError("model_fetch_failed", `cached model has ${loader.received()} bytes, expected ${total}`);
+    }
+    progress({ phase: "verify", bytes: loader.received(), total: loader.received(), fromCache: true });
+    return { loader, bytes: loader.received(), fromCache: true };
+  }
+
+  let response: Response;
+  try {
+    response = await fetch(source.url, { signal, credentials: "same-origin" });
+  } catch (e) {
+    if (signal.aborted) throw new NibError("aborted", "model download aborted");
+    throw new NibError("model_fetch_failed", `cannot fetch ${source.url}: ${(e as Error).message ?? e}`);
+  }
+  if (!response.ok || !response.body) {
+    throw new NibError("model_fetch_failed", `fetching ${source.url} gave HTTP ${response.status} ${response.statusText}`.trim());
+  }
+  // A compressed body's Content-Length is not the file's size.
+  const encoded = (response.headers.get("content-encoding") ?? "identity") !== "identity";
+  const total = encoded ? 0 : Number(response.headers.get("content-length")) || 0;
+  const loader = await pump(wasm, response.body, total, sha256 ?? null, signal, (bytes) => progress({ phase: "download", bytes, total }));
+  try {
+    const received = loader.received();
+    if (total && received !== total) {
+      throw new NibError("model_fetch_failed", `the download of ${source.url} ended after ${received} of ${total} bytes`);
+    }
+    progress({ phase: "verify", bytes: received, total: received });
+    loader.verify();
+    if (key) {
+      try {
+        await store(key, received, (offset, len) => loader.slice(offset, len));
+      } catch (e) {
+        // A full or unavailable cache costs the next visit a download, nothing more.
+        console.warn(`nib: could not cache the model: ${(e as Error).message ?? e}`);
+      }
+    }
+  } catch (e) {
+    loader.free();
+    throw e;
+  }
+  return { loader, bytes: loader.received(), fromCache: false };
+}
+
+/** Reads `body` into a new loader, reporting the bytes received. */
+async function pump(
+  wasm: WasmModule,
+  body: ReadableStream<Uint8Array>,
+  total: number,
+  sha256: string | null,
+  signal: AbortSignal,
+  onBytes: (bytes: number) => void,
+): Promise<WasmLoader> {
+  const loader = new wasm.ModelLoader(total || null, sha256);
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        if (signal.aborted) throw new NibError("aborted", "model download aborted");
+        throw new NibError("model_fetch_failed", `the model download failed after ${loader.received()} bytes: ${(e as Error).message ?? e}`);
+      }
+      if (chunk.done) break;
+      if (signal.aborted) throw new NibError("aborted", "model download aborted");
+      loader.push(chunk.value);
+      onBytes(loader.received());
+    }
+    return loader;
+  } catch (e) {
+    loader.free();
+    reader.cancel().catch(() => {});
+    throw e;
+  }
+}

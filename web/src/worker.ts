@@ -1,0 +1,176 @@
+/**
+ * The dedicated module worker that runs the engine. It answers the page's typed messages
+ * (types.ts); generation runs one wasm `step()` per event-loop turn so that an `abort`
+ * message is seen between tokens. If the wasm module traps (a panic, out of memory), the
+ * worker reports `fatal` and closes: the page replaces it.
+ */
+import { download } from "./download.js";
+import { describeError, NibError } from "./errors.js";
+import type { FromWorker, Progress, ToWorker, WasmEngine, WasmModule } from "./types.js";
+
+interface WorkerScope {
+  postMessage(m: FromWorker): void;
+  onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+  close(): void;
+  location: { origin: string };
+  __nibPanic?: string;
+}
+const scope = self as unknown as WorkerScope;
+const post = (m: FromWorker) => scope.postMessage(m);
+
+let wasm: WasmModule | null = null;
+let memory: WebAssembly.Memory | null = null;
+let engine: WasmEngine | null = null;
+let dead = false;
+/** Ids of running requests, with the controller that aborts each. */
+const running = new Map<number, AbortController>();
+
+async function wasmModule(): Promise<WasmModule> {
+  if (!wasm) {
+    const m = (await import(new URL("./wasm/nib_wasm.js", import.meta.url).href)) as WasmModule;
+    const out = await m.default({ module_or_path: new URL("./wasm/nib_wasm_bg.wasm", import.meta.url) });
+    memory = out.memory;
+    wasm = m;
+  }
+  return wasm;
+}
+
+/** Back to the event loop without setTimeout's 4 ms clamp. */
+const channel = new MessageChannel();
+const waiting: (() => void)[] = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+function yieldToEvents(): Promise<void> {
+  return new Promise((resolve) => {
+    waiting.push(resolve);
+    channel.port2.postMessage(0);
+  });
+}
+
+function requireEngine(): WasmEngine {
+  if (!engine) throw new NibError("invalid_argument", "no model is loaded");
+  return engine;
+}
+
+/** Progress, at most every 25 ms per phase except each phase's first and last report. */
+function throttled(id: number): (p: Progress) => void {
+  let last = 0;
+  let phase = "";
+  return (p) => {
+    const now = performance.now();
+    if (p.phase !== phase || p.bytes === p.total || now - last >= 25) {
+      phase = p.phase;
+      last = now;
+      post({ type: "progress", id, progress: p });
+    }
+  };
+}
+
+async function load(msg: Extract<ToWorker, { type: "load" }>, signal: AbortSignal): Promise<unknown> {
+  const m = await wasmModule();
+  const gpu = m.webgpuSupported() && "gpu" in navigator;
+  if (msg.backend === "webgpu" && !gpu) {
+    throw new NibError("gpu_unavailable", m.webgpuSupported() ? "this browser has no WebGPU" : "this build of nib has no WebGPU backend yet");
+  }
+  const progress = throttled(msg.id);
+  const got = await download(m, msg.source, msg.sha256, scope.location.origin, signal, progress);
+  try {
+    progress({ phase: "init", bytes: 0, total: got.bytes });
+    const sha256 = got.loader.sha256Hex();
+    engine?.free();
+    engine = null;
+    let e: WasmEngine | null = null;
+    if (msg.backend !== "cpu" && gpu) {
+      try {
+        e = m.NibEngine.load(got.loader, "webgpu");
+      } catch (err) {
+        if (msg.backend === "webgpu" || describeError(err).code !== "gpu_unavailable") throw err;
+      }
+    }
+    e ??= m.NibEngine.load(got.loader, "cpu");
+    engine = e;
+    progress({ phase: "init", bytes: got.bytes, total: got.bytes });
+    return { ...e.info(), sha256, bytes: got.bytes, fromCache: got.fromCache };
+  } finally {
+    got.loader.free();
+  }
+}
+
+async function generate(msg: Extract<ToWorker, { type: "generate" }>, signal: AbortSignal): Promise<unknown> {
+  const gen = requireEngine().generate(msg.prompt, msg.options);
+  try {
+    let n = 0;
+    for (;;) {
+      if (signal.aborted) throw new NibError("aborted", `generation aborted after ${n} tokens`);
+      const s = gen.step();
+      if (s.token != null) {
+        n++;
+        post({ type: "token", id: msg.id, token: { token: s.token, text: s.text, logprob: s.logprob ?? 0, at: performance.timeOrigin + performance.now() } });
+      }
+      if (s.done) return { tokens: n };
+      await yieldToEvents();
+    }
+  } finally {
+    gen.free();
+  }
+}
+
+async function handle(msg: ToWorker, signal: AbortSignal): Promise<unknown> {
+  switch (msg.type) {
+    case "load":
+      return load(msg, signal);
+    case "tokenize":
+      return Array.from(requireEngine().tokenize(msg.text, msg.special));
+    case "detokenize":
+      return requireEngine().detokenize(Uint32Array.from(msg.ids));
+    case "logits":
+      return requireEngine().logits(msg.prompt, msg.top);
+    case "generate":
+      return generate(msg, signal);
+    case "complete": {
+      const onPartial = msg.stream ? (text: string) => post({ type: "partial", id: msg.id, text }) : null;
+      const { cancelled: _cancelled, ...out } = requireEngine().complete(msg.request, onPartial);
+      return out;
+    }
+    case "bench":
+      return requireEngine().bench(msg.text, msg.promptTokens, msg.genTokens);
+    case "memory":
+      return {
+        wasmBytes: memory?.buffer.byteLength ?? 0,
+        jsHeapBytes: (performance as unknown as { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? null,
+      };
+    case "testPanic":
+      (await wasmModule()).__testPanic();
+      return null;
+    case "abort":
+      return null;
+  }
+}
+
+scope.onmessage = (e) => {
+  const msg = e.data;
+  if (dead) return;
+  if (msg.type === "abort") {
+    running.get(msg.id)?.abort();
+    return;
+  }
+  const ctl = new AbortController();
+  running.set(msg.id, ctl);
+  handle(msg, ctl.signal).then(
+    (value) => post({ type: "result", id: msg.id, value }),
+    (err) => {
+      if (err instanceof WebAssembly.RuntimeError) {
+        // The module trapped: its memory and Rust's invariants cannot be trusted any more.
+        dead = true;
+        const message = scope.__nibPanic ?? `the engine stopped: ${err.message}`;
+        post({ type: "error", id: msg.id, code: "internal", message });
+        post({ type: "fatal", code: "internal", message });
+        scope.close();
+        return;
+      }
+      const { code, message } = describeError(err);
+      post({ type: "error", id: msg.id, code, message });
+    },
+  ).finally(() => running.delete(msg.id));
+};
+
+post({ type: "ready" });
