@@ -6,7 +6,8 @@
 //! x in f64 (the CPU backend quantizes activations to 8 bits; the GPU does not); RMSNorm in f64;
 //! RoPE, SwiGLU and add against the CPU backend; attention against an f64 softmax over the same
 //! f16-rounded q, keys and values, and against the CPU backend, which also rounds the
-//! probabilities to f16 (so it is held to 2e-3 there).
+//! probabilities to f16 (so it is held to 2e-3 there). The fused ops (add + norm, SwiGLU + down
+//! projection, RoPE + KV append + attention) against the same ops unfused on the GPU.
 
 use std::sync::{Arc, OnceLock};
 
@@ -195,6 +196,71 @@ fn swiglu_and_add_match_cpu_backend() {
         c.add_assign(&mut cx, &cu).unwrap();
         let e = rel_err(&b.to_vec(&x).unwrap(), &f64s(&cx.data));
         assert!(e <= TOL, "add ({rows}, {cols}): {e:.2e}");
+    }
+}
+
+#[test]
+fn add_rms_norm_matches_add_then_norm() {
+    let b = gpu();
+    let mut rng = Rng(1000);
+    for (rows, cols) in [(1, 576), (3, 577), (6, 31)] {
+        let (xv, yv) = (rng.vec(rows * cols, 3.0), rng.vec(rows * cols, 2.0));
+        let gb: Vec<u8> = rng.vec(cols, 1.5).iter().flat_map(|v| v.to_le_bytes()).collect();
+        let w = b.weight("norm", GgmlType::F32, 1, cols, &gb).unwrap();
+        let y = b.tensor(rows, cols, &yv).unwrap();
+        let mut x = b.tensor(rows, cols, &xv).unwrap();
+        let h = b.add_rms_norm(&mut x, &y, &w, 1e-5).unwrap();
+        let mut x_ref = b.tensor(rows, cols, &xv).unwrap();
+        b.add_assign(&mut x_ref, &y).unwrap();
+        let h_ref = b.rms_norm(&x_ref, &w, 1e-5).unwrap();
+        let e = rel_err(&b.to_vec(&x).unwrap(), &f64s(&b.to_vec(&x_ref).unwrap()));
+        assert!(e <= TOL, "add_rms_norm ({rows}, {cols}) residual: {e:.2e}");
+        let e = rel_err(&b.to_vec(&h).unwrap(), &f64s(&b.to_vec(&h_ref).unwrap()));
+        assert!(e <= TOL, "add_rms_norm ({rows}, {cols}) norm: {e:.2e}");
+    }
+}
+
+#[test]
+fn swiglu_matmul_matches_swiglu_then_matmul() {
+    let b = gpu();
+    let mut rng = Rng(1100);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32] {
+        for (rows, k, n) in [(37, 96, 1), (576, 1536, 2), (9, 64, 4), (11, 64, 7)] {
+            let wb = random_weights(&mut rng, ty, rows, k);
+            let w = b.weight("down", ty, rows, k, &wb).unwrap();
+            let g = b.tensor(n, k, &rng.vec(n * k, 4.0)).unwrap();
+            let u = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
+            let got = b.to_vec(&b.swiglu_matmul(&g, &u, &w).unwrap()).unwrap_or_else(|e| panic!("swiglu_matmul {ty:?} ({rows}, {k}) n {n}: {e}"));
+            let want = b.to_vec(&b.matmul(&b.swiglu(&g, &u).unwrap(), &w).unwrap()).unwrap();
+            let e = rel_err(&got, &f64s(&want));
+            assert!(e <= TOL, "swiglu_matmul {ty:?} ({rows}, {k}) n {n}: {e:.2e}");
+        }
+    }
+}
+
+#[test]
+fn rope_attention_matches_rope_then_attention() {
+    let b = gpu();
+    let mut rng = Rng(1200);
+    for (nh, nkv, hd, dims, neox, prefill) in [(9, 3, 64, 64, false, 7), (6, 2, 34, 20, true, 70), (4, 4, 16, 16, false, 3)] {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let rope = Rope { theta: 10_000.0, dims, neox, freq_scale: 1.0 };
+        let mut fused = b.new_cache(1, prefill + 4, shape).unwrap();
+        let mut plain = b.new_cache(1, prefill + 4, shape).unwrap();
+        let mut pos = 0;
+        for n in [prefill, 1, 1] {
+            let (q, k, v) = (rng.vec(n * shape.q_dim(), 2.0), rng.vec(n * shape.kv_dim(), 2.0), rng.vec(n * shape.kv_dim(), 1.0));
+            let t = |data: &[f32], cols| b.tensor(n, cols, data).unwrap();
+            let (mut qf, mut kf, vf) = (t(&q, shape.q_dim()), t(&k, shape.kv_dim()), t(&v, shape.kv_dim()));
+            let got = b.rope_attention(&mut fused, 0, pos, &mut qf, &mut kf, &vf, shape, &rope).unwrap();
+            let (mut qp, mut kp, vp) = (t(&q, shape.q_dim()), t(&k, shape.kv_dim()), t(&v, shape.kv_dim()));
+            b.rope(&mut qp, nh, hd, pos, &rope).unwrap();
+            b.rope(&mut kp, nkv, hd, pos, &rope).unwrap();
+            let want = b.attention(&mut plain, 0, pos, &qp, &kp, &vp, shape).unwrap();
+            let e = rel_err(&b.to_vec(&got).unwrap(), &f64s(&b.to_vec(&want).unwrap()));
+            assert!(e <= TOL, "rope_attention {shape:?} dims {dims} neox {neox} pos {pos} n {n}: {e:.2e}");
+            pos += n;
+        }
     }
 }
 

@@ -169,27 +169,27 @@ impl<B: Backend> Llama<B> {
     /// only the last token's `(1, vocab)`.
     pub fn forward(&self, b: &B, cache: &mut B::Cache, ids: &[u32], pos: usize, all_logits: bool) -> Result<B::Tensor> {
         let c = &self.config;
-        let (a, hd) = (c.attn, c.attn.head_dim);
+        let a = c.attn;
         let mut x = b.embed(&self.tok_embd, ids)?; // (n, dim)
+        let first_norm = self.layers.first().map_or(&self.output_norm, |l| &l.attn_norm);
+        let mut h = b.rms_norm(&x, first_norm, c.eps)?; // (n, dim)
         for (i, l) in self.layers.iter().enumerate() {
-            let h = b.rms_norm(&x, &l.attn_norm, c.eps)?; // (n, dim)
             let mut q = b.matmul(&h, &l.wq)?; // (n, n_heads * hd)
             let mut k = b.matmul(&h, &l.wk)?; // (n, n_kv_heads * hd)
             let v = b.matmul(&h, &l.wv)?; // (n, n_kv_heads * hd)
-            b.rope(&mut q, a.n_heads, hd, pos, &c.rope)?;
-            b.rope(&mut k, a.n_kv_heads, hd, pos, &c.rope)?;
-            let att = b.attention(cache, i, pos, &q, &k, &v, a)?; // (n, n_heads * hd)
-            b.add_assign(&mut x, &b.matmul(&att, &l.wo)?)?; // (n, dim)
+            let att = b.rope_attention(cache, i, pos, &mut q, &mut k, &v, a, &c.rope)?; // (n, n_heads * hd)
+            h = b.add_rms_norm(&mut x, &b.matmul(&att, &l.wo)?, &l.ffn_norm, c.eps)?; // (n, dim)
 
-            let h = b.rms_norm(&x, &l.ffn_norm, c.eps)?; // (n, dim)
             let gate = b.matmul(&h, &l.w_gate)?; // (n, ffn_dim)
             let up = b.matmul(&h, &l.w_up)?; // (n, ffn_dim)
-            b.add_assign(&mut x, &b.matmul(&b.swiglu(&gate, &up)?, &l.w_down)?)?; // (n, dim)
+            let down = b.swiglu_matmul(&gate, &up, &l.w_down)?; // (n, dim)
+            // The residual add, fused with the norm that opens the next layer (or the output).
+            let next_norm = self.layers.get(i + 1).map_or(&self.output_norm, |l| &l.attn_norm);
+            h = b.add_rms_norm(&mut x, &down, next_norm, c.eps)?; // (n, dim)
         }
         if !all_logits {
-            x = b.last_row(&x)?; // (1, dim)
+            h = b.last_row(&h)?; // (1, dim)
         }
-        let h = b.rms_norm(&x, &self.output_norm, c.eps)?;
         b.matmul(&h, self.output.as_ref().unwrap_or(&self.tok_embd)) // (rows, vocab)
     }
 }

@@ -98,6 +98,38 @@ pub trait Backend {
     /// `x += y`, elementwise.
     fn add_assign(&self, x: &mut Self::Tensor, y: &Self::Tensor) -> Result<()>;
 
+    /// `x += y`, then `rms_norm(x, weight)`: the residual add of one block and the norm that
+    /// opens the next, which a backend may fuse into one pass.
+    fn add_rms_norm(&self, x: &mut Self::Tensor, y: &Self::Tensor, weight: &Self::Weight, eps: f32) -> Result<Self::Tensor> {
+        self.add_assign(x, y)?;
+        self.rms_norm(x, weight, eps)
+    }
+
+    /// `swiglu(gate, up) · wᵀ`: the feed-forward's activation and down projection, which a
+    /// backend may fuse so the activation is never stored.
+    fn swiglu_matmul(&self, gate: &Self::Tensor, up: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor> {
+        self.matmul(&self.swiglu(gate, up)?, w)
+    }
+
+    /// Rotates `q` and `k` at positions `pos..`, then [`Backend::attention`]: a backend may
+    /// rotate `k` on its way into the cache, so `k` is left in an unspecified state.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention(
+        &self,
+        cache: &mut Self::Cache,
+        layer: usize,
+        pos: usize,
+        q: &mut Self::Tensor,
+        k: &mut Self::Tensor,
+        v: &Self::Tensor,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<Self::Tensor> {
+        self.rope(q, shape.n_heads, shape.head_dim, pos, rope)?;
+        self.rope(k, shape.n_kv_heads, shape.head_dim, pos, rope)?;
+        self.attention(cache, layer, pos, q, k, v, shape)
+    }
+
     /// The last row of `x`, `(1, cols)`: only the next token's logits are needed while generating.
     fn last_row(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
 

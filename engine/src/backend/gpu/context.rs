@@ -16,6 +16,9 @@ pub const PARAM_BYTES: u64 = 64;
 const PARAM_SLOTS: u64 = 4096;
 /// Buffers of one size class kept for reuse.
 const POOL_PER_CLASS: usize = 16;
+/// Bind groups kept for reuse; past this many the cache starts over (one decode step of a
+/// 30-layer model uses a few hundred).
+const BIND_GROUPS_KEPT: usize = 4096;
 
 /// What the device did since the last [`Gpu::reset_stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,8 +78,16 @@ struct Pending {
     encoder: wgpu::CommandEncoder,
 }
 
+/// The key of a cached bind group: the kernel (by address: kernels live as long as the cache)
+/// and each storage binding's buffer and size.
+type BindKey = (usize, Vec<(wgpu::Buffer, u64)>);
+
 struct State {
     kernels: HashMap<KernelKey, Arc<Kernel>>,
+    /// Bind groups by kernel and buffers: activation buffers come from the pool, so a decode
+    /// step binds the same buffers as the one before it and creating bind groups, the largest
+    /// host cost of recording a step, is skipped.
+    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
     pending: Option<Pending>,
     /// Parameters of the pending dispatches, uploaded to `params` just before the submit.
     param_bytes: Vec<u8>,
@@ -172,7 +183,7 @@ impl Gpu {
             params,
             param_stride,
             pool: Arc::new(Mutex::new(HashMap::new())),
-            state: Mutex::new(State { kernels: HashMap::new(), pending: None, param_bytes: Vec::new(), stats: GpuStats::default() }),
+            state: Mutex::new(State { kernels: HashMap::new(), bind_groups: HashMap::new(), pending: None, param_bytes: Vec::new(), stats: GpuStats::default() }),
         })
     }
 
@@ -212,6 +223,12 @@ impl Gpu {
 
     pub fn stats(&self) -> GpuStats {
         lock(&self.state).stats
+    }
+
+    /// Drops every cached bind group, and with them the buffers only they still hold (a KV
+    /// cache that is being replaced, say).
+    pub fn forget_bind_groups(&self) {
+        lock(&self.state).bind_groups.clear();
     }
 
     pub fn reset_stats(&self) {
@@ -349,21 +366,35 @@ impl Gpu {
         }
         st.param_bytes.resize((offset + self.param_stride) as usize, 0);
 
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.params, offset: 0, size: wgpu::BufferSize::new(PARAM_BYTES) }),
-        }];
+        let mut key: BindKey = (kernel as *const Kernel as usize, Vec::with_capacity(binds.len()));
         for (i, b) in binds.iter().enumerate() {
             let size = b.bytes.div_ceil(4).max(1) * 4;
             if size > b.buffer.size() {
                 return Err(Error::InvalidArgument(format!("dispatch: binding {} of {size} bytes in a buffer of {}", i + 1, b.buffer.size())));
             }
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.buffer, offset: 0, size: wgpu::BufferSize::new(size) }),
-            });
+            key.1.push((b.buffer.clone(), size));
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &kernel.layout, entries: &entries });
+        let bind_group = match st.bind_groups.get(&key) {
+            Some(g) => g.clone(),
+            None => {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.params, offset: 0, size: wgpu::BufferSize::new(PARAM_BYTES) }),
+                }];
+                for (i, (buffer, size)) in key.1.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: i as u32 + 1,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: wgpu::BufferSize::new(*size) }),
+                    });
+                }
+                let g = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &kernel.layout, entries: &entries });
+                if st.bind_groups.len() >= BIND_GROUPS_KEPT {
+                    st.bind_groups.clear();
+                }
+                st.bind_groups.insert(key, g.clone());
+                g
+            }
+        };
         let pass = self.pass_locked(&mut st);
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
@@ -415,6 +446,14 @@ impl Gpu {
         self.check()
     }
 
+    /// Waits until the GPU has finished everything submitted.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Unsupported(format!("GPU wait failed: {e}")))?;
+        self.check()
+    }
+
     /// Copies `bytes` bytes at `offset` of `src` to the host: ends the pending encoder with the
     /// copy, submits it, and waits.
     pub fn read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
@@ -434,15 +473,20 @@ impl Gpu {
         let result: Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>> = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&result);
         staging.map_async(wgpu::MapMode::Read, .., move |r| *lock(&slot) = Some(r));
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Unsupported(format!("GPU wait failed: {e}")))?;
-        self.check()?;
-        match lock(&result).take() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Unsupported(format!("GPU readback failed: {e}"))),
-            None => return Err(Error::Unsupported("GPU readback did not complete".into())),
-        }
+        // Another thread's poll may be the one that runs the callback: poll until it has run.
+        let mut polls = 0;
+        let mapped = loop {
+            self.wait()?;
+            if let Some(r) = lock(&result).take() {
+                break r;
+            }
+            polls += 1;
+            if polls > 10_000 {
+                return Err(Error::Unsupported("GPU readback did not complete".into()));
+            }
+            std::thread::yield_now();
+        };
+        mapped.map_err(|e| Error::Unsupported(format!("GPU readback failed: {e}")))?;
         let view = staging.get_mapped_range(..).map_err(|e| Error::Unsupported(format!("GPU readback: {e}")))?;
         let out = view.get(..bytes as usize).map(|s| s.to_vec()).ok_or_else(|| Error::Unsupported("GPU readback: short mapping".into()))?;
         drop(view);

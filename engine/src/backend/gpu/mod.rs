@@ -26,7 +26,8 @@ use crate::gguf::{Gguf, ModelBytes, TensorInfo};
 use crate::model::Model;
 use crate::quant::{self, GgmlType};
 pub use context::GpuStats;
-use context::{Gpu, PooledBuffer};
+pub use context::Gpu;
+use context::PooledBuffer;
 use ops::{AttnCall, WeightView};
 
 /// The bit pattern poisoned outputs are filled with: a quiet NaN.
@@ -179,6 +180,17 @@ impl GpuBackend {
         self.gpu.stats()
     }
 
+    /// The device and its queue (benchmarks time raw copies on it).
+    pub fn context(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Submits the pending work and waits until the GPU has finished it.
+    pub fn finish(&self) -> Result<()> {
+        self.gpu.flush()?;
+        self.gpu.wait()
+    }
+
     pub fn reset_stats(&self) {
         self.gpu.reset_stats()
     }
@@ -251,6 +263,36 @@ impl GpuBackend {
     }
 }
 
+/// Checks one attention call against the cache and returns its geometry and the layer's caches.
+fn attn_call<'c>(cache: &'c GpuCache, layer: usize, pos: usize, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, shape: AttnShape) -> Result<(AttnCall, &'c wgpu::Buffer, &'c wgpu::Buffer)> {
+    let (n, kv_dim, q_dim) = (q.rows, shape.kv_dim(), shape.q_dim());
+    if q.cols != q_dim || k.cols != kv_dim || v.cols != kv_dim || k.rows != n || v.rows != n {
+        return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
+    }
+    if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
+        return Err(shape_err("attention", format!("{shape:?} against a cache of {:?}", cache.shape)));
+    }
+    pos.checked_add(n).filter(|&e| e <= cache.max_ctx).ok_or_else(|| {
+        Error::InvalidArgument(format!("context full: {} positions needed, {} available", pos.saturating_add(n), cache.max_ctx))
+    })?;
+    match (cache.k.get(layer), cache.v.get(layer)) {
+        (Some(kc), Some(vc)) => Ok((AttnCall { n, pos, n_heads: shape.n_heads, n_kv_heads: shape.n_kv_heads, head_dim: shape.head_dim, max_ctx: cache.max_ctx }, kc, vc)),
+        _ => Err(shape_err("attention", format!("layer {layer} has no cache"))),
+    }
+}
+
+impl GpuBackend {
+    /// Attends `q` over a layer's cache that already holds this call's keys and values.
+    fn attend(&self, call: &AttnCall, q: &GpuTensor, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<GpuTensor> {
+        let out = self.output(call.n, call.n_heads * call.head_dim)?;
+        let slots = call.n * call.n_heads * (call.pos + call.n).div_ceil(ops::ATTN_CHUNK);
+        let part_o = self.gpu.alloc(slots as u64 * call.head_dim as u64 * 4)?;
+        let part_ml = self.gpu.alloc(slots as u64 * 8)?;
+        ops::attend(&self.gpu, call, q.buffer(), kc, vc, &part_o.buffer, &part_ml.buffer, out.buffer())?;
+        Ok(out)
+    }
+}
+
 /// Loads a GGUF model that is already in memory onto the GPU backend.
 pub fn load_model(bytes: ModelBytes) -> Result<Model<GpuBackend>> {
     let bytes = Arc::new(bytes);
@@ -303,6 +345,8 @@ impl Backend for GpuBackend {
             .and_then(|x| x.checked_mul(2))
             .filter(|&b| (b as u64) <= self.gpu.max_binding())
             .ok_or_else(|| Error::Unsupported(format!("a KV cache layer of {max_ctx} positions × {} does not fit one GPU binding", shape.kv_dim())))?;
+        // The bind groups of earlier caches would keep their buffers alive.
+        self.gpu.forget_bind_groups();
         let mk = |what: &str| {
             self.gpu.create_checked(&wgpu::BufferDescriptor {
                 label: Some(what),
@@ -350,7 +394,7 @@ impl Backend for GpuBackend {
         let out = self.output(x.rows, w.rows)?;
         if x.rows > 0 {
             for part in w.views() {
-                ops::matmul(&self.gpu, &part, x.buffer(), x.rows, w.rows, out.buffer())?;
+                ops::matmul(&self.gpu, &part, x.buffer(), None, x.rows, w.rows, out.buffer())?;
             }
         }
         Ok(out)
@@ -369,30 +413,70 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&self, cache: &mut GpuCache, layer: usize, pos: usize, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, shape: AttnShape) -> Result<GpuTensor> {
-        let (n, kv_dim, q_dim) = (q.rows, shape.kv_dim(), shape.q_dim());
-        if q.cols != q_dim || k.cols != kv_dim || v.cols != kv_dim || k.rows != n || v.rows != n {
-            return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
+        let (call, kc, vc) = attn_call(cache, layer, pos, q, k, v, shape)?;
+        if call.n == 0 {
+            return self.output(0, shape.q_dim());
         }
-        if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
-            return Err(shape_err("attention", format!("{shape:?} against a cache of {:?}", cache.shape)));
-        }
-        pos.checked_add(n).filter(|&e| e <= cache.max_ctx).ok_or_else(|| {
-            Error::InvalidArgument(format!("context full: {} positions needed, {} available", pos.saturating_add(n), cache.max_ctx))
-        })?;
-        let (kc, vc) = match (cache.k.get(layer), cache.v.get(layer)) {
-            (Some(kc), Some(vc)) => (kc, vc),
-            _ => return Err(shape_err("attention", format!("layer {layer} has no cache"))),
-        };
-        let out = self.output(n, q_dim)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let call = AttnCall { n, pos, n_heads: shape.n_heads, n_kv_heads: shape.n_kv_heads, head_dim: shape.head_dim, max_ctx: cache.max_ctx };
         ops::kv_store(&self.gpu, &call, k.buffer(), v.buffer(), kc, vc)?;
-        let slots = n * shape.n_heads * (pos + n).div_ceil(ops::ATTN_CHUNK);
-        let part_o = self.gpu.alloc(slots as u64 * shape.head_dim as u64 * 4)?;
-        let part_ml = self.gpu.alloc(slots as u64 * 8)?;
-        ops::attend(&self.gpu, &call, q.buffer(), kc, vc, &part_o.buffer, &part_ml.buffer, out.buffer())?;
+        self.attend(&call, q, kc, vc)
+    }
+
+    fn rope_attention(
+        &self,
+        cache: &mut GpuCache,
+        layer: usize,
+        pos: usize,
+        q: &mut GpuTensor,
+        k: &mut GpuTensor,
+        v: &GpuTensor,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<GpuTensor> {
+        let (call, kc, vc) = attn_call(cache, layer, pos, q, k, v, shape)?;
+        if rope.dims > shape.head_dim || !rope.dims.is_multiple_of(2) {
+            return Err(shape_err("rope", format!("{} rotated of a head of {}", rope.dims, shape.head_dim)));
+        }
+        if call.n == 0 {
+            return self.output(0, shape.q_dim());
+        }
+        if rope.dims == 0 {
+            ops::kv_store(&self.gpu, &call, k.buffer(), v.buffer(), kc, vc)?;
+        } else {
+            let table = self.rope_table(rope, pos + call.n)?;
+            ops::rope_store(&self.gpu, &call, &table, rope.dims / 2, rope.neox, q.buffer(), k.buffer(), v.buffer(), kc, vc)?;
+        }
+        self.attend(&call, q, kc, vc)
+    }
+
+    fn add_rms_norm(&self, x: &mut GpuTensor, y: &GpuTensor, weight: &GpuWeight, eps: f32) -> Result<GpuTensor> {
+        if Arc::ptr_eq(&x.buf, &y.buf) {
+            self.add_assign(x, y)?;
+            return self.rms_norm(x, weight, eps);
+        }
+        if (x.rows, x.cols) != (y.rows, y.cols) {
+            return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
+        }
+        let g = weight.vector.as_ref().filter(|_| weight.cols == x.cols).ok_or_else(|| {
+            shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
+        })?;
+        let out = self.output(x.rows, x.cols)?;
+        if x.len() > 0 {
+            ops::add_rms_norm(&self.gpu, x.buffer(), y.buffer(), g, x.rows, x.cols, eps, out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    fn swiglu_matmul(&self, gate: &GpuTensor, up: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
+        if gate.rows > ops::MATVEC_MAX_TOKENS || gate.rows == 0 || Arc::ptr_eq(&gate.buf, &up.buf) {
+            return self.matmul(&self.swiglu(gate, up)?, w);
+        }
+        if (gate.rows, gate.cols) != (up.rows, up.cols) || gate.cols != w.cols {
+            return Err(shape_err("swiglu_matmul", format!("gate {:?}, up {:?} · wᵀ with w ({}, {})", (gate.rows, gate.cols), (up.rows, up.cols), w.rows, w.cols)));
+        }
+        let out = self.output(gate.rows, w.rows)?;
+        for part in w.views() {
+            ops::matmul(&self.gpu, &part, gate.buffer(), Some(up.buffer()), gate.rows, w.rows, out.buffer())?;
+        }
         Ok(out)
     }
 

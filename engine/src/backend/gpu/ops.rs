@@ -60,15 +60,30 @@ pub struct WeightView<'a> {
     pub row_bytes: usize,
 }
 
+/// How the matvec kernel reads its input: x as it is.
+const XIN_PLAIN: &str = "fn xin(i: u32) -> vec4<f32> { return x[i]; }\n";
+/// ... or silu(x) · up: the feed-forward activation fused into the down projection.
+const XIN_SWIGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
+    fn xin(i: u32) -> vec4<f32> { let g = x[i]; return g / (vec4<f32>(1.0) + exp(-g)) * up[i]; }\n";
+
 /// out[t, row0 + r] = x[t] · w[r] for the rows of one weight part; `m` = columns of out.
-pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer) -> Result<()> {
+/// With `up`, the input is silu(x) · up instead (only for matvec sizes: `n` ≤ [`MATVEC_MAX_TOKENS`]).
+pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, up: Option<&wgpu::Buffer>, n: usize, m: usize, out: &wgpu::Buffer) -> Result<()> {
     let tiled = n > MATVEC_MAX_TOKENS;
-    let (name, body) = if tiled {
-        ("matmul", include_str!("kernels/matmul.wgsl"))
-    } else {
-        ("matvec", include_str!("kernels/matvec.wgsl"))
+    if tiled && up.is_some() {
+        return Err(Error::InvalidArgument(format!("fused SwiGLU matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})")));
+    }
+    let k = match (tiled, up) {
+        (true, _) => gpu.kernel(("matmul", w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite], || {
+            quant_source(include_str!("kernels/matmul.wgsl"), w.ty)
+        })?,
+        (false, None) => gpu.kernel(("matvec", w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite], || {
+            quant_source(&format!("{XIN_PLAIN}{}", include_str!("kernels/matvec.wgsl")), w.ty)
+        })?,
+        (false, Some(_)) => gpu.kernel(("matvec_swiglu", w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite, Access::Read], || {
+            quant_source(&format!("{XIN_SWIGLU}{}", include_str!("kernels/matvec.wgsl")), w.ty)
+        })?,
     };
-    let k = gpu.kernel((name, w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite], || quant_source(body, w.ty))?;
     let params = [
         u32_of(w.rows, "weight rows")?,
         u32_of(w.cols, "weight columns")?,
@@ -82,11 +97,17 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, o
     } else {
         [u32_of(w.rows.div_ceil(8), "workgroups")?, u32_of(n, "workgroups")?, 1]
     };
-    let binds = [
+    // matvec reads x as vec4s: its binding is rounded up to 16 bytes (activation buffers are
+    // pooled in powers of two of at least 256 bytes, so the bytes are there).
+    let x_bytes = bytes_f32(n * w.cols).div_ceil(16) * 16;
+    let mut binds = vec![
         Bind { buffer: w.buffer, bytes: w.buffer.size() },
-        Bind { buffer: x, bytes: bytes_f32(n * w.cols) },
+        Bind { buffer: x, bytes: x_bytes },
         Bind { buffer: out, bytes: bytes_f32(n * m) },
     ];
+    if let Some(up) = up {
+        binds.push(Bind { buffer: up, bytes: x_bytes });
+    }
     gpu.dispatch(&k, &params, &binds, groups)
 }
 
@@ -137,6 +158,17 @@ pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, cs: &wgpu::Buffer, n: usize, n_heads: u
     gpu.dispatch(&k, &params, &binds, [u32_of((n_heads * half).div_ceil(WG as usize), "workgroups")?, u32_of(n, "tokens")?, 1])
 }
 
+/// x += y, then out = rms_norm(x) · g, for each of `rows` rows of `cols`.
+#[allow(clippy::too_many_arguments)]
+pub fn add_rms_norm(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("add_rms_norm", 0), &[Access::ReadWrite, Access::Read, Access::Read, Access::ReadWrite], || {
+        include_str!("kernels/add_rms_norm.wgsl").into()
+    })?;
+    let b = bytes_f32(rows * cols);
+    let binds = [Bind { buffer: x, bytes: b }, Bind { buffer: y, bytes: b }, Bind { buffer: g, bytes: bytes_f32(cols) }, Bind { buffer: out, bytes: b }];
+    gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
+}
+
 /// The geometry of one attention call.
 pub struct AttnCall {
     pub n: usize,
@@ -161,6 +193,38 @@ pub fn kv_store(gpu: &Gpu, c: &AttnCall, k: &wgpu::Buffer, v: &wgpu::Buffer, kc:
         Bind { buffer: vc, bytes: vc.size() },
     ];
     gpu.dispatch(&kern, &params, &binds, [u32_of((kv_dim / 2).div_ceil(WG as usize), "workgroups")?, u32_of(c.n, "tokens")?, 1])
+}
+
+/// Rotates q in place and stores k rotated and v into the layer's cache at `pos`, in one pass;
+/// `cs` is rope's (cos, sin) table with `half` rotated pairs per head.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox: bool, q: &wgpu::Buffer, k: &wgpu::Buffer, v: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<()> {
+    let kern = gpu.kernel(
+        ("rope_store", 0),
+        &[Access::Read, Access::ReadWrite, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+        || include_str!("kernels/rope_store.wgsl").into(),
+    )?;
+    let kv_dim = c.n_kv_heads * c.head_dim;
+    let params = [
+        u32_of(c.n_heads, "heads")?,
+        u32_of(kv_dim, "kv dim")?,
+        u32_of(c.head_dim, "head dim")?,
+        u32_of(half, "rotated pairs")?,
+        u32_of(c.n, "tokens")?,
+        u32_of(c.pos, "position")?,
+        neox as u32,
+        u32_of(c.max_ctx, "context")?,
+    ];
+    let binds = [
+        Bind { buffer: cs, bytes: ((c.pos + c.n) * half * 8).max(8) as u64 },
+        Bind { buffer: q, bytes: bytes_f32(c.n * c.n_heads * c.head_dim) },
+        Bind { buffer: k, bytes: bytes_f32(c.n * kv_dim) },
+        Bind { buffer: v, bytes: bytes_f32(c.n * kv_dim) },
+        Bind { buffer: kc, bytes: kc.size() },
+        Bind { buffer: vc, bytes: vc.size() },
+    ];
+    let per_token = c.n_heads * half + kv_dim / 2;
+    gpu.dispatch(&kern, &params, &binds, [u32_of(per_token.div_ceil(WG as usize), "workgroups")?, u32_of(c.n, "tokens")?, 1])
 }
 
 /// Attends `q (n, n_heads * head_dim)` over the cache into `out`, through the split scratch

@@ -1,7 +1,13 @@
 // out (n, m) = x (n, k) · wᵀ for a few tokens (decode): 32 lanes per weight row, 8 rows per
-// workgroup, one token per workgroup row of the grid. Blocks are dequantized in registers;
-// f32 accumulation, lanes summed in workgroup memory.
-// Grid: (ceil(rows / 8), n). Prepended: quant.wgsl and its constants.
+// workgroup, one token per workgroup row of the grid. f32 accumulation, lanes summed in
+// workgroup memory.
+// Quantized rows: four lanes share a block, each taking one quarter of its quants, so one pass of
+// the 32 lanes reads 8 consecutive blocks and the x values under them as contiguous vec4s: the
+// loads of neighbouring lanes touch neighbouring bytes (coalesced), which is what lets a matvec
+// run at memory bandwidth on a GPU.
+// x is read through `xin(i)`, the i-th vec4 of x, which the launcher prepends: x itself, or
+// silu(x) · up when the kernel also applies SwiGLU to its input (binding 4: up, like x).
+// Grid: (ceil(rows / 8), n). Prepended: quant.wgsl and its constants, and `xin`.
 
 struct Params {
     rows: u32,      // rows of this weight part
@@ -14,35 +20,39 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 var<workgroup> sh: array<f32, 256>;
 
-// Dot product of the block at byte `b` with x[xo .. xo + 32].
-fn block_dot(b: u32, xo: u32) -> f32 {
-    var s = 0.0;
+// The 4 low and 4 high nibbles of the bytes of `q`, in byte order.
+fn lo_nibbles(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(15u));
+}
+fn hi_nibbles(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & vec4<u32>(15u));
+}
+// The 4 signed bytes of `q`, in byte order.
+fn bytes_i8(q: u32) -> vec4<f32> {
+    let v = bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q));
+    return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+// Quarter `sub` of the block at byte `b` dotted with the x values under it; `xv` indexes the
+// block's first vec4 of x.
+fn quarter_dot(b: u32, xv: u32, sub: u32) -> f32 {
     if (FMT == Q8_0) {
-        for (var i = 0u; i < 8u; i++) {
-            let q = word_at(b + 2u + 4u * i);
-            for (var j = 0u; j < 4u; j++) {
-                s += f32(i32(q << (24u - 8u * j)) >> 24u) * x[xo + 4u * i + j];
-            }
-        }
-        return s * f16_at(b);
+        let xa = xin(xv + 2u * sub);
+        let xb = xin(xv + 2u * sub + 1u);
+        let q = dot(bytes_i8(word_at(b + 2u + 8u * sub)), xa) + dot(bytes_i8(word_at(b + 6u + 8u * sub)), xb);
+        return f16_at(b) * q;
     }
-    let qs = b + 4u - 2u * u32(FMT == Q4_0);
-    var sx = 0.0;
-    for (var i = 0u; i < 4u; i++) {
-        let q = word_at(qs + 4u * i);
-        for (var j = 0u; j < 4u; j++) {
-            let byte = (q >> (8u * j)) & 0xffu;
-            let x_lo = x[xo + 4u * i + j];
-            let x_hi = x[xo + 16u + 4u * i + j];
-            s += f32(byte & 15u) * x_lo + f32(byte >> 4u) * x_hi;
-            sx += x_lo + x_hi;
-        }
-    }
+    // Q4_0 / Q4_1: byte j holds value j (low nibble) and value j + 16 (high nibble).
+    let q = word_at(b + 4u - 2u * u32(FMT == Q4_0) + 4u * sub);
+    let xl = xin(xv + sub);
+    let xh = xin(xv + 4u + sub);
+    let s = dot(lo_nibbles(q), xl) + dot(hi_nibbles(q), xh);
+    let sx = dot(xl + xh, vec4<f32>(1.0));
     if (FMT == Q4_0) {
         return f16_at(b) * (s - 8.0 * sx);
     }
@@ -60,12 +70,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let xo = t * p.k;
         if (FMT == F32 || FMT == F16) {
             for (var c = lane; c < p.k; c += 32u) {
-                s += deq(row, c) * x[xo + c];
+                let i = xo + c;
+                s += deq(row, c) * xin(i >> 2u)[i & 3u];
             }
         } else {
             let nb = p.k / BLK;
-            for (var bi = lane; bi < nb; bi += 32u) {
-                s += block_dot(row + bi * BLK_BYTES, xo + bi * BLK);
+            let sub = lane & 3u;
+            for (var bi = lane >> 2u; bi < nb; bi += 8u) {
+                s += quarter_dot(row + bi * BLK_BYTES, (xo + bi * BLK) >> 2u, sub);
             }
         }
     }

@@ -1,0 +1,408 @@
+//! The prepared GPU benchmark (issue #3): everything a real GPU should be asked, in one run.
+//!
+//! cargo build --release -p nib-engine --example gpu_bench
+//! target/release/examples/gpu_bench [--probe | --quick] [--model FILE.gguf] [--out FILE.json]
+//! (bench/gpu/run.sh is the script that runs it on a GPU machine and keeps the results.)
+//!
+//! 1. The adapter, and its copy bandwidth: a buffer-to-buffer copy, counting bytes read and
+//!    written (the roof the matvec kernels are measured against).
+//! 2. The matrix-vector kernels on each weight shape of two models, alone: GB/s of weight read
+//!    per product and the share of copy bandwidth that is.
+//! 3. Whole models through `Llama::forward` on the GPU backend: prefill of 512 tokens and greedy
+//!    decode of 128 tokens with the argmax on the GPU (4 bytes read back per token), with the
+//!    dispatches, submits and host recording time of a decode step. Models:
+//!    - `smollm2-135m`: the default model's shapes and formats (30 layers, 576 wide, Q4_1 with a
+//!      Q8_0 tied output) with random weights, or the real file when `--model` is given (the file
+//!      is bigger than what travels to a GPU machine);
+//!    - `qwen2.5-coder-0.5b`: Qwen2.5-Coder-0.5B's shapes (24 layers, hidden 896, 14/2 heads,
+//!      FFN 4864, vocab 151,936, tied output) in Q4_0 with random weights, as a `llama` file:
+//!      Qwen2's q/k/v biases are three additions of 896 + 2 × 128 values, nothing next to the
+//!      weights.
+//!
+//! Speed depends on shapes and formats, not on the values, so random weights time the same work.
+//! Prints a table and writes every figure as JSON.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use nib_engine::arch::llama::Llama;
+use nib_engine::backend::gpu::{ops, GpuBackend};
+use nib_engine::backend::Backend;
+use nib_engine::gguf::{Gguf, ModelBytes};
+use nib_engine::quant::GgmlType;
+use serde_json::{json, Value};
+
+#[path = "../tests/common/random.rs"]
+mod random;
+use random::{random_weights, Rng};
+
+/// The shapes of a llama-style model.
+#[derive(Clone, Copy)]
+struct Shape {
+    name: &'static str,
+    layers: usize,
+    dim: usize,
+    heads: usize,
+    kv_heads: usize,
+    ffn: usize,
+    vocab: usize,
+    rope_base: f32,
+    /// Format of the layer matrices, and of the (tied) embedding / output matrix.
+    ty: GgmlType,
+    embd_ty: GgmlType,
+}
+
+const SMOLLM: Shape = Shape {
+    name: "smollm2-135m",
+    layers: 30,
+    dim: 576,
+    heads: 9,
+    kv_heads: 3,
+    ffn: 1536,
+    vocab: 49152,
+    rope_base: 100_000.0,
+    ty: GgmlType::Q4_1,
+    embd_ty: GgmlType::Q8_0,
+};
+
+const QWEN: Shape = Shape {
+    name: "qwen2.5-coder-0.5b",
+    layers: 24,
+    dim: 896,
+    heads: 14,
+    kv_heads: 2,
+    ffn: 4864,
+    vocab: 151_936,
+    rope_base: 1_000_000.0,
+    ty: GgmlType::Q4_0,
+    embd_ty: GgmlType::Q4_0,
+};
+
+impl Shape {
+    fn kv_dim(&self) -> usize {
+        self.dim / self.heads * self.kv_heads
+    }
+    /// (name, rows, cols, format) of every distinct matrix a decode step multiplies by.
+    fn matrices(&self) -> Vec<(&'static str, usize, usize, GgmlType)> {
+        vec![
+            ("attn_q", self.dim, self.dim, self.ty),
+            ("attn_k", self.kv_dim(), self.dim, self.ty),
+            ("attn_output", self.dim, self.dim, self.ty),
+            ("ffn_up", self.ffn, self.dim, self.ty),
+            ("ffn_down", self.dim, self.ffn, self.ty),
+            ("output", self.vocab, self.dim, self.embd_ty),
+        ]
+    }
+}
+
+/// A GGUF v3 file holding a `llama` model of `shape` with random weights.
+fn synthetic_gguf(shape: &Shape, rng: &mut Rng) -> Vec<u8> {
+    fn str(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let s = shape;
+    let kv: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), json!("llama")),
+        ("llama.block_count".into(), json!(s.layers)),
+        ("llama.embedding_length".into(), json!(s.dim)),
+        ("llama.feed_forward_length".into(), json!(s.ffn)),
+        ("llama.attention.head_count".into(), json!(s.heads)),
+        ("llama.attention.head_count_kv".into(), json!(s.kv_heads)),
+        ("llama.vocab_size".into(), json!(s.vocab)),
+        ("llama.context_length".into(), json!(32768)),
+        ("llama.rope.freq_base".into(), json!(s.rope_base)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), json!(1e-6)),
+    ];
+    let ones = |n: usize| -> Vec<u8> { (0..n).flat_map(|_| 1f32.to_le_bytes()).collect() };
+    let mut tensors: Vec<(String, Vec<u64>, GgmlType, Vec<u8>)> = Vec::new();
+    tensors.push(("token_embd.weight".into(), vec![s.dim as u64, s.vocab as u64], s.embd_ty, random_weights(rng, s.embd_ty, s.vocab, s.dim)));
+    tensors.push(("output_norm.weight".into(), vec![s.dim as u64], GgmlType::F32, ones(s.dim)));
+    for l in 0..s.layers {
+        let name = |n: &str| format!("blk.{l}.{n}.weight");
+        tensors.push((name("attn_norm"), vec![s.dim as u64], GgmlType::F32, ones(s.dim)));
+        tensors.push((name("ffn_norm"), vec![s.dim as u64], GgmlType::F32, ones(s.dim)));
+        for (n, rows, cols) in [
+            ("attn_q", s.dim, s.dim),
+            ("attn_k", s.kv_dim(), s.dim),
+            ("attn_v", s.kv_dim(), s.dim),
+            ("attn_output", s.dim, s.dim),
+            ("ffn_gate", s.ffn, s.dim),
+            ("ffn_up", s.ffn, s.dim),
+            ("ffn_down", s.dim, s.ffn),
+        ] {
+            tensors.push((name(n), vec![cols as u64, rows as u64], s.ty, random_weights(rng, s.ty, rows, cols)));
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(kv.len() as u64).to_le_bytes());
+    for (k, v) in &kv {
+        str(&mut out, k);
+        match v {
+            Value::String(text) => {
+                out.extend_from_slice(&8u32.to_le_bytes());
+                str(&mut out, text);
+            }
+            Value::Number(n) if n.is_u64() => {
+                out.extend_from_slice(&4u32.to_le_bytes());
+                out.extend_from_slice(&(n.as_u64().unwrap_or(0) as u32).to_le_bytes());
+            }
+            _ => {
+                out.extend_from_slice(&6u32.to_le_bytes());
+                out.extend_from_slice(&(v.as_f64().unwrap_or(0.0) as f32).to_le_bytes());
+            }
+        }
+    }
+    let align = |x: usize| x.div_ceil(32) * 32;
+    let mut offset = 0usize;
+    for (name, dims, ty, data) in &tensors {
+        str(&mut out, name);
+        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&ty.id().to_le_bytes());
+        out.extend_from_slice(&(offset as u64).to_le_bytes());
+        offset = align(offset + data.len());
+    }
+    out.resize(align(out.len()), 0);
+    for (_, _, _, data) in &tensors {
+        out.extend_from_slice(data);
+        out.resize(align(out.len()), 0);
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Bytes moved per second (read + written) by buffer-to-buffer copies of `bytes`.
+fn copy_bandwidth(b: &GpuBackend, bytes: u64, reps: usize) -> Res<f64> {
+    let gpu = b.context();
+    let mk = |label| gpu.create_checked(&wgpu::BufferDescriptor { label: Some(label), size: bytes, usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+    let (src, dst) = (mk("bench copy src")?, mk("bench copy dst")?);
+    let mut times = Vec::new();
+    for round in 0..4 {
+        b.finish()?;
+        let t = Instant::now();
+        for _ in 0..reps {
+            gpu.copy(&src, 0, &dst, 0, bytes)?;
+        }
+        b.finish()?;
+        if round > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(2.0 * bytes as f64 * reps as f64 / median(times))
+}
+
+/// µs per dispatch of a kernel with almost no work (filling 64 words), each writing the buffer
+/// the one before wrote, so each waits for the last: the fixed cost every op of a decode step
+/// pays on top of its memory traffic.
+fn dispatch_floor(b: &GpuBackend, reps: usize) -> Res<f64> {
+    let gpu = b.context();
+    let buf = gpu.alloc(256)?;
+    let mut times = Vec::new();
+    for round in 0..4 {
+        b.finish()?;
+        let t = Instant::now();
+        for i in 0..reps {
+            ops::fill(gpu, &buf.buffer, 64, i as u32)?;
+        }
+        b.finish()?;
+        if round > 0 {
+            times.push(t.elapsed().as_secs_f64() / reps as f64);
+        }
+    }
+    Ok(median(times) * 1e6)
+}
+
+/// GB/s of weight read by one matrix-vector product of each matrix of `shape`.
+fn matvec_rates(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, copy_bw: f64) -> Res<Vec<Value>> {
+    let mut rows = Vec::new();
+    for (name, r, c, ty) in shape.matrices() {
+        let data = random_weights(rng, ty, r, c);
+        let w = b.weight(name, ty, r, c, &data)?;
+        let xv: Vec<f32> = (0..c).map(|_| rng.unit()).collect();
+        let x = b.tensor(1, c, &xv)?;
+        let mut times = Vec::new();
+        for round in 0..4 {
+            b.finish()?;
+            let t = Instant::now();
+            for _ in 0..reps {
+                b.matmul(&x, &w)?;
+            }
+            b.finish()?;
+            if round > 0 {
+                times.push(t.elapsed().as_secs_f64() / reps as f64);
+            }
+        }
+        let t = median(times);
+        let gbs = data.len() as f64 / t / 1e9;
+        rows.push(json!({
+            "model": shape.name, "matrix": name, "rows": r, "cols": c, "format": ty.name(),
+            "weight_bytes": data.len(), "us": t * 1e6, "gb_s": gbs, "share_of_copy": gbs * 1e9 / copy_bw,
+        }));
+    }
+    Ok(rows)
+}
+
+/// Prefill and greedy decode of a whole model on the GPU backend.
+fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: usize, rng: &mut Rng) -> Res<Value> {
+    let file_bytes = bytes.len();
+    let bytes = Arc::new(bytes);
+    let gguf = Gguf::parse(&bytes)?;
+    let t = Instant::now();
+    let b = GpuBackend::new(Arc::clone(&bytes))?;
+    let model = Llama::load(&b, &gguf)?;
+    b.finish()?;
+    let load_s = t.elapsed().as_secs_f64();
+    let c = model.config.clone();
+    let ids: Vec<u32> = (0..prompt).map(|_| (rng.next() % c.vocab as u64) as u32).collect();
+
+    // Warm-up: compile every kernel and fill the buffer pool.
+    let mut cache = b.new_cache(c.n_layers, prompt + gen + 1, c.attn)?;
+    let out = model.forward(&b, &mut cache, &ids[..16.min(prompt)], 0, false)?;
+    b.argmax(&out)?;
+    let out = model.forward(&b, &mut cache, &ids[..1], 16.min(prompt), false)?;
+    b.argmax(&out)?;
+
+    let (mut prefill, mut decode, mut record) = (Vec::new(), Vec::new(), Vec::new());
+    let mut step_stats = None;
+    for _ in 0..runs {
+        let mut cache = b.new_cache(c.n_layers, prompt + gen + 1, c.attn)?;
+        b.finish()?;
+        let t = Instant::now();
+        let out = model.forward(&b, &mut cache, &ids, 0, false)?;
+        let mut next = b.argmax(&out)?.unwrap_or(0);
+        prefill.push(prompt as f64 / t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let mut rec = 0.0;
+        for i in 0..gen {
+            b.reset_stats();
+            let t_rec = Instant::now();
+            let out = model.forward(&b, &mut cache, &[next], prompt + i, false)?;
+            rec += t_rec.elapsed().as_secs_f64();
+            next = b.argmax(&out)?.unwrap_or(0);
+            step_stats = Some(b.stats());
+        }
+        decode.push(gen as f64 / t.elapsed().as_secs_f64());
+        record.push(rec / gen as f64);
+    }
+    let s = step_stats.unwrap_or_default();
+    Ok(json!({
+        "model": label,
+        "adapter": b.name(),
+        "file_bytes": file_bytes,
+        "load_s": load_s,
+        "prompt_tokens": prompt,
+        "gen_tokens": gen,
+        "runs": runs,
+        "prefill_tok_s": median(prefill.clone()),
+        "decode_tok_s": median(decode.clone()),
+        "decode_step_ms": 1e3 / median(decode.clone()),
+        "host_record_ms_per_step": median(record) * 1e3,
+        "dispatches_per_step": s.dispatches,
+        "submits_per_step": s.submits,
+        "bytes_read_per_step": s.bytes_read,
+        "prefill_runs": prefill,
+        "decode_runs": decode,
+    }))
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("gpu_bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let opt = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let model_file = opt("--model");
+    let out_file = opt("--out");
+    // Quick: a smoke test of the whole script on a software adapter.
+    let (copy_bytes, copy_reps, mv_reps, runs, prompt, gen) = if quick { (16 << 20, 2, 3, 1, 32, 4) } else { (1 << 30, 10, 200, 3, 512, 128) };
+    let mut rng = Rng(0x5eed_0b1d);
+
+    let probe = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new())))?;
+    eprintln!("adapter: {}", probe.describe());
+    if args.iter().any(|a| a == "--probe") {
+        return Ok(());
+    }
+    let copy_bw = copy_bandwidth(&probe, copy_bytes, copy_reps)?;
+    eprintln!("copy bandwidth: {:.1} GB/s (read + written)", copy_bw / 1e9);
+    let floor_us = dispatch_floor(&probe, if quick { 50 } else { 2000 })?;
+    eprintln!("dependent dispatch: {floor_us:.2} µs");
+
+    let mut matvec = Vec::new();
+    for shape in [SMOLLM, QWEN] {
+        matvec.extend(matvec_rates(&probe, &shape, &mut rng, mv_reps, copy_bw)?);
+    }
+    drop(probe);
+
+    let mut models = Vec::new();
+    let smollm = match &model_file {
+        Some(path) => (ModelBytes::open(std::path::Path::new(path))?, format!("{} (file {path})", SMOLLM.name)),
+        None => (ModelBytes::Owned(synthetic_gguf(&SMOLLM, &mut rng)), format!("{} (shapes, random weights)", SMOLLM.name)),
+    };
+    models.push(whole_model(smollm.0, &smollm.1, runs, prompt, gen, &mut rng)?);
+    let qwen = ModelBytes::Owned(synthetic_gguf(&QWEN, &mut rng));
+    models.push(whole_model(qwen, &format!("{} (shapes, Q4_0, random weights)", QWEN.name), runs, prompt, gen, &mut rng)?);
+
+    let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let s = |v: &Value, k: &str| v.get(k).map(|x| x.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    println!("adapter: {}", models.first().map(|m| s(m, "adapter")).unwrap_or_default());
+    println!("copy bandwidth (read + written): {:.1} GB/s", copy_bw / 1e9);
+    println!("one dependent dispatch of an empty kernel: {floor_us:.2} µs\n");
+    println!("| model | matrix | rows × cols | format | µs | GB/s | share of copy |");
+    println!("|---|---|---|---|---|---|---|");
+    for m in &matvec {
+        println!(
+            "| {} | {} | {} × {} | {} | {:.1} | {:.1} | {:.0}% |",
+            s(m, "model"),
+            s(m, "matrix"),
+            s(m, "rows"),
+            s(m, "cols"),
+            s(m, "format"),
+            f(m, "us"),
+            f(m, "gb_s"),
+            100.0 * f(m, "share_of_copy")
+        );
+    }
+    println!("\n| model | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for m in &models {
+        println!(
+            "| {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            s(m, "model"),
+            f(m, "load_s"),
+            f(m, "prefill_tok_s"),
+            f(m, "decode_tok_s"),
+            f(m, "decode_step_ms"),
+            f(m, "host_record_ms_per_step"),
+            s(m, "dispatches_per_step"),
+            s(m, "submits_per_step"),
+            s(m, "bytes_read_per_step")
+        );
+    }
+    let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "models": models, "quick": quick });
+    if let Some(path) = out_file {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
