@@ -9,6 +9,7 @@ use nib_engine::Session;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::clock::now_ms;
 use crate::engine::{borrow, with_model, Loaded, Shared};
 use crate::error::{Code, JsResult, NibError, NibResult};
 
@@ -23,13 +24,15 @@ pub struct GenOptions {
     pub seed: u64,
     /// Keep going past end-of-generation tokens (benchmarks).
     pub ignore_eos: bool,
-    /// Prompt tokens evaluated per `step()` during prefill: bounds how long one step runs.
+    /// Prompt tokens in the first prefill step; later steps are sized to `step_budget_ms`.
     pub prefill_chunk: usize,
+    /// How long one prefill step should take: an abort waits for at most one step.
+    pub step_budget_ms: f64,
 }
 
 impl Default for GenOptions {
     fn default() -> Self {
-        GenOptions { max_tokens: 128, temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, ignore_eos: false, prefill_chunk: 64 }
+        GenOptions { max_tokens: 128, temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, ignore_eos: false, prefill_chunk: 2, step_budget_ms: 40.0 }
     }
 }
 
@@ -59,6 +62,8 @@ pub struct Generation {
     sampler: Sampler,
     prompt: Vec<u32>,
     prefilled: usize,
+    /// Prompt tokens the next prefill step evaluates.
+    chunk: usize,
     /// The sampled token whose keys and values are not in the cache yet.
     pending: Option<u32>,
     generated: usize,
@@ -73,6 +78,9 @@ impl Generation {
     pub(crate) fn start(shared: Shared, prompt: &str, opts: GenOptions) -> NibResult<Generation> {
         if opts.prefill_chunk == 0 {
             return Err(NibError::invalid("prefillChunk must be at least 1"));
+        }
+        if !(opts.step_budget_ms.is_finite() && opts.step_budget_ms > 0.0) {
+            return Err(NibError::invalid("stepBudgetMs must be a positive number"));
         }
         let sampler = Sampler::new(SamplerConfig { temperature: opts.temperature, top_k: opts.top_k, top_p: opts.top_p, seed: opts.seed })
             .map_err(NibError::from_run)?;
@@ -94,7 +102,7 @@ impl Generation {
             })
         };
         let done = opts.max_tokens == 0;
-        Ok(Generation { shared, session, sampler, prompt: ids, prefilled: 0, pending: None, generated: 0, stop, opts, utf8: Vec::new(), done })
+        Ok(Generation { shared, session, sampler, prompt: ids, prefilled: 0, chunk: opts.prefill_chunk, pending: None, generated: 0, stop, opts, utf8: Vec::new(), done })
     }
 
     fn advance(&mut self) -> NibResult<Step> {
@@ -107,8 +115,15 @@ impl Generation {
             (Loaded::Cpu(c), GenSession::Cpu(s)) => {
                 let m = c.model();
                 let logits = if self.prefilled < self.prompt.len() {
-                    let end = self.prompt.len().min(self.prefilled.saturating_add(self.opts.prefill_chunk));
+                    let end = self.prompt.len().min(self.prefilled.saturating_add(self.chunk));
+                    let t0 = now_ms();
                     let logits = m.eval(s, &self.prompt[..end]).map_err(NibError::from_run)?;
+                    // Size the next chunk to the budget from this one's time per token. That
+                    // time grows with the context, so the budget sits well below the 100 ms an
+                    // abort may take.
+                    let per_token = (now_ms() - t0) / (end - self.prefilled) as f64;
+                    let fit = (self.opts.step_budget_ms / per_token.max(1e-3)) as usize;
+                    self.chunk = fit.clamp(1, nib_engine::model::PREFILL_CHUNK);
                     self.prefilled = end;
                     if end < self.prompt.len() {
                         return Ok(self.idle());

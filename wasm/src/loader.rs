@@ -45,8 +45,15 @@ impl ModelLoader {
         Ok(self.check()?)
     }
 
-    /// A copy of `len` bytes from `offset` (clamped to the file), for writing the verified
-    /// file to the browser's cache a piece at a time.
+    /// Where the received bytes start in wasm memory: the worker copies the verified file
+    /// from there into the browser's cache (through Blobs, without JS garbage). Valid until
+    /// the next call into wasm.
+    #[wasm_bindgen(js_name = bytesPtr)]
+    pub fn bytes_ptr(&self) -> usize {
+        self.buf.as_ptr() as usize
+    }
+
+    /// A copy of `len` bytes from `offset` (clamped to the file).
     pub fn slice(&self, offset: f64, len: f64) -> Vec<u8> {
         let start = (offset.max(0.0) as usize).min(self.buf.len());
         let end = start.saturating_add(len.max(0.0) as usize).min(self.buf.len());

@@ -26,26 +26,19 @@ export async function lookup(key: string): Promise<Response | null> {
   }
 }
 
-/** Stores `size` bytes read through `read(offset, len)`, a piece at a time (bounded memory). */
-export async function store(key: string, size: number, read: (offset: number, len: number) => Uint8Array): Promise<void> {
+/**
+ * Stores the `size` bytes that `view(offset, len)` shows (views into wasm memory). Each piece
+ * becomes a Blob, which copies it out of the renderer into the browser's blob storage at once;
+ * copies made as JS arrays would instead stay in the worker's heap as garbage (about the
+ * model's size, measured) until a collection.
+ */
+export async function store(key: string, size: number, view: (offset: number, len: number) => Uint8Array): Promise<void> {
   if (!available()) return;
   const PIECE = 4 << 20;
-  let offset = 0;
-  const body = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (offset >= size) {
-        controller.close();
-        return;
-      }
-      const piece = read(offset, Math.min(PIECE, size - offset));
-      if (piece.byteLength === 0) {
-        controller.error(new Error(`model bytes end at ${offset} of ${size}`));
-        return;
-      }
-      offset += piece.byteLength;
-      controller.enqueue(piece);
-    },
-  });
+  const parts: Blob[] = [];
+  for (let offset = 0; offset < size; offset += PIECE) {
+    parts.push(new Blob([view(offset, Math.min(PIECE, size - offset)) as Uint8Array<ArrayBuffer>]));
+  }
   const cache = await caches.open(CACHE_NAME);
-  await cache.put(key, new Response(body, { headers: { "content-length": String(size), "content-type": "application/octet-stream" } }));
+  await cache.put(key, new Response(new Blob(parts), { headers: { "content-length": String(size), "content-type": "application/octet-stream" } }));
 }

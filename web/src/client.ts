@@ -22,6 +22,15 @@ interface Pending {
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 
+const REQUEST_KEYS = ["prefix", "suffix", "language", "mode", "n", "temperature", "topP", "maxTokens", "seed", "timeLimitMs", "signal"];
+const GENERATE_KEYS = ["maxTokens", "temperature", "topK", "topP", "seed", "ignoreEos", "prefillChunk", "stepBudgetMs", "signal"];
+
+/** A misspelt option would otherwise be ignored without a word. */
+function checkKeys(what: string, obj: object, allowed: string[]): void {
+  const unknown = Object.keys(obj).filter((k) => !allowed.includes(k));
+  if (unknown.length) throw new NibError("invalid_argument", `${what}: unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}`);
+}
+
 /** A worker and the calls waiting on it. */
 class WorkerLink {
   private readonly worker: Worker;
@@ -126,6 +135,7 @@ export class Completer {
 
   /** Completion candidates for the cursor between `prefix` and `suffix`, best first. */
   async complete(req: CompleteRequest): Promise<Completion> {
+    checkKeys("complete", req, REQUEST_KEYS);
     const { signal, ...request } = req;
     const link = await this.ready();
     return link.call<Completion>({ type: "complete", request, stream: false }, { signal, abortAtOnce: true });
@@ -133,6 +143,7 @@ export class Completer {
 
   /** The best candidate's text as it grows; ends with the final (post-processed) text. */
   async *stream(req: CompleteRequest): AsyncGenerator<string> {
+    checkKeys("stream", req, REQUEST_KEYS);
     const { signal, ...request } = req;
     const link = await this.ready();
     const queue: string[] = [];
@@ -184,6 +195,7 @@ export class Completer {
 
   /** Tokens as they are generated; the AbortSignal stops the worker between two tokens. */
   async *generate(prompt: string, options: GenerateOptions & { signal?: AbortSignal } = {}): AsyncGenerator<GeneratedToken> {
+    checkKeys("generate", options, GENERATE_KEYS);
     const { signal, ...opts } = options;
     const link = await this.ready();
     const queue: GeneratedToken[] = [];

@@ -18,6 +18,7 @@ export interface Downloaded {
 
 export async function download(
   wasm: WasmModule,
+  memory: () => WebAssembly.Memory,
   source: ModelSource,
   sha256: string | undefined,
   origin: string,
@@ -78,7 +79,9 @@ export async function download(
     loader.verify();
     if (key) {
       try {
-        await store(key, received, (offset, len) => loader.slice(offset, len));
+        // Views of the loader's buffer, taken while no other wasm call can run.
+        const ptr = loader.bytesPtr();
+        await store(key, received, (offset, len) => new Uint8Array(memory().buffer, ptr + offset, len));
       } catch (e) {
         // A full or unavailable cache costs the next visit a download, nothing more.
         console.warn(`nib: could not cache the model: ${(e as Error).message ?? e}`);
@@ -91,7 +94,15 @@ export async function download(
   return { loader, bytes: loader.received(), fromCache: false };
 }
 
-/** Reads `body` into a new loader, reporting the bytes received. */
+/** Bytes read from the stream at a time, into one reused buffer. */
+const READ_PIECE = 1 << 20;
+
+/**
+ * Reads `body` into a new loader, reporting the bytes received. Byte streams (fetch and cache
+ * bodies in Chromium) are read with a BYOB reader into one reused buffer: the default reader
+ * hands out a fresh chunk per read, about the model's size of garbage in all, which the JS
+ * heap holds until a collection runs (it was most of the peak memory above the model).
+ */
 async function pump(
   wasm: WasmModule,
   body: ReadableStream<Uint8Array>,
@@ -101,12 +112,19 @@ async function pump(
   onBytes: (bytes: number) => void,
 ): Promise<WasmLoader> {
   const loader = new wasm.ModelLoader(total || null, sha256);
-  const reader = body.getReader();
+  let byob: ReadableStreamBYOBReader | null = null;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    byob = null;
+  }
+  const reader = byob ?? body.getReader();
+  let buf = new ArrayBuffer(READ_PIECE);
   try {
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
-        chunk = await reader.read();
+        chunk = byob ? await byob.read(new Uint8Array(buf)) : await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
       } catch (e) {
         if (signal.aborted) throw new NibError("aborted", "model download aborted");
         throw new NibError("model_fetch_failed", `the model download failed after ${loader.received()} bytes: ${(e as Error).message ?? e}`);
@@ -114,6 +132,7 @@ async function pump(
       if (chunk.done) break;
       if (signal.aborted) throw new NibError("aborted", "model download aborted");
       loader.push(chunk.value);
+      if (byob) buf = chunk.value.buffer as ArrayBuffer;
       onBytes(loader.received());
     }
     return loader;

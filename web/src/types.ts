@@ -91,7 +91,7 @@ export interface GenerateOptions {
   topP?: number;
   seed?: number;
   ignoreEos?: boolean;
-  /** Prompt tokens in the first prefill step (default 8); later steps are sized to stepBudgetMs. */
+  /** Prompt tokens in the first prefill step (default 2); later steps are sized to stepBudgetMs. */
   prefillChunk?: number;
   /** Target time of one prefill step (default 40 ms): an abort waits for at most one step. */
   stepBudgetMs?: number;
@@ -180,6 +180,7 @@ export interface WasmLoader {
   sha256Hex(): string;
   verify(): void;
   slice(offset: number, len: number): Uint8Array;
+  bytesPtr(): number;
   free(): void;
 }
 

@@ -72,7 +72,7 @@ async function load(msg: Extract<ToWorker, { type: "load" }>, signal: AbortSigna
     throw new NibError("gpu_unavailable", m.webgpuSupported() ? "this browser has no WebGPU" : "this build of nib has no WebGPU backend yet");
   }
   const progress = throttled(msg.id);
-  const got = await download(m, msg.source, msg.sha256, scope.location.origin, signal, progress);
+  const got = await download(m, () => memory as WebAssembly.Memory, msg.source, msg.sha256, scope.location.origin, signal, progress);
   try {
     progress({ phase: "init", bytes: 0, total: got.bytes });
     const sha256 = got.loader.sha256Hex();
@@ -162,7 +162,7 @@ scope.onmessage = (e) => {
         // The module trapped: its memory and Rust's invariants cannot be trusted any more.
         dead = true;
         const message = scope.__nibPanic ?? `the engine stopped: ${err.message}`;
-        post({ type: "error", id: msg.id, code: "internal", message });
+        // One message: the page rejects every pending call, this one included, with it.
         post({ type: "fatal", code: "internal", message });
         scope.close();
         return;
