@@ -82,6 +82,19 @@ impl<B: Backend> Model<B> {
     /// Keys and values of the longest common prefix with what the session already holds are
     /// reused; only the rest is evaluated (at least the last token, so logits exist).
     pub fn eval(&self, s: &mut Session<B>, tokens: &[u32]) -> Result<Vec<f32>> {
+        let logits = self.eval_tensor(s, tokens)?;
+        self.backend.to_vec(&logits)
+    }
+
+    /// [`Model::eval`] with an asynchronous readback (the browser's GPU path).
+    pub async fn eval_async(&self, s: &mut Session<B>, tokens: &[u32]) -> Result<Vec<f32>> {
+        let logits = self.eval_tensor(s, tokens)?;
+        self.backend.to_vec_async(&logits).await
+    }
+
+    /// [`Model::eval`] without reading the logits back: they stay on the backend as `(1, vocab)`
+    /// (the browser's GPU path reads them asynchronously, or only their argmax).
+    pub fn eval_tensor(&self, s: &mut Session<B>, tokens: &[u32]) -> Result<B::Tensor> {
         if tokens.is_empty() {
             return Err(Error::InvalidArgument("no tokens to evaluate".into()));
         }
@@ -99,8 +112,7 @@ impl<B: Backend> Model<B> {
             s.tokens.extend_from_slice(chunk);
             logits = Some(out);
         }
-        let logits = logits.ok_or_else(|| Error::InvalidArgument("nothing evaluated".into()))?;
-        self.backend.to_vec(&logits)
+        logits.ok_or_else(|| Error::InvalidArgument("nothing evaluated".into()))
     }
 
     /// Logits for every position of `tokens` `(tokens.len(), vocab)`, from an empty cache.

@@ -6,7 +6,8 @@
 //! every op added here is one more kernel on every backend.
 
 pub mod cpu;
-#[cfg(not(target_arch = "wasm32"))]
+/// Native (Vulkan) and in the browser (WebGPU); not under WASI, which has no GPU.
+#[cfg(any(not(target_arch = "wasm32"), target_os = "unknown"))]
 pub mod gpu;
 
 use crate::error::Result;
@@ -135,4 +136,10 @@ pub trait Backend {
 
     /// Copies `x` to host memory, row-major.
     fn to_vec(&self, x: &Self::Tensor) -> Result<Vec<f32>>;
+
+    /// [`Backend::to_vec`] as a future: a GPU in the browser can only read back asynchronously.
+    /// Everywhere else the future is ready at once.
+    fn to_vec_async(&self, x: &Self::Tensor) -> impl std::future::Future<Output = Result<Vec<f32>>> {
+        std::future::ready(self.to_vec(x))
+    }
 }

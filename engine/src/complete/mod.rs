@@ -17,6 +17,9 @@ pub mod prompt;
 pub mod rank;
 pub mod stop;
 
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{Model, Session};
@@ -207,6 +210,19 @@ impl<B: Backend> Completer<B> {
     /// As [`Completer::complete`], checking `cancelled` before every token (a newer request
     /// sets it) and calling `on_partial` with the first candidate's text as it grows.
     pub fn complete_with(&mut self, req: &Request, cancelled: &dyn Fn() -> bool, on_partial: &mut dyn FnMut(&str)) -> Result<Response> {
+        ready_now(self.complete_async(req, cancelled, on_partial, &mut || std::future::ready(())))
+    }
+
+    /// As [`Completer::complete_with`], awaiting the backend's readbacks (the browser's GPU) and
+    /// `pause()` before every token: a browser worker yields to its event loop there, so that an
+    /// abort or a newer request can arrive while a completion runs.
+    pub async fn complete_async<F: Future<Output = ()>>(
+        &mut self,
+        req: &Request,
+        cancelled: &dyn Fn() -> bool,
+        on_partial: &mut dyn FnMut(&str),
+        pause: &mut dyn FnMut() -> F,
+    ) -> Result<Response> {
         let t0 = (self.clock)();
         let cx = Cursor::new(&req.prefix, &req.suffix, req.language());
         let mode = req.mode.unwrap_or_else(|| Mode::for_cursor(&cx));
@@ -244,7 +260,7 @@ impl<B: Backend> Completer<B> {
             // Brings the session back to the prompt: the first time, everything after the common
             // prefix; afterwards only the prompt's last token.
             let before = common_prefix(self.session.tokens(), &prompt.ids).min(prompt.ids.len() - 1);
-            let logits = self.model.eval(&mut self.session, &prompt.ids)?;
+            let logits = self.model.eval_async(&mut self.session, &prompt.ids).await?;
             self.evaluated += (prompt.ids.len() - before) as u64;
             if i == 0 {
                 decode_start = (self.clock)();
@@ -264,7 +280,7 @@ impl<B: Backend> Completer<B> {
             };
             let hooks = Hooks { cancelled, deadline, clock: &self.clock };
             let typed_ws = usize::from(req.prefix.ends_with(' '));
-            let out = decode(&self.model, &mut self.session, &self.format, logits, &mut sampler, cx, mode, max_tokens, typed_ws, &hooks, stream)?;
+            let out = decode(&self.model, &mut self.session, &self.format, logits, &mut sampler, cx, mode, max_tokens, typed_ws, &hooks, pause, stream).await?;
             self.evaluated += out.evaluated;
             timings.generated_tokens += out.logprobs.len();
             if i == 0 {
@@ -284,6 +300,16 @@ impl<B: Backend> Completer<B> {
             self.cache.insert(&req.prefix, &req.suffix, &options, &candidates);
         }
         Ok(Response { candidates, timings, cancelled: cancel })
+    }
+}
+
+/// The result of a future that needs no waiting: every backend's but the browser GPU's
+/// readbacks are ready at once, so the synchronous entry points poll the pipeline once.
+fn ready_now<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(Error::Unsupported("this backend reads results asynchronously: use Completer::complete_async".into())),
     }
 }
 
@@ -312,17 +338,18 @@ struct Hooks<'h> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn decode<B: Backend>(
+async fn decode<B: Backend, F: Future<Output = ()>>(
     model: &Model<B>,
     session: &mut Session<B>,
     format: &PromptFormat,
     mut logits: Vec<f32>,
     sampler: &mut Sampler,
-    cx: Cursor,
+    cx: Cursor<'_>,
     mode: Mode,
     max_tokens: usize,
     mut typed_ws: usize,
-    hooks: &Hooks,
+    hooks: &Hooks<'_>,
+    pause: &mut dyn FnMut() -> F,
     mut on_text: impl FnMut(&str),
 ) -> Result<RawCandidate> {
     let tok = &model.tokenizer;
@@ -332,6 +359,7 @@ fn decode<B: Backend>(
     let mut ends = Vec::new();
     let mut evaluated = 0;
     let stop = loop {
+        pause().await;
         if (hooks.cancelled)() {
             break stopper.end(StopReason::Cancelled);
         }
@@ -362,7 +390,7 @@ fn decode<B: Backend>(
         }
         let mut seq = session.tokens().to_vec();
         seq.push(next.id);
-        logits = model.eval(session, &seq)?;
+        logits = model.eval_async(session, &seq).await?;
         evaluated += 1;
     };
     Ok(RawCandidate { text: stopper.text().to_string(), stop, logprobs, ends, evaluated })

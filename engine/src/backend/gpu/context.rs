@@ -2,9 +2,15 @@
 //! command encoder that ops are recorded into (one submit per readback), the uniform arena for
 //! per-dispatch parameters, a pool of activation buffers, the keyed pipeline cache, and the
 //! counters a test prints (dispatches, submits, bytes read back).
+//!
+//! Natively (Vulkan) waits block: error scopes are popped and readbacks polled on the spot. In the
+//! browser (WebGPU) nothing may block the worker's event loop: errors surface through the
+//! device's uncaptured-error handler and [`Gpu::settle`], and results come back through
+//! [`Gpu::read_async`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
@@ -114,23 +120,87 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Resolves a future natively, where wgpu's futures are ready once the device is polled.
+#[cfg(not(target_arch = "wasm32"))]
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
 /// The first high-performance adapter wgpu finds (Vulkan natively).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn request_adapter() -> Result<wgpu::Adapter> {
+    block_on(request_adapter_async())
+}
+
+/// The first high-performance adapter: Vulkan natively, the browser's WebGPU in wasm.
+pub async fn request_adapter_async() -> Result<wgpu::Adapter> {
+    #[cfg(target_arch = "wasm32")]
+    let instance = {
+        // wgpu panics where there is no `navigator.gpu`: ask first.
+        if !wgpu::util::is_browser_webgpu_supported().await {
+            return Err(Error::Unsupported("no WebGPU in this browser (navigator.gpu is missing)".into()));
+        }
+        wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::BROWSER_WEBGPU, ..wgpu::InstanceDescriptor::new_without_display_handle() })
+    };
+    #[cfg(not(target_arch = "wasm32"))]
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        force_fallback_adapter: false,
-        compatible_surface: None,
-        apply_limit_buckets: false,
-    }))
-    .map_err(|e| Error::Unsupported(format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        })
+        .await
+        .map_err(|e| Error::Unsupported(format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))
+}
+
+/// A value a callback delivers and a future awaits: how a readback completes in the browser,
+/// where `map_async` resolves from the event loop.
+struct Slot<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+struct SlotFuture<T>(Arc<Mutex<Slot<T>>>);
+
+impl<T> std::future::Future for SlotFuture<T> {
+    type Output = T;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut slot = lock(&self.0);
+        match slot.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn fill_slot<T>(slot: &Arc<Mutex<Slot<T>>>, value: T) {
+    let waker = {
+        let mut s = lock(slot);
+        s.value = Some(value);
+        s.waker.take()
+    };
+    if let Some(w) = waker {
+        w.wake();
+    }
 }
 
 impl Gpu {
     /// Opens [`request_adapter`]'s adapter and a device with the largest storage buffers it
     /// allows, since a weight is bound whole when it fits.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
-        let adapter = request_adapter()?;
+        block_on(Self::new_async())
+    }
+
+    /// [`Gpu::new`] for every target (the browser can only await the adapter and device).
+    pub async fn new_async() -> Result<Self> {
+        let adapter = request_adapter_async().await?;
         let info = adapter.get_info();
         let have = adapter.limits();
         let want = wgpu::Limits {
@@ -145,13 +215,15 @@ impl Gpu {
         if !missing.is_empty() {
             return Err(Error::Unsupported(format!("GPU adapter {:?} lacks limits nib needs: {}", info.name, missing.join("; "))));
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("nib"),
-            required_features: wgpu::Features::empty(),
-            required_limits: want.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::Unsupported(format!("GPU device on {:?}: {e}", info.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("nib"),
+                required_features: wgpu::Features::empty(),
+                required_limits: want.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Unsupported(format!("GPU device on {:?}: {e}", info.name)))?;
 
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = Arc::clone(&lost);
@@ -185,6 +257,23 @@ impl Gpu {
             pool: Arc::new(Mutex::new(HashMap::new())),
             state: Mutex::new(State { kernels: HashMap::new(), bind_groups: HashMap::new(), pending: None, param_bytes: Vec::new(), stats: GpuStats::default() }),
         })
+    }
+
+    /// Runs `f` inside an error scope of `filter` and returns what the scope caught. In the
+    /// browser a scope can only be awaited, so there `f` runs unscoped and an error reaches the
+    /// uncaptured-error handler instead, to be reported by [`Gpu::check`] or [`Gpu::settle`].
+    fn scoped<T>(&self, filter: wgpu::ErrorFilter, f: impl FnOnce() -> T) -> (T, Option<wgpu::Error>) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let scope = self.device.push_error_scope(filter);
+            let value = f();
+            (value, block_on(scope.pop()))
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = filter;
+            (f(), None)
+        }
     }
 
     /// A one-line account of the adapter and the limits the device got.
@@ -261,11 +350,9 @@ impl Gpu {
     /// Creates a buffer inside an out-of-memory error scope, so that a failed allocation is an
     /// error here and not a lost device later.
     pub fn create_checked(&self, desc: &wgpu::BufferDescriptor) -> Result<wgpu::Buffer> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buffer = self.device.create_buffer(desc);
-        match pollster::block_on(scope.pop()) {
-            None => Ok(buffer),
-            Some(e) => Err(Error::Unsupported(format!("GPU out of memory allocating {} bytes: {e}", desc.size))),
+        match self.scoped(wgpu::ErrorFilter::OutOfMemory, || self.device.create_buffer(desc)) {
+            (buffer, None) => Ok(buffer),
+            (_, Some(e)) => Err(Error::Unsupported(format!("GPU out of memory allocating {} bytes: {e}", desc.size))),
         }
     }
 
@@ -276,15 +363,14 @@ impl Gpu {
         data.try_reserve_exact(len.max(4)).map_err(|_| Error::Unsupported(format!("host out of memory staging {len} bytes")))?;
         data.extend_from_slice(bytes);
         data.resize(len.max(4), 0);
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let init = wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: &data,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        });
-        match pollster::block_on(scope.pop()) {
-            None => Ok(buffer),
-            Some(e) => Err(Error::Unsupported(format!("GPU out of memory uploading {label} ({len} bytes): {e}"))),
+        };
+        match self.scoped(wgpu::ErrorFilter::OutOfMemory, || self.device.create_buffer_init(&init)) {
+            (buffer, None) => Ok(buffer),
+            (_, Some(e)) => Err(Error::Unsupported(format!("GPU out of memory uploading {label} ({len} bytes): {e}"))),
         }
     }
 
@@ -294,11 +380,18 @@ impl Gpu {
             return Ok(Arc::clone(k));
         }
         let label = format!("{}/{}", key.0, key.1);
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(source().into()),
-        });
+        let (k, err) = self.scoped(wgpu::ErrorFilter::Validation, || self.compile(&label, access, source()));
+        if let Some(e) = err {
+            return Err(Error::Unsupported(format!("GPU kernel {label} did not compile: {e}")));
+        }
+        let k = Arc::new(k);
+        lock(&self.state).kernels.insert(key, Arc::clone(&k));
+        Ok(k)
+    }
+
+    /// The pipeline and bind-group layout of one kernel.
+    fn compile(&self, label: &str, access: &[Access], source: String) -> Kernel {
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(source.into()) });
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -321,26 +414,21 @@ impl Gpu {
                 count: None,
             });
         }
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
         let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(&label),
+            label: Some(label),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
+            label: Some(label),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some("main"),
             compilation_options: Default::default(),
             cache: None,
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Unsupported(format!("GPU kernel {label} did not compile: {e}")));
-        }
-        let k = Arc::new(Kernel { pipeline, layout, n_storage: access.len() });
-        lock(&self.state).kernels.insert(key, Arc::clone(&k));
-        Ok(k)
+        Kernel { pipeline, layout, n_storage: access.len() }
     }
 
     /// Records one dispatch of `kernel` into the pending encoder. `params` are up to 16 words.
@@ -447,6 +535,7 @@ impl Gpu {
     }
 
     /// Waits until the GPU has finished everything submitted.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -454,9 +543,9 @@ impl Gpu {
         self.check()
     }
 
-    /// Copies `bytes` bytes at `offset` of `src` to the host: ends the pending encoder with the
-    /// copy, submits it, and waits.
-    pub fn read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    /// Ends the pending encoder with a copy of `bytes` bytes at `offset` of `src` into a
+    /// mappable buffer, submits it, and starts mapping; `done` receives the outcome.
+    fn start_read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64, done: impl FnOnce(std::result::Result<(), wgpu::BufferAsyncError>) + Send + 'static) -> Result<wgpu::Buffer> {
         let size = bytes.div_ceil(4).max(1) * 4;
         let staging = self.create_checked(&wgpu::BufferDescriptor {
             label: Some("nib readback"),
@@ -470,14 +559,33 @@ impl Gpu {
             self.flush_locked(&mut st)?;
             st.stats.bytes_read += bytes;
         }
-        let result: Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>> = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&result);
-        staging.map_async(wgpu::MapMode::Read, .., move |r| *lock(&slot) = Some(r));
+        staging.map_async(wgpu::MapMode::Read, .., done);
+        Ok(staging)
+    }
+
+    /// The first `bytes` bytes of a mapped staging buffer.
+    fn finish_read(&self, staging: wgpu::Buffer, mapped: std::result::Result<(), wgpu::BufferAsyncError>, bytes: u64) -> Result<Vec<u8>> {
+        self.check()?;
+        mapped.map_err(|e| Error::Unsupported(format!("GPU readback failed: {e}")))?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Unsupported(format!("GPU readback: {e}")))?;
+        let out = view.get(..bytes as usize).map(|s| s.to_vec()).ok_or_else(|| Error::Unsupported("GPU readback: short mapping".into()))?;
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Copies `bytes` bytes at `offset` of `src` to the host: ends the pending encoder with the
+    /// copy, submits it, and waits.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
+        let filled = Arc::clone(&slot);
+        let staging = self.start_read(src, offset, bytes, move |r| fill_slot(&filled, r))?;
         // Another thread's poll may be the one that runs the callback: poll until it has run.
         let mut polls = 0;
         let mapped = loop {
             self.wait()?;
-            if let Some(r) = lock(&result).take() {
+            if let Some(r) = lock(&slot).value.take() {
                 break r;
             }
             polls += 1;
@@ -486,11 +594,31 @@ impl Gpu {
             }
             std::thread::yield_now();
         };
-        mapped.map_err(|e| Error::Unsupported(format!("GPU readback failed: {e}")))?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Unsupported(format!("GPU readback: {e}")))?;
-        let out = view.get(..bytes as usize).map(|s| s.to_vec()).ok_or_else(|| Error::Unsupported("GPU readback: short mapping".into()))?;
-        drop(view);
-        staging.unmap();
-        Ok(out)
+        self.finish_read(staging, mapped, bytes)
+    }
+
+    /// [`Gpu::read`] for every target: in the browser the mapping resolves from the event loop
+    /// while this future waits.
+    pub async fn read_async(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.read(src, offset, bytes)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
+            let filled = Arc::clone(&slot);
+            let staging = self.start_read(src, offset, bytes, move |r| fill_slot(&filled, r))?;
+            let mapped = SlotFuture(slot).await;
+            self.finish_read(staging, mapped, bytes)
+        }
+    }
+
+    /// Waits for everything submitted so far and reports any error the device raised meanwhile
+    /// (in the browser, where errors arrive asynchronously, after loading a model).
+    pub async fn settle(&self) -> Result<()> {
+        let probe = self.alloc(4)?;
+        self.read_async(&probe.buffer, 0, 4).await?;
+        self.check()
     }
 }

@@ -10,8 +10,10 @@
 //! - The KV cache lives on the GPU in f16, as in the CPU backend and llama.cpp.
 //! - A lost device or a device error turns every later op into an `Error::Unsupported`.
 //!
-//! Native only for now: the [`Backend`] trait reads results back synchronously, which the
-//! browser's WebGPU cannot do.
+//! The same kernels run in the browser (wasm32, WebGPU): there the [`Backend`] trait's
+//! synchronous `to_vec` is refused, and callers read results with [`Backend::to_vec_async`]
+//! or [`GpuBackend::argmax_async`] after [`Model::eval_tensor`] has recorded and submitted a
+//! forward pass.
 
 pub mod context;
 pub mod ops;
@@ -111,14 +113,24 @@ fn shape_err(op: &str, detail: String) -> Error {
 
 impl GpuBackend {
     /// A backend over the bytes of one model file, on the first GPU adapter wgpu finds.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(bytes: Arc<ModelBytes>) -> Result<Self> {
-        let gpu = Gpu::new()?;
+        Ok(Self::on(Gpu::new()?, bytes))
+    }
+
+    /// [`GpuBackend::new`] for every target (in the browser, on its WebGPU adapter).
+    pub async fn new_async(bytes: Arc<ModelBytes>) -> Result<Self> {
+        Ok(Self::on(Gpu::new_async().await?, bytes))
+    }
+
+    fn on(gpu: Gpu, bytes: Arc<ModelBytes>) -> Self {
         let part_bytes = gpu.max_binding();
-        Ok(GpuBackend { gpu, bytes, part_bytes, poison: AtomicBool::new(false), rope_tables: Mutex::new(HashMap::new()) })
+        GpuBackend { gpu, bytes, part_bytes, poison: AtomicBool::new(false), rope_tables: Mutex::new(HashMap::new()) }
     }
 
     /// As [`GpuBackend::new`], splitting weights into parts of at most `part_bytes` (tests use
     /// this to exercise the split that large vocabularies need on small devices).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_part_limit(bytes: Arc<ModelBytes>, part_bytes: u64) -> Result<Self> {
         let mut b = Self::new(bytes)?;
         b.part_bytes = part_bytes.clamp(64, b.part_bytes);
@@ -186,6 +198,7 @@ impl GpuBackend {
     }
 
     /// Submits the pending work and waits until the GPU has finished it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn finish(&self) -> Result<()> {
         self.gpu.flush()?;
         self.gpu.wait()
@@ -211,17 +224,31 @@ impl GpuBackend {
 
     /// The index of the largest finite value in the last row of `x`, computed on the GPU: the
     /// step's only readback is these 4 bytes. `None` when the row has no finite value.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn argmax(&self, x: &GpuTensor) -> Result<Option<u32>> {
+        let out = self.record_argmax(x)?;
+        index_of(&self.gpu.read(&out.buffer, 0, 4)?)
+    }
+
+    /// [`GpuBackend::argmax`] for every target.
+    pub async fn argmax_async(&self, x: &GpuTensor) -> Result<Option<u32>> {
+        let out = self.record_argmax(x)?;
+        index_of(&self.gpu.read_async(&out.buffer, 0, 4).await?)
+    }
+
+    fn record_argmax(&self, x: &GpuTensor) -> Result<PooledBuffer> {
         if x.rows == 0 || x.cols == 0 {
             return Err(shape_err("argmax", "empty tensor".into()));
         }
         let out = self.gpu.alloc(4)?;
         ops::argmax(&self.gpu, x.buffer(), (x.rows - 1) * x.cols, x.cols, &out.buffer)?;
-        let b = self.gpu.read(&out.buffer, 0, 4)?;
-        match b.as_slice() {
-            &[a, b, c, d] => Ok(Some(u32::from_le_bytes([a, b, c, d])).filter(|&i| i != u32::MAX)),
-            _ => Err(Error::Unsupported("GPU argmax: short readback".into())),
-        }
+        Ok(out)
+    }
+
+    /// Waits for the work submitted so far and reports any error the device raised meanwhile
+    /// (out of memory while uploading weights, say).
+    pub async fn settle(&self) -> Result<()> {
+        self.gpu.settle().await
     }
 
     /// A fresh `(rows, cols)` tensor, poisoned when [`GpuBackend::set_poison`] is on.
@@ -293,7 +320,30 @@ impl GpuBackend {
     }
 }
 
+fn index_of(b: &[u8]) -> Result<Option<u32>> {
+    match *b {
+        [a, b, c, d] => Ok(Some(u32::from_le_bytes([a, b, c, d])).filter(|&i| i != u32::MAX)),
+        _ => Err(Error::Unsupported("GPU argmax: short readback".into())),
+    }
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Loads a GGUF model that is already in memory onto the GPU backend, on every target (the
+/// browser's path); errors the device raised while uploading are reported here.
+pub async fn load_model_async(bytes: ModelBytes) -> Result<Model<GpuBackend>> {
+    let bytes = Arc::new(bytes);
+    let gguf = Gguf::parse(&bytes)?;
+    let backend = GpuBackend::new_async(Arc::clone(&bytes)).await?;
+    let model = Model::new(backend, &gguf)?;
+    model.backend.settle().await?;
+    Ok(model)
+}
+
 /// Loads a GGUF model that is already in memory onto the GPU backend.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_model(bytes: ModelBytes) -> Result<Model<GpuBackend>> {
     let bytes = Arc::new(bytes);
     let gguf = Gguf::parse(&bytes)?;
@@ -304,12 +354,14 @@ pub fn load_model(bytes: ModelBytes) -> Result<Model<GpuBackend>> {
 /// The adapter [`GpuBackend::new`] would open, found without opening a device or loading
 /// anything: its name, and whether it is a software (CPU) implementation. `None` when there is no
 /// adapter. `--backend auto` decides with this.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn probe_adapter() -> Option<(String, bool)> {
     let info = context::request_adapter().ok()?.get_info();
     Some((info.name, info.device_type == wgpu::DeviceType::Cpu))
 }
 
 /// Opens a GGUF file (memory-mapped) onto the GPU backend.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn open_model(path: &std::path::Path) -> Result<Model<GpuBackend>> {
     load_model(ModelBytes::open(path)?)
 }
@@ -523,7 +575,17 @@ impl Backend for GpuBackend {
             self.gpu.flush()?;
             return Ok(Vec::new());
         }
-        let bytes = self.gpu.read(x.buffer(), 0, x.len() as u64 * 4)?;
-        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        #[cfg(not(target_arch = "wasm32"))]
+        return Ok(f32s(&self.gpu.read(x.buffer(), 0, x.len() as u64 * 4)?));
+        #[cfg(target_arch = "wasm32")]
+        Err(Error::Unsupported("the browser cannot read GPU results synchronously: use to_vec_async".into()))
+    }
+
+    async fn to_vec_async(&self, x: &GpuTensor) -> Result<Vec<f32>> {
+        if x.len() == 0 {
+            self.gpu.flush()?;
+            return Ok(Vec::new());
+        }
+        Ok(f32s(&self.gpu.read_async(x.buffer(), 0, x.len() as u64 * 4).await?))
     }
 }
