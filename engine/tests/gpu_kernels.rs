@@ -7,7 +7,8 @@
 //! RoPE, SwiGLU and add against the CPU backend; attention against an f64 softmax over the same
 //! f16-rounded q, keys and values, and against the CPU backend, which also rounds the
 //! probabilities to f16 (so it is held to 2e-3 there). The fused ops (add + norm, SwiGLU + down
-//! projection, RoPE + KV append + attention) against the same ops unfused on the GPU.
+//! projection, RoPE + KV append + attention, products of stacked weights) against the same
+//! ops unfused on the GPU.
 
 use std::sync::{Arc, OnceLock};
 
@@ -242,7 +243,7 @@ fn swiglu_matmul_matches_swiglu_then_matmul() {
 fn rope_attention_matches_rope_then_attention() {
     let b = gpu();
     let mut rng = Rng(1200);
-    for (nh, nkv, hd, dims, neox, prefill) in [(9, 3, 64, 64, false, 7), (6, 2, 34, 20, true, 70), (4, 4, 16, 16, false, 3)] {
+    for (nh, nkv, hd, dims, neox, prefill) in [(9, 3, 64, 64, false, 7), (6, 2, 34, 20, true, 70), (4, 4, 16, 16, false, 3), (2, 1, 8, 0, false, 5)] {
         let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
         let rope = Rope { theta: 10_000.0, dims, neox, freq_scale: 1.0 };
         let mut fused = b.new_cache(1, prefill + 4, shape).unwrap();
@@ -259,6 +260,48 @@ fn rope_attention_matches_rope_then_attention() {
             let want = b.attention(&mut plain, 0, pos, &qp, &kp, &vp, shape).unwrap();
             let e = rel_err(&b.to_vec(&got).unwrap(), &f64s(&b.to_vec(&want).unwrap()));
             assert!(e <= TOL, "rope_attention {shape:?} dims {dims} neox {neox} pos {pos} n {n}: {e:.2e}");
+            pos += n;
+        }
+    }
+}
+
+/// Stacked weights (as `stack_weights` makes them: the rows of each, one after another) through
+/// `glu` and `qkv_attention`, against the same weights apart through the plain ops.
+#[test]
+fn stacked_weights_match_separate_ones() {
+    let b = gpu();
+    let mut rng = Rng(1300);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16] {
+        for (f, k, n) in [(45, 96, 1), (1536, 576, 3), (20, 64, 9)] {
+            let (gb, ub) = (random_weights(&mut rng, ty, f, k), random_weights(&mut rng, ty, f, k));
+            let stacked = b.weight("gate+up", ty, 2 * f, k, &[gb.clone(), ub.clone()].concat()).unwrap();
+            let (gate, up) = (b.weight("gate", ty, f, k, &gb).unwrap(), b.weight("up", ty, f, k, &ub).unwrap());
+            let h = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
+            let got = b.to_vec(&b.glu(&h, &stacked).unwrap()).unwrap();
+            let want = b.to_vec(&b.swiglu(&b.matmul(&h, &gate).unwrap(), &b.matmul(&h, &up).unwrap()).unwrap()).unwrap();
+            let e = rel_err(&got, &f64s(&want));
+            assert!(e <= TOL, "glu {ty:?} ({f}, {k}) n {n}: {e:.2e}");
+        }
+    }
+    for (nh, nkv, hd, dims, neox, dim) in [(9, 3, 64, 64, false, 576), (6, 2, 34, 20, true, 96), (2, 1, 8, 0, false, 64)] {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let rope = Rope { theta: 10_000.0, dims, neox, freq_scale: 1.0 };
+        let ty = GgmlType::Q8_0;
+        let (qb, kb, vb) = (random_weights(&mut rng, ty, shape.q_dim(), dim), random_weights(&mut rng, ty, shape.kv_dim(), dim), random_weights(&mut rng, ty, shape.kv_dim(), dim));
+        let stacked = b.weight("qkv", ty, shape.q_dim() + 2 * shape.kv_dim(), dim, &[qb.clone(), kb.clone(), vb.clone()].concat()).unwrap();
+        let wq = b.weight("q", ty, shape.q_dim(), dim, &qb).unwrap();
+        let wk = b.weight("k", ty, shape.kv_dim(), dim, &kb).unwrap();
+        let wv = b.weight("v", ty, shape.kv_dim(), dim, &vb).unwrap();
+        let mut fused = b.new_cache(1, 16, shape).unwrap();
+        let mut plain = b.new_cache(1, 16, shape).unwrap();
+        let mut pos = 0;
+        for n in [7, 1, 2] {
+            let h = b.tensor(n, dim, &rng.vec(n * dim, 2.0)).unwrap();
+            let got = b.qkv_attention(&mut fused, 0, pos, &h, &stacked, shape, &rope).unwrap();
+            let (mut q, mut k, v) = (b.matmul(&h, &wq).unwrap(), b.matmul(&h, &wk).unwrap(), b.matmul(&h, &wv).unwrap());
+            let want = b.rope_attention(&mut plain, 0, pos, &mut q, &mut k, &v, shape, &rope).unwrap();
+            let e = rel_err(&b.to_vec(&got).unwrap(), &f64s(&b.to_vec(&want).unwrap()));
+            assert!(e <= TOL, "qkv_attention {shape:?} dims {dims} pos {pos} n {n}: {e:.2e}");
             pos += n;
         }
     }

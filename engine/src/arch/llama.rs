@@ -101,16 +101,26 @@ impl Config {
     }
 }
 
+/// A layer's q, k, v projections: apart, or stacked by rows into one `(q_dim + 2 kv_dim, dim)`
+/// weight when the backend gains from one product (see [`Backend::stack_weights`]).
+enum Qkv<W> {
+    Apart { wq: W, wk: W, wv: W }, // (q_dim, dim), (kv_dim, dim), (kv_dim, dim)
+    Stacked(W),
+}
+
+/// The feed-forward's gate and up projections, apart or stacked into `(2 ffn_dim, dim)`.
+enum GateUp<W> {
+    Apart { gate: W, up: W }, // (ffn_dim, dim) each
+    Stacked(W),
+}
+
 struct Layer<W> {
     attn_norm: W, // (dim)
-    wq: W,        // (q_dim, dim)
-    wk: W,        // (kv_dim, dim)
-    wv: W,        // (kv_dim, dim)
-    wo: W,        // (dim, q_dim)
-    ffn_norm: W,  // (dim)
-    w_gate: W,    // (ffn_dim, dim)
-    w_up: W,      // (ffn_dim, dim)
-    w_down: W,    // (dim, ffn_dim)
+    qkv: Qkv<W>,
+    wo: W,       // (dim, q_dim)
+    ffn_norm: W, // (dim)
+    gate_up: GateUp<W>,
+    w_down: W, // (dim, ffn_dim)
 }
 
 pub struct Llama<B: Backend> {
@@ -126,27 +136,35 @@ impl<B: Backend> Llama<B> {
         let config = Config::from_gguf(g)?;
         let c = &config;
         // Each weight must exist with the shape the config implies (GGML order: [cols, rows]).
-        let get = |name: &str, dims: &[usize]| -> Result<B::Weight> {
+        let info = |name: &str, dims: &[usize]| -> Result<&crate::gguf::TensorInfo> {
             let info = g.tensor(name).ok_or_else(|| Error::Model(format!("missing tensor {name}")))?;
             let want: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
             if info.dims != want {
                 return Err(Error::Model(format!("tensor {name} has dims {:?}, expected {want:?}", info.dims)));
             }
-            backend.load_weight(g, info)
+            Ok(info)
         };
+        let get = |name: &str, dims: &[usize]| -> Result<B::Weight> { backend.load_weight(g, info(name, dims)?) };
         let (dim, q_dim, kv_dim, ffn) = (c.dim, c.attn.q_dim(), c.attn.kv_dim(), c.ffn_dim);
         let layers = (0..c.n_layers)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
+                let (q, k, v) = (info(&n("attn_q"), &[dim, q_dim])?, info(&n("attn_k"), &[dim, kv_dim])?, info(&n("attn_v"), &[dim, kv_dim])?);
+                let qkv = match backend.stack_weights(g, &[q, k, v])? {
+                    Some(w) => Qkv::Stacked(w),
+                    None => Qkv::Apart { wq: backend.load_weight(g, q)?, wk: backend.load_weight(g, k)?, wv: backend.load_weight(g, v)? },
+                };
+                let (gate, up) = (info(&n("ffn_gate"), &[dim, ffn])?, info(&n("ffn_up"), &[dim, ffn])?);
+                let gate_up = match backend.stack_weights(g, &[gate, up])? {
+                    Some(w) => GateUp::Stacked(w),
+                    None => GateUp::Apart { gate: backend.load_weight(g, gate)?, up: backend.load_weight(g, up)? },
+                };
                 Ok(Layer {
                     attn_norm: get(&n("attn_norm"), &[dim])?,
-                    wq: get(&n("attn_q"), &[dim, q_dim])?,
-                    wk: get(&n("attn_k"), &[dim, kv_dim])?,
-                    wv: get(&n("attn_v"), &[dim, kv_dim])?,
+                    qkv,
                     wo: get(&n("attn_output"), &[q_dim, dim])?,
                     ffn_norm: get(&n("ffn_norm"), &[dim])?,
-                    w_gate: get(&n("ffn_gate"), &[dim, ffn])?,
-                    w_up: get(&n("ffn_up"), &[dim, ffn])?,
+                    gate_up,
                     w_down: get(&n("ffn_down"), &[ffn, dim])?,
                 })
             })
@@ -174,15 +192,21 @@ impl<B: Backend> Llama<B> {
         let first_norm = self.layers.first().map_or(&self.output_norm, |l| &l.attn_norm);
         let mut h = b.rms_norm(&x, first_norm, c.eps)?; // (n, dim)
         for (i, l) in self.layers.iter().enumerate() {
-            let mut q = b.matmul(&h, &l.wq)?; // (n, n_heads * hd)
-            let mut k = b.matmul(&h, &l.wk)?; // (n, n_kv_heads * hd)
-            let v = b.matmul(&h, &l.wv)?; // (n, n_kv_heads * hd)
-            let att = b.rope_attention(cache, i, pos, &mut q, &mut k, &v, a, &c.rope)?; // (n, n_heads * hd)
+            let att = match &l.qkv {
+                Qkv::Apart { wq, wk, wv } => {
+                    let mut q = b.matmul(&h, wq)?; // (n, n_heads * hd)
+                    let mut k = b.matmul(&h, wk)?; // (n, n_kv_heads * hd)
+                    let v = b.matmul(&h, wv)?; // (n, n_kv_heads * hd)
+                    b.rope_attention(cache, i, pos, &mut q, &mut k, &v, a, &c.rope)?
+                }
+                Qkv::Stacked(w) => b.qkv_attention(cache, i, pos, &h, w, a, &c.rope)?,
+            }; // (n, n_heads * hd)
             h = b.add_rms_norm(&mut x, &b.matmul(&att, &l.wo)?, &l.ffn_norm, c.eps)?; // (n, dim)
 
-            let gate = b.matmul(&h, &l.w_gate)?; // (n, ffn_dim)
-            let up = b.matmul(&h, &l.w_up)?; // (n, ffn_dim)
-            let down = b.swiglu_matmul(&gate, &up, &l.w_down)?; // (n, dim)
+            let down = match &l.gate_up {
+                GateUp::Apart { gate, up } => b.swiglu_matmul(&b.matmul(&h, gate)?, &b.matmul(&h, up)?, &l.w_down)?,
+                GateUp::Stacked(w) => b.matmul(&b.glu(&h, w)?, &l.w_down)?,
+            }; // (n, dim)
             // The residual add, fused with the norm that opens the next layer (or the output).
             let next_norm = self.layers.get(i + 1).map_or(&self.output_norm, |l| &l.attn_norm);
             h = b.add_rms_norm(&mut x, &down, next_norm, c.eps)?; // (n, dim)

@@ -112,8 +112,32 @@ pub trait Backend {
         self.matmul(&self.swiglu(gate, up)?, w)
     }
 
+    /// Weights an architecture multiplies by the same input (a layer's q, k and v; gate and up),
+    /// stacked by rows into one weight when the backend gains from one product instead of
+    /// several (a GPU: fewer dispatches). `None`: the backend keeps them apart, and the
+    /// architecture loads each with [`Backend::load_weight`].
+    fn stack_weights(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<Self::Weight>> {
+        let _ = (gguf, infos);
+        Ok(None)
+    }
+
+    /// Attention from a stacked `[q; k; v]` weight (only for backends whose
+    /// [`Backend::stack_weights`] made one): `h · wqkvᵀ`, RoPE, the KV append and attention.
+    #[allow(clippy::too_many_arguments)]
+    fn qkv_attention(&self, cache: &mut Self::Cache, layer: usize, pos: usize, h: &Self::Tensor, wqkv: &Self::Weight, shape: AttnShape, rope: &Rope) -> Result<Self::Tensor> {
+        let _ = (cache, layer, pos, h, wqkv, shape, rope);
+        Err(crate::error::Error::Unsupported("stacked q/k/v weights on this backend".into()))
+    }
+
+    /// `swiglu(h · gateᵀ, h · upᵀ)` from a stacked `[gate; up]` weight (only for backends whose
+    /// [`Backend::stack_weights`] made one).
+    fn glu(&self, h: &Self::Tensor, w_gate_up: &Self::Weight) -> Result<Self::Tensor> {
+        let _ = (h, w_gate_up);
+        Err(crate::error::Error::Unsupported("stacked gate/up weights on this backend".into()))
+    }
+
     /// Rotates `q` and `k` at positions `pos..`, then [`Backend::attention`]: a backend may
-    /// rotate `k` on its way into the cache, so `k` is left in an unspecified state.
+    /// rotate on the way into the cache, so `q` and `k` are left in an unspecified state.
     #[allow(clippy::too_many_arguments)]
     fn rope_attention(
         &self,

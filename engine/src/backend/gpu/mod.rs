@@ -290,12 +290,18 @@ impl GpuBackend {
     }
 }
 
-/// Checks one attention call against the cache and returns its geometry and the layer's caches.
+/// Checks one attention call's tensors and returns its geometry and the layer's caches.
 fn attn_call<'c>(cache: &'c GpuCache, layer: usize, pos: usize, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, shape: AttnShape) -> Result<(AttnCall, &'c wgpu::Buffer, &'c wgpu::Buffer)> {
     let (n, kv_dim, q_dim) = (q.rows, shape.kv_dim(), shape.q_dim());
     if q.cols != q_dim || k.cols != kv_dim || v.cols != kv_dim || k.rows != n || v.rows != n {
         return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
     }
+    attn_geometry(cache, layer, pos, n, shape)
+}
+
+/// Checks `n` tokens at `pos` of `shape` against the cache and returns the call's geometry and
+/// the layer's caches.
+fn attn_geometry(cache: &GpuCache, layer: usize, pos: usize, n: usize, shape: AttnShape) -> Result<(AttnCall, &wgpu::Buffer, &wgpu::Buffer)> {
     if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
         return Err(shape_err("attention", format!("{shape:?} against a cache of {:?}", cache.shape)));
     }
@@ -317,6 +323,28 @@ impl GpuBackend {
         let part_ml = self.gpu.alloc(slots as u64 * 8)?;
         ops::attend(&self.gpu, call, q.buffer(), kc, vc, &part_o.buffer, &part_ml.buffer, out.buffer())?;
         Ok(out)
+    }
+
+    /// RoPE on q and k, the KV append, and attention, reading q, k, v from `src`.
+    fn rope_attend(&self, call: &AttnCall, rope: &Rope, src: &ops::QkvSource, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<GpuTensor> {
+        if rope.dims > call.head_dim || !rope.dims.is_multiple_of(2) {
+            return Err(shape_err("rope", format!("{} rotated of a head of {}", rope.dims, call.head_dim)));
+        }
+        let q = self.output(call.n, call.n_heads * call.head_dim)?;
+        if call.n == 0 {
+            return Ok(q);
+        }
+        // With nothing to rotate the kernel reads no angle: any small buffer stands in.
+        let (table, none);
+        let cs: &wgpu::Buffer = if rope.dims == 0 {
+            none = self.gpu.alloc(8)?;
+            &none.buffer
+        } else {
+            table = self.rope_table(rope, call.pos + call.n)?;
+            &table
+        };
+        ops::rope_store(&self.gpu, call, cs, rope.dims / 2, rope.neox, src, q.buffer(), kc, vc)?;
+        self.attend(call, &q, kc, vc)
     }
 }
 
@@ -446,7 +474,7 @@ impl Backend for GpuBackend {
         let out = self.output(x.rows, w.rows)?;
         if x.rows > 0 {
             for part in w.views() {
-                ops::matmul(&self.gpu, &part, x.buffer(), None, x.rows, w.rows, out.buffer())?;
+                ops::matmul(&self.gpu, &part, x.buffer(), ops::Fused::No, x.rows, w.rows, out.buffer())?;
             }
         }
         Ok(out)
@@ -485,19 +513,65 @@ impl Backend for GpuBackend {
         rope: &Rope,
     ) -> Result<GpuTensor> {
         let (call, kc, vc) = attn_call(cache, layer, pos, q, k, v, shape)?;
-        if rope.dims > shape.head_dim || !rope.dims.is_multiple_of(2) {
-            return Err(shape_err("rope", format!("{} rotated of a head of {}", rope.dims, shape.head_dim)));
+        let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
+        let src = ops::QkvSource { q: q.buffer(), k: k.buffer(), v: v.buffer(), q_stride: q_dim, kv_stride: kv_dim, offsets: [0, 0, 0] };
+        self.rope_attend(&call, rope, &src, kc, vc)
+    }
+
+    fn stack_weights(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<GpuWeight>> {
+        let Some(first) = infos.first() else { return Ok(None) };
+        let two_d = |i: &TensorInfo| i.dims.len() == 2 && i.ty == first.ty && i.dims.first() == first.dims.first();
+        if !ops::supported(first.ty) || !infos.iter().all(|i| two_d(i)) {
+            return Ok(None);
         }
-        if call.n == 0 {
-            return self.output(0, shape.q_dim());
+        let mut data = Vec::new();
+        let mut rows = 0usize;
+        for info in infos {
+            let bytes = gguf.tensor_data(&self.bytes, info)?;
+            if (data.len() + bytes.len()) as u64 + 8 > self.part_bytes {
+                return Ok(None);
+            }
+            data.extend_from_slice(bytes);
+            rows += usize::try_from(info.dims[1]).map_err(|_| Error::Model(format!("{}: too many rows", info.name)))?;
         }
-        if rope.dims == 0 {
-            ops::kv_store(&self.gpu, &call, k.buffer(), v.buffer(), kc, vc)?;
-        } else {
-            let table = self.rope_table(rope, pos + call.n)?;
-            ops::rope_store(&self.gpu, &call, &table, rope.dims / 2, rope.neox, q.buffer(), k.buffer(), v.buffer(), kc, vc)?;
+        let cols = usize::try_from(first.dims[0]).map_err(|_| Error::Model(format!("{}: too many columns", first.name)))?;
+        let name: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+        self.weight(&name.join("+"), first.ty, rows, cols, &data).map(Some)
+    }
+
+    fn qkv_attention(&self, cache: &mut GpuCache, layer: usize, pos: usize, h: &GpuTensor, wqkv: &GpuWeight, shape: AttnShape, rope: &Rope) -> Result<GpuTensor> {
+        let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
+        let total = q_dim + 2 * kv_dim;
+        if wqkv.rows != total {
+            return Err(shape_err("qkv_attention", format!("a stacked weight of {} rows for {shape:?}", wqkv.rows)));
         }
-        self.attend(&call, q, kc, vc)
+        let qkv = self.matmul(h, wqkv)?; // (n, q_dim + 2 kv_dim)
+        let (call, kc, vc) = attn_geometry(cache, layer, pos, h.rows, shape)?;
+        let src = ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim] };
+        self.rope_attend(&call, rope, &src, kc, vc)
+    }
+
+    fn glu(&self, h: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
+        if !w.rows.is_multiple_of(2) || w.cols != h.cols {
+            return Err(shape_err("glu", format!("x ({}, {}) with a stacked gate/up weight ({}, {})", h.rows, h.cols, w.rows, w.cols)));
+        }
+        let f = w.rows / 2;
+        let out = self.output(h.rows, f)?;
+        if h.rows == 0 {
+            return Ok(out);
+        }
+        match w.parts.as_slice() {
+            [_] if h.rows <= ops::MATVEC_MAX_TOKENS => {
+                for part in w.views() {
+                    ops::matmul(&self.gpu, &part, h.buffer(), ops::Fused::Glu, h.rows, f, out.buffer())?;
+                }
+            }
+            _ => {
+                let gu = self.matmul(h, w)?; // (n, 2 f): [gate | up] per row
+                ops::swiglu(&self.gpu, gu.buffer(), gu.buffer(), h.rows, f, 2 * f, f, out.buffer())?;
+            }
+        }
+        Ok(out)
     }
 
     fn add_rms_norm(&self, x: &mut GpuTensor, y: &GpuTensor, weight: &GpuWeight, eps: f32) -> Result<GpuTensor> {
@@ -527,7 +601,7 @@ impl Backend for GpuBackend {
         }
         let out = self.output(gate.rows, w.rows)?;
         for part in w.views() {
-            ops::matmul(&self.gpu, &part, gate.buffer(), Some(up.buffer()), gate.rows, w.rows, out.buffer())?;
+            ops::matmul(&self.gpu, &part, gate.buffer(), ops::Fused::SwigluInput(up.buffer()), gate.rows, w.rows, out.buffer())?;
         }
         Ok(out)
     }
@@ -538,7 +612,7 @@ impl Backend for GpuBackend {
         }
         let out = self.output(gate.rows, gate.cols)?;
         if gate.len() > 0 {
-            ops::swiglu(&self.gpu, gate.buffer(), up.buffer(), gate.len(), out.buffer())?;
+            ops::swiglu(&self.gpu, gate.buffer(), up.buffer(), gate.rows, gate.cols, gate.cols, 0, out.buffer())?;
         }
         Ok(out)
     }

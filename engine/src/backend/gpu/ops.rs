@@ -66,36 +66,46 @@ const XIN_PLAIN: &str = "fn xin(i: u32) -> vec4<f32> { return x[i]; }\n";
 const XIN_SWIGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
     fn xin(i: u32) -> vec4<f32> { let g = x[i]; return g / (vec4<f32>(1.0) + exp(-g)) * up[i]; }\n";
 
+/// What a matmul fuses around its product (matvec sizes only: `n` ≤ [`MATVEC_MAX_TOKENS`]).
+#[derive(Clone, Copy)]
+pub enum Fused<'a> {
+    /// out = x · wᵀ.
+    No,
+    /// out = (silu(x) · up) · wᵀ.
+    SwigluInput(&'a wgpu::Buffer),
+    /// w is stacked [gate; up]: out = silu(x · gateᵀ) · (x · upᵀ), `w.rows / 2` columns.
+    Glu,
+}
+
 /// out[t, row0 + r] = x[t] · w[r] for the rows of one weight part; `m` = columns of out.
-/// With `up`, the input is silu(x) · up instead (only for matvec sizes: `n` ≤ [`MATVEC_MAX_TOKENS`]).
-pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, up: Option<&wgpu::Buffer>, n: usize, m: usize, out: &wgpu::Buffer) -> Result<()> {
+pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usize, m: usize, out: &wgpu::Buffer) -> Result<()> {
     let tiled = n > MATVEC_MAX_TOKENS;
-    if tiled && up.is_some() {
-        return Err(Error::InvalidArgument(format!("fused SwiGLU matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})")));
-    }
-    let k = match (tiled, up) {
-        (true, _) => gpu.kernel(("matmul", w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite], || {
-            quant_source(include_str!("kernels/matmul.wgsl"), w.ty)
-        })?,
-        (false, None) => gpu.kernel(("matvec", w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite], || {
-            quant_source(&format!("{XIN_PLAIN}{}", include_str!("kernels/matvec.wgsl")), w.ty)
-        })?,
-        (false, Some(_)) => gpu.kernel(("matvec_swiglu", w.ty.id()), &[Access::Read, Access::Read, Access::ReadWrite, Access::Read], || {
-            quant_source(&format!("{XIN_SWIGLU}{}", include_str!("kernels/matvec.wgsl")), w.ty)
-        })?,
+    let (r, rw) = (Access::Read, Access::ReadWrite);
+    let glu = matches!(fused, Fused::Glu);
+    let matvec = |xin: &str, glu: bool| quant_source(&format!("const GLU: bool = {glu};\n{xin}{}", include_str!("kernels/matvec.wgsl")), w.ty);
+    let k = match (tiled, fused) {
+        (true, Fused::No) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
+        (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
+        (false, Fused::No) => gpu.kernel(("matvec", w.ty.id()), &[r, r, rw], || matvec(XIN_PLAIN, false))?,
+        (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", w.ty.id()), &[r, r, rw, r], || matvec(XIN_SWIGLU, false))?,
+        (false, Fused::Glu) => gpu.kernel(("matvec_glu", w.ty.id()), &[r, r, rw], || matvec(XIN_PLAIN, true))?,
     };
-    let params = [
-        u32_of(w.rows, "weight rows")?,
+    let rows = if glu { w.rows / 2 } else { w.rows };
+    let mut params = vec![
+        u32_of(rows, "weight rows")?,
         u32_of(w.cols, "weight columns")?,
         u32_of(n, "tokens")?,
         u32_of(m, "output columns")?,
         u32_of(w.row0, "weight row")?,
         u32_of(w.row_bytes, "row bytes")?,
     ];
-    let groups = if tiled {
-        [u32_of(w.rows.div_ceil(64), "workgroups")?, u32_of(n.div_ceil(32), "workgroups")?, 1]
-    } else {
-        [u32_of(w.rows.div_ceil(8), "workgroups")?, u32_of(n, "workgroups")?, 1]
+    if !tiled {
+        params.push(if glu { u32_of(rows, "gate rows")? } else { 0 });
+    }
+    let groups = match (tiled, glu) {
+        (true, _) => [u32_of(w.rows.div_ceil(64), "workgroups")?, u32_of(n.div_ceil(32), "workgroups")?, 1],
+        (false, false) => [u32_of(rows.div_ceil(8), "workgroups")?, u32_of(n, "workgroups")?, 1],
+        (false, true) => [u32_of(rows.div_ceil(4), "workgroups")?, u32_of(n, "workgroups")?, 1],
     };
     // matvec reads x as vec4s: its binding is rounded up to 16 bytes (activation buffers are
     // pooled in powers of two of at least 256 bytes, so the bytes are there).
@@ -105,7 +115,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, up: Option<&wgpu::Buf
         Bind { buffer: x, bytes: x_bytes },
         Bind { buffer: out, bytes: bytes_f32(n * m) },
     ];
-    if let Some(up) = up {
+    if let Fused::SwigluInput(up) = fused {
         binds.push(Bind { buffer: up, bytes: x_bytes });
     }
     gpu.dispatch(&k, &params, &binds, groups)
@@ -195,16 +205,26 @@ pub fn kv_store(gpu: &Gpu, c: &AttnCall, k: &wgpu::Buffer, v: &wgpu::Buffer, kc:
     gpu.dispatch(&kern, &params, &binds, [u32_of((kv_dim / 2).div_ceil(WG as usize), "workgroups")?, u32_of(c.n, "tokens")?, 1])
 }
 
-/// Rotates q in place and stores k rotated and v into the layer's cache at `pos`, in one pass;
-/// `cs` is rope's (cos, sin) table with `half` rotated pairs per head.
+/// Where rope_store reads q, k and v: one buffer each, or the columns of one stacked product.
+pub struct QkvSource<'a> {
+    pub q: &'a wgpu::Buffer,
+    pub k: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    /// Floats per row of q, and of k and v.
+    pub q_stride: usize,
+    pub kv_stride: usize,
+    /// Column offsets of q, k and v in their rows.
+    pub offsets: [usize; 3],
+}
+
+/// Writes q rotated into `q_out` and stores k rotated and v into the layer's cache at `pos`, in
+/// one pass; `cs` is rope's (cos, sin) table with `half` rotated pairs per head.
 #[allow(clippy::too_many_arguments)]
-pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox: bool, q: &wgpu::Buffer, k: &wgpu::Buffer, v: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<()> {
-    let kern = gpu.kernel(
-        ("rope_store", 0),
-        &[Access::Read, Access::ReadWrite, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
-        || include_str!("kernels/rope_store.wgsl").into(),
-    )?;
+pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox: bool, src: &QkvSource, q_out: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<()> {
+    let (r, rw) = (Access::Read, Access::ReadWrite);
+    let kern = gpu.kernel(("rope_store", 0), &[r, r, r, r, rw, rw, rw], || include_str!("kernels/rope_store.wgsl").into())?;
     let kv_dim = c.n_kv_heads * c.head_dim;
+    let q_dim = c.n_heads * c.head_dim;
     let params = [
         u32_of(c.n_heads, "heads")?,
         u32_of(kv_dim, "kv dim")?,
@@ -214,16 +234,23 @@ pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox:
         u32_of(c.pos, "position")?,
         neox as u32,
         u32_of(c.max_ctx, "context")?,
+        u32_of(src.q_stride, "q stride")?,
+        u32_of(src.kv_stride, "kv stride")?,
+        u32_of(src.offsets[0], "q offset")?,
+        u32_of(src.offsets[1], "k offset")?,
+        u32_of(src.offsets[2], "v offset")?,
     ];
+    let in_bytes = |stride: usize| bytes_f32(c.n.saturating_sub(1) * stride + stride.max(1));
     let binds = [
         Bind { buffer: cs, bytes: ((c.pos + c.n) * half * 8).max(8) as u64 },
-        Bind { buffer: q, bytes: bytes_f32(c.n * c.n_heads * c.head_dim) },
-        Bind { buffer: k, bytes: bytes_f32(c.n * kv_dim) },
-        Bind { buffer: v, bytes: bytes_f32(c.n * kv_dim) },
+        Bind { buffer: src.q, bytes: in_bytes(src.q_stride) },
+        Bind { buffer: src.k, bytes: in_bytes(src.kv_stride) },
+        Bind { buffer: src.v, bytes: in_bytes(src.kv_stride) },
+        Bind { buffer: q_out, bytes: bytes_f32(c.n * q_dim) },
         Bind { buffer: kc, bytes: kc.size() },
         Bind { buffer: vc, bytes: vc.size() },
     ];
-    let per_token = c.n_heads * half + kv_dim / 2;
+    let per_token = q_dim / 2 + kv_dim / 2;
     gpu.dispatch(&kern, &params, &binds, [u32_of(per_token.div_ceil(WG as usize), "workgroups")?, u32_of(c.n, "tokens")?, 1])
 }
 
@@ -269,12 +296,16 @@ pub fn attend(gpu: &Gpu, c: &AttnCall, q: &wgpu::Buffer, kc: &wgpu::Buffer, vc: 
     gpu.dispatch(&merge, &params, &binds, [u32_of(c.n_heads, "heads")?, u32_of(c.n, "tokens")?, 1])
 }
 
-/// out = silu(gate) · up over `len` elements.
-pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Result<()> {
+/// out (rows, cols) = silu(gate) · up, gate and up read with row `stride` and up at `up_off`
+/// (two tensors: `stride` = cols, `up_off` = 0; one stacked product: the same buffer twice).
+#[allow(clippy::too_many_arguments)]
+pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, rows: usize, cols: usize, stride: usize, up_off: usize, out: &wgpu::Buffer) -> Result<()> {
     let k = gpu.kernel(("swiglu", 0), &[Access::Read, Access::Read, Access::ReadWrite], || include_str!("kernels/swiglu.wgsl").into())?;
-    let b = bytes_f32(len);
-    let binds = [Bind { buffer: gate, bytes: b }, Bind { buffer: up, bytes: b }, Bind { buffer: out, bytes: b }];
-    gpu.dispatch(&k, &[u32_of(len, "elements")?], &binds, grid_1d(gpu, len)?)
+    let len = rows * cols;
+    let src = bytes_f32(rows.saturating_sub(1) * stride + cols + up_off);
+    let binds = [Bind { buffer: gate, bytes: src }, Bind { buffer: up, bytes: src }, Bind { buffer: out, bytes: bytes_f32(len) }];
+    let params = [u32_of(len, "elements")?, u32_of(cols, "columns")?, u32_of(stride, "stride")?, u32_of(up_off, "up offset")?];
+    gpu.dispatch(&k, &params, &binds, grid_1d(gpu, len)?)
 }
 
 /// x += y over `len` elements.

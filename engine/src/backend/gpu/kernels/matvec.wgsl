@@ -5,9 +5,12 @@
 // the 32 lanes reads 8 consecutive blocks and the x values under them as contiguous vec4s: the
 // loads of neighbouring lanes touch neighbouring bytes (coalesced), which is what lets a matvec
 // run at memory bandwidth on a GPU.
+// With GLU (stacked [gate; up] weights, `glu` rows each), a workgroup computes 4 outputs with
+// 64 lanes each, 32 on row r of gate and 32 on row r of up, and writes silu(gate) · up.
 // x is read through `xin(i)`, the i-th vec4 of x, which the launcher prepends: x itself, or
 // silu(x) · up when the kernel also applies SwiGLU to its input (binding 4: up, like x).
-// Grid: (ceil(rows / 8), n). Prepended: quant.wgsl and its constants, and `xin`.
+// Grid: (ceil(rows / 8), n), or (ceil(rows / 4), n) with GLU. Prepended: quant.wgsl and its
+// constants, GLU, and `xin`.
 
 struct Params {
     rows: u32,      // rows of this weight part
@@ -16,6 +19,7 @@ struct Params {
     m: u32,         // columns of out (rows of the whole weight)
     row0: u32,      // first row of this part in the whole weight
     row_bytes: u32, // bytes per weight row
+    glu: u32,       // GLU: rows of gate (= of up), up's first row; else 0
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -62,11 +66,13 @@ fn quarter_dot(b: u32, xv: u32, sub: u32) -> f32 {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid & 31u;
-    let r = wid.x * 8u + (lid >> 5u);
+    // GLU: output r = wid.x * 4 + lid / 64, on gate row r or (second 32 lanes) up row glu + r.
+    let r = select(wid.x * 8u + (lid >> 5u), wid.x * 4u + (lid >> 6u), GLU);
+    let w_row = r + select(0u, p.glu * ((lid >> 5u) & 1u), GLU);
     let t = wid.y;
     var s = 0.0;
     if (r < p.rows && t < p.n) {
-        let row = r * p.row_bytes;
+        let row = w_row * p.row_bytes;
         let xo = t * p.k;
         if (FMT == F32 || FMT == F16) {
             for (var c = lane; c < p.k; c += 32u) {
@@ -90,6 +96,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if (lane == 0u && r < p.rows && t < p.n) {
-        out[t * p.m + p.row0 + r] = sh[lid];
+        if (!GLU) {
+            out[t * p.m + p.row0 + r] = sh[lid];
+        } else if (((lid >> 5u) & 1u) == 0u) {
+            let g = sh[lid];
+            out[t * p.m + p.row0 + r] = g / (1.0 + exp(-g)) * sh[lid + 32u];
+        }
     }
 }

@@ -1,7 +1,12 @@
-// out = silu(gate) · up, elementwise. Grid: 2-D over ceil(len / 256) workgroups.
+// out (rows, cols) = silu(gate) · up, elementwise. gate and up are read with a row stride of
+// their own and up at an offset, so they may be two (rows, cols) tensors or the two halves of
+// one (rows, 2 cols) product of stacked [gate; up] weights. Grid: 2-D over ceil(len / 256).
 
 struct Params {
-    len: u32,
+    len: u32,    // rows * cols
+    cols: u32,
+    stride: u32, // floats per row of gate and up
+    up_off: u32, // offset of up's row in its buffer
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -15,6 +20,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= p.len) {
         return;
     }
-    let g = gate[i];
-    out[i] = g / (1.0 + exp(-g)) * up[i];
+    let src = (i / p.cols) * p.stride + i % p.cols;
+    let g = gate[src];
+    out[i] = g / (1.0 + exp(-g)) * up[src + p.up_off];
 }
