@@ -258,6 +258,53 @@ fn matvec_rates(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, copy_
     Ok(rows)
 }
 
+/// Median µs of `f`, run `reps` times into one submit, over 3 timed rounds after a warm-up.
+fn time_us(b: &GpuBackend, reps: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
+    let mut times = Vec::new();
+    for round in 0..4 {
+        b.finish()?;
+        let t = Instant::now();
+        for _ in 0..reps {
+            f()?;
+        }
+        b.finish()?;
+        if round > 0 {
+            times.push(t.elapsed().as_secs_f64() / reps as f64);
+        }
+    }
+    Ok(median(times) * 1e6)
+}
+
+/// µs of each op of one decode-step layer alone, at position `pos`: where a step's time goes
+/// besides the matvecs of the table above.
+fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usize) -> Res<Vec<Value>> {
+    let (dim, kv_dim, hd) = (shape.dim, shape.kv_dim(), shape.dim / shape.heads);
+    let attn = nib_engine::backend::AttnShape { n_heads: shape.heads, n_kv_heads: shape.kv_heads, head_dim: hd };
+    let rope = nib_engine::backend::Rope { theta: shape.rope_base, dims: hd, neox: false, freq_scale: 1.0 };
+    let stacked = |rng: &mut Rng, rows: usize, cols: usize| b.weight("stacked", shape.ty, rows, cols, &random_weights(rng, shape.ty, rows, cols));
+    let wqkv = stacked(rng, dim + 2 * kv_dim, dim)?;
+    let wgu = stacked(rng, 2 * shape.ffn, dim)?;
+    let norm: Vec<u8> = (0..dim).flat_map(|_| 1f32.to_le_bytes()).collect();
+    let norm = b.weight("norm", GgmlType::F32, 1, dim, &norm)?;
+    let h = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
+    let y = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
+    let mut x = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
+    let mut cache = b.new_cache(1, pos + 1, attn)?;
+    let mut rows = Vec::new();
+    let mut row = |op: &str, dispatches: usize, us: f64| rows.push(json!({ "model": shape.name, "op": op, "dispatches": dispatches, "us": us }));
+    row("q/k/v (stacked matvec)", 1, time_us(b, reps, || Ok(drop(b.matmul(&h, &wqkv)?)))?);
+    // The GPU rotates out of place, so the same q and k serve every repetition.
+    let mut q = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
+    let mut k = b.tensor(1, kv_dim, &rng.vec(kv_dim, 1.0))?;
+    let v = b.tensor(1, kv_dim, &rng.vec(kv_dim, 1.0))?;
+    row(&format!("rope + KV append + attention at position {pos}"), 3, time_us(b, reps, || {
+        Ok(drop(b.rope_attention(&mut cache, 0, pos, &mut q, &mut k, &v, attn, &rope)?))
+    })?);
+    row("add + norm", 1, time_us(b, reps, || Ok(drop(b.add_rms_norm(&mut x, &y, &norm, 1e-6)?)))?);
+    row("gate/up + SwiGLU (stacked matvec)", 1, time_us(b, reps, || Ok(drop(b.glu(&h, &wgu)?)))?);
+    Ok(rows)
+}
+
 /// Prefill and greedy decode of a whole model on the GPU backend.
 fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: usize, rng: &mut Rng) -> Res<Value> {
     let file_bytes = bytes.len();
@@ -350,8 +397,10 @@ fn run() -> Res<()> {
     eprintln!("dependent dispatch: {floor_us:.2} µs");
 
     let mut matvec = Vec::new();
+    let mut ops = Vec::new();
     for shape in [SMOLLM, QWEN] {
         matvec.extend(matvec_rates(&probe, &shape, &mut rng, mv_reps, copy_bw)?);
+        ops.extend(layer_ops(&probe, &shape, &mut rng, mv_reps, if quick { 40 } else { 576 })?);
     }
     drop(probe);
 
@@ -384,6 +433,11 @@ fn run() -> Res<()> {
             100.0 * f(m, "share_of_copy")
         );
     }
+    println!("\n| model | op of a decode layer | dispatches | µs |");
+    println!("|---|---|---|---|");
+    for o in &ops {
+        println!("| {} | {} | {} | {:.1} |", s(o, "model"), s(o, "op"), s(o, "dispatches"), f(o, "us"));
+    }
     println!("\n| model | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for m in &models {
@@ -400,7 +454,7 @@ fn run() -> Res<()> {
             s(m, "bytes_read_per_step")
         );
     }
-    let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "models": models, "quick": quick });
+    let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "layer_ops": ops, "models": models, "quick": quick });
     if let Some(path) = out_file {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     }
