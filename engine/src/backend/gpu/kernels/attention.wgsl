@@ -2,7 +2,9 @@
 // positions (split s). Writes the chunk's max score m, Σ exp(score − m) and the unnormalized
 // Σ exp(score − m) · v; attention_merge.wgsl combines the chunks. Causal: token t sees
 // positions 0 ..= pos + t. As in the CPU backend, q is rounded to f16 before it meets the f16
-// keys. Grid: (n_heads, n, n_splits).
+// keys. Four invocations per position: each takes a quarter of the head's dimensions for the
+// scores, then a quarter of the chunk's positions for the weighted sum of values, so no
+// invocation runs a long chain of dependent loads. Grid: (n_heads, n, n_splits).
 
 struct Params {
     n_heads: u32,
@@ -24,17 +26,23 @@ struct Params {
 
 const CH: u32 = 64u;
 const NEG: f32 = -3.0e38;
+// Positions per quarter of the chunk in the value pass.
+const QUARTER: u32 = 16u;
 
 var<workgroup> qs: array<f32, 256>;
+// Partial dot products, four per position.
+var<workgroup> part: array<f32, 256>;
 var<workgroup> ps: array<f32, 64>;
 var<workgroup> red: array<f32, 64>;
+// Partial outputs of the four quarters of the chunk, 256 dimensions each.
+var<workgroup> po: array<f32, 1024>;
 
 fn v_at(i: u32) -> f32 {
     let pair = unpack2x16float(vc[i >> 1u]);
     return select(pair.x, pair.y, (i & 1u) != 0u);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
     let t = wid.y;
@@ -44,25 +52,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let len = p.pos + t + 1u;
     let j0 = s * CH;
     let q_dim = p.n_heads * hd;
-    for (var d = lid; d < hd; d += CH) {
-        qs[d] = quantizeToF16(q[t * q_dim + h * hd + d]);
+    if (lid < hd) {
+        qs[lid] = quantizeToF16(q[t * q_dim + h * hd + lid]);
     }
     workgroupBarrier();
 
-    let j = j0 + lid;
-    let valid = j < len;
-    var sc = NEG;
-    if (valid) {
-        let kb = (g * p.max_ctx + j) * hd / 2u;
-        var acc = 0.0;
-        for (var d2 = 0u; d2 < hd / 2u; d2++) {
+    // Scores: position lid / 4 of the chunk, quarter lid % 4 of its dimension pairs.
+    let j = j0 + (lid >> 2u);
+    let pairs = hd / 2u;
+    let per = (pairs + 3u) / 4u;
+    let d_begin = (lid & 3u) * per;
+    let d_end = min(d_begin + per, pairs);
+    var acc = 0.0;
+    if (j < len) {
+        let kb = (g * p.max_ctx + j) * pairs;
+        for (var d2 = d_begin; d2 < d_end; d2++) {
             let kv = unpack2x16float(kc[kb + d2]);
             acc = fma(qs[2u * d2], kv.x, acc);
             acc = fma(qs[2u * d2 + 1u], kv.y, acc);
         }
-        sc = acc * p.scale;
     }
-    red[lid] = sc;
+    part[lid] = acc;
+    workgroupBarrier();
+    let valid = lid < CH && j0 + lid < len;
+    var sc = NEG;
+    if (valid) {
+        let b = 4u * lid;
+        sc = ((part[b] + part[b + 1u]) + (part[b + 2u] + part[b + 3u])) * p.scale;
+    }
+    if (lid < CH) {
+        red[lid] = sc;
+    }
     workgroupBarrier();
     for (var st = 32u; st > 0u; st >>= 1u) {
         if (lid < st) {
@@ -76,8 +96,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (valid) {
         e = exp(sc - m);
     }
-    ps[lid] = e;
-    red[lid] = e;
+    if (lid < CH) {
+        ps[lid] = e;
+        red[lid] = e;
+    }
     workgroupBarrier();
     for (var st = 32u; st > 0u; st >>= 1u) {
         if (lid < st) {
@@ -87,14 +109,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let l = red[0];
 
-    let slot = (t * p.n_heads + h) * p.n_splits + s;
+    // Values: quarter lid / 64 of the chunk's positions, dimensions lid % 64 (step 64).
     let count = min(CH, len - min(len, j0));
-    for (var d = lid; d < hd; d += CH) {
+    let jq = (lid >> 6u) * QUARTER;
+    let jq_end = min(jq + QUARTER, count);
+    for (var d = lid & 63u; d < hd; d += 64u) {
         var o = 0.0;
-        for (var jj = 0u; jj < count; jj++) {
+        for (var jj = jq; jj < jq_end; jj++) {
             o = fma(ps[jj], v_at((g * p.max_ctx + j0 + jj) * hd + d), o);
         }
-        part_o[slot * hd + d] = o;
+        po[(lid >> 6u) * 256u + d] = o;
+    }
+    workgroupBarrier();
+    let slot = (t * p.n_heads + h) * p.n_splits + s;
+    if (lid < 64u) {
+        for (var d = lid; d < hd; d += 64u) {
+            part_o[slot * hd + d] = (po[d] + po[256u + d]) + (po[512u + d] + po[768u + d]);
+        }
     }
     if (lid == 0u) {
         part_ml[2u * slot] = m;
