@@ -299,5 +299,6 @@ export async function createCompleter(options: CompleterOptions): Promise<Comple
     throw new NibError("invalid_argument", "model must be a URL or the file's bytes");
   }
   const { link, info } = await start(source, options);
-  return new Completer(link, info, source, options);
+  // Kept for reloading a dead worker: not the model bytes, the progress callback or the signal.
+  return new Completer(link, info, source, { model: "", sha256, backend, workerUrl: options.workerUrl });
 }

@@ -36,10 +36,16 @@ function serveFile(res, file, transform) {
   });
 }
 
-/** Starts the server on a free port; `requests` lists every path asked for. */
-export async function startServer() {
+/**
+ * Starts the server on a free port; `requests` lists every path asked for. `headers` go on
+ * every answer (the benchmark sets COOP/COEP so that wllama may use threads); `mounts` add
+ * [prefix, folder] pairs.
+ */
+export async function startServer({ headers = {}, mounts = [] } = {}) {
   const requests = [];
+  const allMounts = [...MOUNTS, ...mounts];
   const server = http.createServer((req, res) => {
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
     const url = new URL(req.url, "http://x");
     requests.push(url.pathname);
     const p = url.pathname;
@@ -83,7 +89,7 @@ export async function startServer() {
       res.end(head);
       return;
     }
-    for (const [prefix, dir] of MOUNTS) {
+    for (const [prefix, dir] of allMounts) {
       if (p.startsWith(prefix)) {
         const rel = decodeURIComponent(p.slice(prefix.length)) || "index.html";
         const file = path.resolve(dir, rel);

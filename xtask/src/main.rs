@@ -20,6 +20,9 @@ const USAGE: &str = "usage: cargo xtask <setup|test|web|bench|fixtures>
   bench [--runs N] [--threads 1,2] [--prompt-tokens N] [--gen-tokens N] [--backend cpu|gpu]
                         nib CPU beside llama.cpp (llama-cpp-python), medians, as a table;
                         --backend gpu: nib's GPU backend with the adapter named
+  bench --browser [--runs N]
+                        nib CPU wasm beside wllama in headless Chromium (load, first token,
+                        prefill 512, decode 128), medians, with nib's native 1-thread decode
   fixtures              regenerate tests/fixtures/*.json with llama-cpp-python";
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(),
         Some("test") => setup::run().and_then(|()| test()),
         Some("web") => setup::run().and_then(|()| web::build()),
+        Some("bench") if args.iter().any(|a| a == "--browser") => web::bench_browser(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("fixtures") => fixtures(),
         _ => Err(USAGE.to_string()),
