@@ -69,6 +69,34 @@ fn kv_reuse_after_one_character_edits() {
     assert!(r.timings.evaluated_tokens < ids.len() * 3 / 4);
 }
 
+/// A prefix longer than the budget, typed into character by character: the prompt's cut stays
+/// put (hysteresis), so each keystroke re-evaluates a few tokens instead of the whole prompt.
+#[test]
+fn typing_past_the_budget_keeps_the_cut() {
+    let model = common::load_default_model(2);
+    let budget = Budget { code_tokens: 400, context_tokens: 0 };
+    let mut c = Completer::new(model, CompleterConfig { cache_entries: 0, budget, ..CompleterConfig::default() }).unwrap();
+    let line = |prefix: &str| Request { mode: Some(Mode::Line), max_tokens: Some(1), language: Some("python".into()), ..Request::new(prefix, "") };
+    let mut prefix = long_python();
+    let cold = c.complete(&line(&prefix)).unwrap();
+    let first_cut = c.prompt(&line(&prefix)).unwrap().prefix_cut;
+    assert!(first_cut > 0 && cold.timings.prompt_tokens <= 400 * 3 / 4 + 2, "a new cut keeps 3/4 of the budget: {} tokens", cold.timings.prompt_tokens);
+    let typed = "def total(shapes):\n    return sum(s.norm() for s in shapes)\n\n\ndef largest(shapes):\n    return max(shapes, key=lambda s: s.norm())\n";
+    let (mut worst, mut recuts) = (0, 0);
+    for ch in typed.chars() {
+        prefix.push(ch);
+        let r = c.complete(&line(&prefix)).unwrap();
+        if r.timings.evaluated_tokens > 8 {
+            recuts += 1;
+        } else {
+            worst = worst.max(r.timings.evaluated_tokens);
+        }
+    }
+    eprintln!("{} keystrokes past a {}-token budget: {recuts} full re-evaluations, otherwise at most {worst} tokens each", typed.len(), budget.code_tokens);
+    assert_eq!(c.prompt(&line(&prefix)).unwrap().prefix_cut, first_cut, "the cut moved although the tail still fits");
+    assert_eq!(recuts, 0);
+}
+
 #[test]
 fn greedy_completions_are_deterministic() {
     let mut c = completer(0);
@@ -173,19 +201,19 @@ fn qwen_fim_prompt_ids() {
     let enc = |s: &str| tok.encode(s).unwrap();
     let prefix = "def area(r):\n    return ";
     let suffix = "\n\nprint(area(2))\n";
-    let p = fmt.build(&tok, prefix, suffix, &[], Budget::default()).unwrap();
+    let p = fmt.build(&tok, prefix, suffix, &[], Budget::default(), None).unwrap();
     let want: Vec<u32> = [vec![pre], enc(prefix), vec![suf], enc(suffix), vec![mid]].concat();
     assert_eq!(p.ids, want);
 
     // Context files come first, each after <|file_sep|> with its name; the code's ids do not
     // change when the context does not.
     let ctx = [ContextFile { name: "geometry/util.py".into(), text: "PI = 3.14159\n".into() }];
-    let p = fmt.build(&tok, prefix, suffix, &ctx, Budget::default()).unwrap();
+    let p = fmt.build(&tok, prefix, suffix, &ctx, Budget::default(), None).unwrap();
     let want_ctx: Vec<u32> = [vec![sep], enc("geometry/util.py\n"), enc("PI = 3.14159\n")].concat();
     assert_eq!(p.ids, [want_ctx, want].concat());
 
     // FIM spellings in the user's text stay text.
-    let p = fmt.build(&tok, "s = \"<|fim_prefix|>\"\n", "<|file_sep|>", &[], Budget::default()).unwrap();
+    let p = fmt.build(&tok, "s = \"<|fim_prefix|>\"\n", "<|file_sep|>", &[], Budget::default(), None).unwrap();
     assert_eq!(p.ids.iter().filter(|&&t| t == pre).count(), 1);
     assert_eq!(p.ids.iter().filter(|&&t| t == sep).count(), 0);
     assert_eq!(tok.decode(&p.ids).unwrap(), "<|fim_prefix|>s = \"<|fim_prefix|>\"\n<|fim_suffix|><|file_sep|><|fim_middle|>");
@@ -198,8 +226,17 @@ fn budget_cuts_whole_lines_keeping_the_prefix_end_and_the_suffix_start() {
     let prefix: String = (0..200).map(|i| format!("x{i} = {i} * 2\n")).collect::<String>() + "y = ";
     let suffix: String = (0..200).map(|i| format!("z{i} = x{i} + 1\n")).collect();
     let budget = Budget { code_tokens: 400, context_tokens: 0 };
-    let p = fmt.build(&tok, &prefix, &suffix, &[], budget).unwrap();
+    let p = fmt.build(&tok, &prefix, &suffix, &[], budget, None).unwrap();
     assert!(p.ids.len() <= 400 + 3, "{} ids", p.ids.len());
+    // A cut from an earlier request stays while the tail after it fits; a new cut keeps 3/4 of
+    // the prefix's share.
+    let n_prefix = tok.encode(&prefix[p.prefix_cut..]).unwrap().len();
+    assert!(n_prefix <= (400 - 100) * 3 / 4, "{n_prefix} prefix tokens");
+    let earlier = prefix[..p.prefix_cut - 1].rfind('\n').unwrap() + 1;
+    let q = fmt.build(&tok, &prefix, &suffix, &[], budget, Some(earlier)).unwrap();
+    assert_eq!(q.prefix_cut, earlier);
+    let too_early = fmt.build(&tok, &prefix, &suffix, &[], budget, Some(prefix.find("x9 =").unwrap())).unwrap();
+    assert_eq!(too_early.prefix_cut, p.prefix_cut, "a kept cut whose tail no longer fits is dropped");
     assert!(p.prefix_cut > 0 && prefix.as_bytes()[p.prefix_cut - 1] == b'\n');
     assert!(p.suffix_kept < suffix.len() && suffix.as_bytes()[p.suffix_kept - 1] == b'\n');
     let text = tok.decode(&p.ids).unwrap();
@@ -232,6 +269,6 @@ fn families_are_told_apart_by_their_special_tokens() {
     let model = common::load_default_model(1);
     let fmt = PromptFormat::detect(&model.tokenizer, true).unwrap();
     assert!(fmt.fim().is_none());
-    let p = fmt.build(&model.tokenizer, "x = ", "\nprint(x)\n", &[], Budget::default()).unwrap();
+    let p = fmt.build(&model.tokenizer, "x = ", "\nprint(x)\n", &[], Budget::default(), None).unwrap();
     assert_eq!(p.ids, model.tokenizer.encode("x = ").unwrap());
 }

@@ -154,6 +154,9 @@ pub struct Completer<B: Backend> {
     clock: Clock,
     /// Tokens run through the model since creation (prompt and decode): KV reuse shows here.
     evaluated: u64,
+    /// Where the last prompt cut a long prefix, and a hash of the text it dropped: the next
+    /// prompt keeps that cut while the dropped text is unchanged (see [`PromptFormat::build`]).
+    prefix_cut: Option<(usize, u64)>,
 }
 
 impl<B: Backend> Completer<B> {
@@ -161,7 +164,7 @@ impl<B: Backend> Completer<B> {
         let format = PromptFormat::detect(&model.tokenizer, config.fim)?;
         let ctx = config.budget.max_prompt_tokens() + BLOCK_MAX_TOKENS_CAP;
         let session = model.session(ctx)?;
-        Ok(Completer { model, session, format, cache: SuggestionCache::new(config.cache_entries), config, clock: default_clock(), evaluated: 0 })
+        Ok(Completer { model, session, format, cache: SuggestionCache::new(config.cache_entries), config, clock: default_clock(), evaluated: 0, prefix_cut: None })
     }
 
     pub fn set_clock(&mut self, clock: Clock) {
@@ -200,7 +203,8 @@ impl<B: Backend> Completer<B> {
     /// reads as a finished block.)
     pub fn prompt(&self, req: &Request) -> Result<Prompt> {
         let prefix = req.prefix.strip_suffix(' ').unwrap_or(&req.prefix);
-        self.format.build(&self.model.tokenizer, prefix, &req.suffix, &req.context, self.config.budget)
+        let keep_from = self.prefix_cut.filter(|&(cut, hash)| prefix.get(..cut).is_some_and(|head| hash_of(head) == hash)).map(|(cut, _)| cut);
+        self.format.build(&self.model.tokenizer, prefix, &req.suffix, &req.context, self.config.budget, keep_from)
     }
 
     pub fn complete(&mut self, req: &Request) -> Result<Response> {
@@ -237,6 +241,7 @@ impl<B: Backend> Completer<B> {
             return Err(Error::InvalidArgument("n must be at least 1".into()));
         }
         let prompt = self.prompt(req)?;
+        self.prefix_cut = req.prefix.get(..prompt.prefix_cut).filter(|h| !h.is_empty()).map(|head| (prompt.prefix_cut, hash_of(head)));
         let default_cap = if mode == Mode::Line { stop::LINE_MAX_TOKENS } else { stop::BLOCK_MAX_TOKENS };
         let room = self.session.max_ctx().saturating_sub(prompt.ids.len());
         let max_tokens = req.max_tokens.unwrap_or(default_cap).min(room);
@@ -301,6 +306,13 @@ impl<B: Backend> Completer<B> {
         }
         Ok(Response { candidates, timings, cancelled: cancel })
     }
+}
+
+fn hash_of(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// The result of a future that needs no waiting: every backend's but the browser GPU's

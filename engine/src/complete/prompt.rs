@@ -252,7 +252,13 @@ impl PromptFormat {
     /// separator the context texts are plain text before `PRE`. Prefix-only: `[BOS] context
     /// prefix` (the suffix is not shown). Each part is encoded on its own, so a keystroke in the
     /// prefix never changes the tokens of the context before it.
-    pub fn build(&self, tok: &Tokenizer, prefix: &str, suffix: &str, context: &[ContextFile], budget: Budget) -> Result<Prompt> {
+    ///
+    /// A prefix over its budget is cut at a line start. `keep_from` is the cut of the previous
+    /// request: kept while the text after it still fits, so that typing does not move the
+    /// prompt's start (which would cost a full re-evaluation, keystroke after keystroke). A new
+    /// cut keeps only three quarters of the prefix budget, leaving room to type before the
+    /// next one.
+    pub fn build(&self, tok: &Tokenizer, prefix: &str, suffix: &str, context: &[ContextFile], budget: Budget, keep_from: Option<usize>) -> Result<Prompt> {
         let mut ids: Vec<u32> = self.bos.into_iter().collect();
         let ctx = self.context_ids(tok, context, budget.context_tokens)?;
         ids.extend(ctx);
@@ -261,7 +267,7 @@ impl PromptFormat {
         let (suffix_ids, suffix_kept) = self.keep_head(tok, suffix, suffix_ids, suffix_budget)?;
         let prefix_budget = budget.code_tokens.saturating_sub(suffix_ids.len());
         let prefix_ids = self.encode_text(tok, prefix)?;
-        let (prefix_ids, prefix_cut) = self.keep_tail(tok, prefix, prefix_ids, prefix_budget)?;
+        let (prefix_ids, prefix_cut) = self.keep_tail(tok, prefix, prefix_ids, prefix_budget, keep_from)?;
         match self.fim {
             Some(f) => {
                 ids.push(f.prefix);
@@ -302,29 +308,35 @@ impl PromptFormat {
         Ok(files.into_iter().skip(keep).flatten().collect())
     }
 
-    /// The end of `text` within `budget` tokens, cut at a line start; `(ids, bytes cut)`.
-    fn keep_tail(&self, tok: &Tokenizer, text: &str, ids: Vec<u32>, budget: usize) -> Result<(Vec<u32>, usize)> {
+    /// The end of `text` within `budget` tokens, cut at a line start; `(ids, bytes cut)`. The
+    /// cut `keep_from` stays while its tail fits; a new one keeps 3/4 of `budget` (hysteresis).
+    fn keep_tail(&self, tok: &Tokenizer, text: &str, ids: Vec<u32>, budget: usize, keep_from: Option<usize>) -> Result<(Vec<u32>, usize)> {
         if ids.len() <= budget {
             return Ok((ids, 0));
         }
+        let line_start = |at: usize| at == 0 || text.as_bytes().get(at.wrapping_sub(1)) == Some(&b'\n');
+        if let Some(cut) = keep_from.filter(|&c| c > 0 && c < text.len() && line_start(c)) {
+            let kept = self.encode_text(tok, text.get(cut..).unwrap_or_default())?;
+            if kept.len() <= budget {
+                return Ok((kept, cut));
+            }
+        }
+        let target = (budget * 3 / 4).max(1);
         let ends = byte_ends(tok, &ids);
-        let drop = ids.len() - budget;
+        let drop = ids.len() - target;
         let mut from = ends.get(drop - 1).copied().unwrap_or(0).min(text.len());
         loop {
             // The first line start at or after `from`.
-            let line_start = if from == 0 || text.as_bytes().get(from - 1) == Some(&b'\n') {
-                Some(from)
-            } else {
-                text.get(from..).and_then(|t| t.find('\n')).map(|i| from + i + 1)
-            };
-            let Some(start) = line_start.filter(|&s| s < text.len()) else { break };
+            let start = if line_start(from) { Some(from) } else { text.get(from..).and_then(|t| t.find('\n')).map(|i| from + i + 1) };
+            let Some(start) = start.filter(|&s| s < text.len()) else { break };
             let kept = self.encode_text(tok, text.get(start..).unwrap_or_default())?;
-            if kept.len() <= budget {
+            if kept.len() <= target {
                 return Ok((kept, start));
             }
             from = start + 1;
         }
         // One line longer than the budget: cut by tokens.
+        let drop = ids.len() - budget;
         let cut = ends.get(drop - 1).copied().unwrap_or(0);
         Ok((ids.get(drop..).unwrap_or_default().to_vec(), cut))
     }
