@@ -259,7 +259,7 @@ fn matvec_rates(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, copy_
 }
 
 /// Median µs of `f`, run `reps` times into one submit, over 3 timed rounds after a warm-up.
-fn time_us(b: &GpuBackend, reps: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
+fn time_us<T>(b: &GpuBackend, reps: usize, mut f: impl FnMut() -> nib_engine::Result<T>) -> Res<f64> {
     let mut times = Vec::new();
     for round in 0..4 {
         b.finish()?;
@@ -292,16 +292,16 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     let mut cache = b.new_cache(1, pos + 1, attn)?;
     let mut rows = Vec::new();
     let mut row = |op: &str, dispatches: usize, us: f64| rows.push(json!({ "model": shape.name, "op": op, "dispatches": dispatches, "us": us }));
-    row("q/k/v (stacked matvec)", 1, time_us(b, reps, || Ok(drop(b.matmul(&h, &wqkv)?)))?);
+    row("q/k/v (stacked matvec)", 1, time_us(b, reps, || b.matmul(&h, &wqkv))?);
     // The GPU rotates out of place, so the same q and k serve every repetition.
     let mut q = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
     let mut k = b.tensor(1, kv_dim, &rng.vec(kv_dim, 1.0))?;
     let v = b.tensor(1, kv_dim, &rng.vec(kv_dim, 1.0))?;
     row(&format!("rope + KV append + attention at position {pos}"), 3, time_us(b, reps, || {
-        Ok(drop(b.rope_attention(&mut cache, 0, pos, &mut q, &mut k, &v, attn, &rope)?))
+        b.rope_attention(&mut cache, 0, pos, &mut q, &mut k, &v, attn, &rope)
     })?);
-    row("add + norm", 1, time_us(b, reps, || Ok(drop(b.add_rms_norm(&mut x, &y, &norm, 1e-6)?)))?);
-    row("gate/up + SwiGLU (stacked matvec)", 1, time_us(b, reps, || Ok(drop(b.glu(&h, &wgu)?)))?);
+    row("add + norm", 1, time_us(b, reps, || b.add_rms_norm(&mut x, &y, &norm, 1e-6))?);
+    row("gate/up + SwiGLU (stacked matvec)", 1, time_us(b, reps, || b.glu(&h, &wgu))?);
     Ok(rows)
 }
 
