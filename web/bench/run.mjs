@@ -38,7 +38,7 @@ try {
     console.error(`run ${r + 1}/${RUNS}: ${JSON.stringify({ nib: rows.nib.at(-1), wllama: rows.wllama1.at(-1) })}`);
   }
   const m = (rs, k) => median(rs.map((x) => x[k]));
-  const table = Object.fromEntries(Object.entries(rows).map(([k, rs]) => [k, Object.fromEntries(["load_ms", "ttft_ms", "prefill_tok_s", "decode_tok_s", "short_tokens", "prompt_tokens"].map((f) => [f, m(rs, f)]))]));
+  const table = Object.fromEntries(Object.entries(rows).map(([k, rs]) => [k, Object.fromEntries(["load_ms", "ttft_ms", "ttft_stepped_ms", "prefill_tok_s", "decode_tok_s", "short_tokens", "prompt_tokens"].map((f) => [f, m(rs, f)]))]));
   const n = table.nib, w = table.wllama1;
   const f = (x, d = 1) => (x == null ? "—" : x.toFixed(d));
   console.log(`Chromium ${context.browser()?.version() ?? ""}, ${os.cpus()[0]?.model}, medians of ${RUNS}, 1 thread each`);
@@ -47,6 +47,7 @@ try {
   console.log(`| nib CPU wasm | ${f(n.load_ms, 0)} | ${f(n.ttft_ms, 0)} (${n.short_tokens} tok) | ${f(n.prefill_tok_s)} | ${f(n.decode_tok_s)} |`);
   console.log(`| wllama 1 thread | ${f(w.load_ms, 0)} | ${f(w.ttft_ms, 0)} (${w.short_tokens} tok) | ${f(w.prefill_tok_s)} (${w.prompt_tokens} tok) | ${f(w.decode_tok_s)} |`);
   console.log(`| nib / wllama | ${f(w.load_ms / n.load_ms, 2)}x faster | ${f(w.ttft_ms / n.ttft_ms, 2)}x faster | ${f(n.prefill_tok_s / w.prefill_tok_s, 2)}x | ${f(n.decode_tok_s / w.decode_tok_s, 2)}x |`);
+  console.log(`nib first token with the default abortable prefill (~40 ms steps): ${f(n.ttft_stepped_ms, 0)} ms`);
   if (nativeDecode) console.log(`nib wasm decode / nib native 1-thread decode (${Number(nativeDecode).toFixed(1)} tok/s): ${(100 * n.decode_tok_s / Number(nativeDecode)).toFixed(0)}%`);
   console.log(JSON.stringify({ medians: table, runs: rows }));
 } finally {
