@@ -289,7 +289,7 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     let h = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
     let y = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
     let mut x = b.tensor(1, dim, &rng.vec(dim, 1.0))?;
-    let mut cache = b.new_cache(1, pos + 1, attn)?;
+    let mut cache = b.new_cache(1, pos + 1, attn)?; // room for the decode op and the prefill batch
     let mut rows = Vec::new();
     let mut row = |op: &str, dispatches: usize, us: f64| rows.push(json!({ "model": shape.name, "op": op, "dispatches": dispatches, "us": us }));
     row("q/k/v (stacked matvec)", 1, time_us(b, reps, || b.matmul(&h, &wqkv))?);
@@ -302,6 +302,22 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     })?);
     row("add + norm", 1, time_us(b, reps, || b.add_rms_norm(&mut x, &y, &norm, 1e-6))?);
     row("gate/up + SwiGLU (stacked matvec)", 1, time_us(b, reps, || b.glu(&h, &wgu))?);
+
+    // The same ops over a prefill batch of `pos` tokens at position 0.
+    let n = pos;
+    let hn = b.tensor(n, dim, &rng.vec(n * dim, 1.0))?;
+    let mut qn = b.tensor(n, dim, &rng.vec(n * dim, 1.0))?;
+    let mut kn = b.tensor(n, kv_dim, &rng.vec(n * kv_dim, 1.0))?;
+    let vn = b.tensor(n, kv_dim, &rng.vec(n * kv_dim, 1.0))?;
+    let gn = b.tensor(n, shape.ffn, &rng.vec(n * shape.ffn, 1.0))?;
+    let wdown = stacked(rng, dim, shape.ffn)?;
+    let reps = (reps / 20).max(2);
+    row(&format!("prefill {n}: q/k/v (stacked matmul)"), 1, time_us(b, reps, || b.matmul(&hn, &wqkv))?);
+    row(&format!("prefill {n}: rope + KV append + attention"), 3, time_us(b, reps, || {
+        b.rope_attention(&mut cache, 0, 0, &mut qn, &mut kn, &vn, attn, &rope)
+    })?);
+    row(&format!("prefill {n}: gate/up + SwiGLU (stacked matmul)"), 2, time_us(b, reps, || b.glu(&hn, &wgu))?);
+    row(&format!("prefill {n}: down (matmul)"), 1, time_us(b, reps, || b.matmul(&gn, &wdown))?);
     Ok(rows)
 }
 

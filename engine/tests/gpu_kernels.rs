@@ -97,7 +97,7 @@ fn matmul_every_format_and_odd_shape() {
         let ks: &[usize] = if ty.block_size() == 1 { &[37, 130] } else { &[32, 96, 576] };
         for &k in ks {
             // n = 1..=4 run the matrix-vector kernel, larger n the tiled one (tiles of 64 × 32).
-            for (rows, n) in [(1, 1), (7, 1), (65, 1), (33, 3), (130, 5), (67, 33), (9, 70)] {
+            for (rows, n) in [(1, 1), (7, 1), (65, 1), (33, 3), (130, 5), (67, 33), (9, 70), (129, 131)] {
                 worst = worst.max(check_matmul(gpu(), seed, ty, rows, k, n));
                 seed += 1;
             }

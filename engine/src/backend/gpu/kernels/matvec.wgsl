@@ -29,19 +29,6 @@ struct Params {
 
 var<workgroup> sh: array<f32, 256>;
 
-// The 4 low and 4 high nibbles of the bytes of `q`, in byte order.
-fn lo_nibbles(q: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(15u));
-}
-fn hi_nibbles(q: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & vec4<u32>(15u));
-}
-// The 4 signed bytes of `q`, in byte order.
-fn bytes_i8(q: u32) -> vec4<f32> {
-    let v = bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q));
-    return vec4<f32>(v >> vec4<u32>(24u));
-}
-
 // Quarter `sub` of the block at byte `b` dotted with the x values under it; `xv` indexes the
 // block's first vec4 of x.
 fn quarter_dot(b: u32, xv: u32, sub: u32) -> f32 {
