@@ -318,6 +318,17 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     })?);
     row(&format!("prefill {n}: gate/up + SwiGLU (stacked matmul)"), 2, time_us(b, reps, || b.glu(&hn, &wgu))?);
     row(&format!("prefill {n}: down (matmul)"), 1, time_us(b, reps, || b.matmul(&gn, &wdown))?);
+    // The down projection's shape in every weight format, and at fewer tokens: what the tiled
+    // kernel's time depends on.
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0] {
+        let w = b.weight("down", ty, dim, shape.ffn, &random_weights(rng, ty, dim, shape.ffn))?;
+        for t in [64, n] {
+            let xt = b.tensor(t, shape.ffn, &rng.vec(t * shape.ffn, 1.0))?;
+            let us = time_us(b, reps, || b.matmul(&xt, &w))?;
+            let tflops = 2.0 * (t * dim * shape.ffn) as f64 / us / 1e6;
+            row(&format!("matmul {t} × ({dim} × {}) {}: {tflops:.2} TFLOP/s", shape.ffn, ty.name()), 1, us);
+        }
+    }
     Ok(rows)
 }
 

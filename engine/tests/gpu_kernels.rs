@@ -96,7 +96,7 @@ fn matmul_every_format_and_odd_shape() {
     for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32] {
         let ks: &[usize] = if ty.block_size() == 1 { &[37, 130] } else { &[32, 96, 576] };
         for &k in ks {
-            // n = 1..=4 run the matrix-vector kernel, larger n the tiled one (tiles of 64 × 32).
+            // n = 1..=4 run the matrix-vector kernel, larger n the tiled one (tiles of 64 × 64).
             for (rows, n) in [(1, 1), (7, 1), (65, 1), (33, 3), (130, 5), (67, 33), (9, 70), (129, 131)] {
                 worst = worst.max(check_matmul(gpu(), seed, ty, rows, k, n));
                 seed += 1;

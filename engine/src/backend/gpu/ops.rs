@@ -103,7 +103,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         params.push(if glu { u32_of(rows, "gate rows")? } else { 0 });
     }
     let groups = match (tiled, glu) {
-        (true, _) => [u32_of(w.rows.div_ceil(64), "workgroups")?, u32_of(n.div_ceil(32), "workgroups")?, 1],
+        (true, _) => [u32_of(w.rows.div_ceil(64), "workgroups")?, u32_of(n.div_ceil(64), "workgroups")?, 1],
         (false, false) => [u32_of(rows.div_ceil(8), "workgroups")?, u32_of(n, "workgroups")?, 1],
         (false, true) => [u32_of(rows.div_ceil(4), "workgroups")?, u32_of(n, "workgroups")?, 1],
     };
