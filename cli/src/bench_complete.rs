@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::backend::Backend;
 use nib_engine::complete::{Completer, CompleterConfig, Mode, Request, Response};
 use nib_engine::{Error, Model};
 use serde_json::{json, Value};
@@ -49,7 +49,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 /// The byte offset of the cursor: after about `tokens` tokens of `text`, moved forward to the
 /// middle of the next line that has code on it, so that line mode has a line to finish.
-fn cursor_after(model: &Model<CpuBackend>, text: &str, tokens: usize) -> Result<usize, Error> {
+fn cursor_after<B: Backend>(model: &Model<B>, text: &str, tokens: usize) -> Result<usize, Error> {
     let ids = model.tokenizer.encode(text)?;
     let head = model.tokenizer.decode(ids.get(..tokens.min(ids.len())).unwrap_or_default())?;
     let mut at = head.len().min(text.len());
@@ -117,7 +117,7 @@ fn config() -> CompleterConfig {
 }
 
 /// `load` opens a fresh model (the cold series makes one per request).
-pub fn run(model: Model<CpuBackend>, threads: usize, load: &dyn Fn() -> Result<Model<CpuBackend>, Error>, opts: &Options) -> Result<Value, Error> {
+pub fn run<B: Backend>(model: Model<B>, threads: usize, load: &dyn Fn() -> Result<Model<B>, Error>, opts: &Options) -> Result<Value, Error> {
     let text = match &opts.prefix_file {
         Some(path) => std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("cannot read {path:?}: {e}")))?,
         None => DEFAULT_CODE.to_string(),
@@ -135,7 +135,7 @@ pub fn run(model: Model<CpuBackend>, threads: usize, load: &dyn Fn() -> Result<M
         let prefix = text.get(..end).ok_or_else(|| Error::InvalidArgument("cursor off a character boundary".into()))?;
         Ok(Request { language: Some(opts.language.clone()), mode: Some(Mode::Line), ..Request::new(prefix, "") })
     };
-    let timed = |c: &mut Completer<CpuBackend>, req: &Request| -> Result<(f64, Response), Error> {
+    let timed = |c: &mut Completer<B>, req: &Request| -> Result<(f64, Response), Error> {
         let t = Instant::now();
         let r = c.complete(req)?;
         Ok((t.elapsed().as_secs_f64() * 1e3, r))

@@ -1,6 +1,6 @@
 //! `nib complete`: one completion request from files, answered as JSON.
 
-use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::backend::Backend;
 use nib_engine::complete::{Completer, CompleterConfig, Mode, Request};
 use nib_engine::{Error, Model};
 use serde_json::{json, Value};
@@ -47,7 +47,7 @@ fn read(path: &str) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("cannot read {path:?}: {e}")))
 }
 
-pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
+pub fn run<B: Backend>(model: Model<B>, opts: &Options) -> Result<Value, Error> {
     let prefix = read(&opts.prefix_file)?;
     let suffix = opts.suffix_file.as_deref().map(read).transpose()?.unwrap_or_default();
     let mut completer = Completer::new(model, CompleterConfig { fim: opts.fim, cache_entries: 0, ..CompleterConfig::default() })?;

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::backend::Backend;
 use nib_engine::complete::{apply_rules, Completer, CompleterConfig, Cursor, Language, Mode, Request, StopReason};
 use nib_engine::{Error, Model};
 use serde_json::{json, Value};
@@ -141,7 +141,7 @@ fn read_replay(path: &str) -> Result<std::collections::HashMap<String, Vec<u32>>
 /// prompt left out and the user typed is skipped) followed by [`apply_rules`], which is the
 /// stop and post-processing path of [`Completer::complete`]. Returns the text ("" when
 /// post-processing drops it) and the stop reason.
-fn replay_text(completer: &Completer<CpuBackend>, req: &Request, mode: Mode, ids: &[u32]) -> Result<(String, StopReason), Error> {
+fn replay_text<B: Backend>(completer: &Completer<B>, req: &Request, mode: Mode, ids: &[u32]) -> Result<(String, StopReason), Error> {
     let tok = &completer.model().tokenizer;
     let stop_ids = completer.format().stop_ids();
     let mut decoder = tok.stream_decoder();
@@ -164,7 +164,7 @@ fn replay_text(completer: &Completer<CpuBackend>, req: &Request, mode: Mode, ids
     Ok((text.unwrap_or_default(), reason))
 }
 
-pub fn run(model: Model<CpuBackend>, opts: &Options) -> Result<Value, Error> {
+pub fn run<B: Backend>(model: Model<B>, opts: &Options) -> Result<Value, Error> {
     let file = match opts.task {
         Task::HumanEval => "HumanEval.jsonl.gz",
         Task::InfillSingleLine => "HumanEval-SingleLineInfilling.jsonl.gz",

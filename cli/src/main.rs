@@ -143,13 +143,13 @@ fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
     let ctx = Ctx { model_path: &model_path, threads };
     match backend.as_str() {
         "cpu" => {}
-        "gpu" => return execute_gpu(load_gpu(&model_path)?, command),
+        "gpu" => return execute_gpu(load_gpu(&model_path)?, command, &ctx),
         // The GPU when there is a real one; a software adapter (lavapipe, SwiftShader) is slower
         // than the CPU backend, so auto takes the CPU then, and says so (after the result, so
         // that a failure stays one line).
         "auto" => match nib_engine::backend::gpu::probe_adapter() {
             Some((_, false)) => match load_gpu(&model_path) {
-                Ok(m) => return execute_gpu(m, command),
+                Ok(m) => return execute_gpu(m, command, &ctx),
                 Err(e @ (Error::InvalidArgument(_) | Error::Gguf(_))) => return Err(e.into()),
                 Err(e) => note(format!("the GPU failed ({e}); using the CPU backend")),
             },
@@ -172,12 +172,12 @@ struct Ctx<'a> {
     threads: usize,
 }
 
-/// The GPU runs the model commands; the completion pipeline is CPU-only for now.
-fn execute_gpu(model: Model<GpuBackend>, command: Command) -> Result<serde_json::Value, Failure> {
+/// Every command on the GPU backend (a reload for bench-complete's cold runs opens the GPU again).
+fn execute_gpu(model: Model<GpuBackend>, command: Command, ctx: &Ctx) -> Result<serde_json::Value, Failure> {
     match command {
-        Command::Complete(_) | Command::BenchComplete(_) | Command::Eval(_) => {
-            Err(Error::Unsupported("complete and eval run on the CPU backend only for now; use --backend cpu".into()).into())
-        }
+        Command::Complete(opts) => Ok(complete::run(model, &opts)?),
+        Command::BenchComplete(opts) => Ok(bench_complete::run(model, 1, &|| load_gpu(ctx.model_path), &opts)?),
+        Command::Eval(opts) => Ok(eval::run(model, &opts)?),
         other => execute(&model, other),
     }
 }

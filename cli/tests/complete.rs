@@ -23,6 +23,18 @@ fn files(tag: &str, prefix: &str, suffix: &str) -> (PathBuf, PathBuf) {
     (p, s)
 }
 
+/// The same pipeline on the GPU backend (lavapipe in CI): a short, clear completion agrees.
+#[test]
+fn complete_runs_on_the_gpu_backend() {
+    let (p, s) = files("gpu", "def mean(xs):\n    total = 0\n    for x in xs:\n        ", "\n    return total / len(xs)\n");
+    let m = model();
+    let out = nib(&["complete", "--model", &m, "--backend", "gpu", "--prefix-file", p.to_str().unwrap(), "--suffix-file", s.to_str().unwrap(), "--language", "python"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["candidates"][0]["text"], "total += x", "{v}");
+    assert_eq!(v["timings"]["prompt_tokens"], 17);
+}
+
 #[test]
 fn complete_prints_ranked_candidates_and_timings() {
     let (p, s) = files("ok", "def mean(xs):\n    total = 0\n    for x in xs:\n        ", "\n    return total / len(xs)\n");

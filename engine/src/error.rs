@@ -32,6 +32,39 @@ pub enum Error {
     InvalidArgument(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The GPU backend cannot run or stopped running; callers may fall back to the CPU.
+    #[error("GPU {kind}: {message}")]
+    Gpu { kind: GpuFailure, message: String },
+}
+
+/// What went wrong with a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuFailure {
+    /// No adapter, no WebGPU in this browser, or an adapter without the limits nib needs.
+    Unavailable,
+    /// The device was lost (driver reset, GPU process crash, the page backgrounded too long).
+    DeviceLost,
+    /// An allocation the device refused.
+    OutOfMemory,
+    /// Anything else the device reported: a kernel that did not compile, a failed readback.
+    Failed,
+}
+
+impl std::fmt::Display for GpuFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GpuFailure::Unavailable => "unavailable",
+            GpuFailure::DeviceLost => "device lost",
+            GpuFailure::OutOfMemory => "out of memory",
+            GpuFailure::Failed => "error",
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn gpu(kind: GpuFailure, message: impl Into<String>) -> Self {
+        Error::Gpu { kind, message: message.into() }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

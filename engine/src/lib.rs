@@ -15,5 +15,5 @@ pub mod quant;
 pub mod sample;
 pub mod tokenizer;
 
-pub use error::{Error, GgufError, Result};
+pub use error::{Error, GgufError, GpuFailure, Result};
 pub use model::{Model, Session};

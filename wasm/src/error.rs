@@ -15,8 +15,10 @@ pub enum Code {
     ModelHashMismatch,
     /// The model is bigger than the memory the browser gives wasm.
     OutOfMemory,
-    /// No WebGPU here, or no WebGPU backend in this build.
+    /// No WebGPU here, or an adapter without what nib needs.
     GpuUnavailable,
+    /// The GPU device was lost while the model ran on it.
+    GpuDeviceLost,
     /// A caller passed something out of range.
     InvalidArgument,
     /// A call arrived while another was running (a callback calling back in).
@@ -26,6 +28,17 @@ pub enum Code {
 }
 
 impl Code {
+    /// The code of a GPU failure.
+    pub fn of_gpu(kind: nib_engine::GpuFailure) -> Self {
+        use nib_engine::GpuFailure;
+        match kind {
+            GpuFailure::Unavailable => Code::GpuUnavailable,
+            GpuFailure::DeviceLost => Code::GpuDeviceLost,
+            GpuFailure::OutOfMemory => Code::OutOfMemory,
+            GpuFailure::Failed => Code::Internal,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::ModelCorrupt => "model_corrupt",
@@ -33,6 +46,7 @@ impl Code {
             Code::ModelHashMismatch => "model_hash_mismatch",
             Code::OutOfMemory => "out_of_memory",
             Code::GpuUnavailable => "gpu_unavailable",
+            Code::GpuDeviceLost => "gpu_device_lost",
             Code::InvalidArgument => "invalid_argument",
             Code::Busy => "busy",
             Code::Internal => "internal",
@@ -61,6 +75,7 @@ impl NibError {
         let code = match e {
             Error::Unsupported(_) => Code::ModelUnsupported,
             Error::Gguf(_) | Error::Model(_) | Error::Tokenizer(_) | Error::InvalidArgument(_) => Code::ModelCorrupt,
+            Error::Gpu { kind, .. } => Code::of_gpu(kind),
             Error::Io(_) => Code::Internal,
         };
         NibError::new(code, e.to_string())
@@ -72,6 +87,7 @@ impl NibError {
         let code = match e {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Unsupported(_) => Code::ModelUnsupported,
+            Error::Gpu { kind, .. } => Code::of_gpu(kind),
             _ => Code::Internal,
         };
         NibError::new(code, e.to_string())

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use wgpu::util::DeviceExt;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, Result};
 
 /// Bytes of parameters a dispatch may pass (16 words); each gets its own aligned slot.
 pub const PARAM_BYTES: u64 = 64;
@@ -138,7 +138,7 @@ pub async fn request_adapter_async() -> Result<wgpu::Adapter> {
     let instance = {
         // wgpu panics where there is no `navigator.gpu`: ask first.
         if !wgpu::util::is_browser_webgpu_supported().await {
-            return Err(Error::Unsupported("no WebGPU in this browser (navigator.gpu is missing)".into()));
+            return Err(Error::gpu(GpuFailure::Unavailable, "no WebGPU in this browser (navigator.gpu is missing)"));
         }
         wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::BROWSER_WEBGPU, ..wgpu::InstanceDescriptor::new_without_display_handle() })
     };
@@ -152,7 +152,7 @@ pub async fn request_adapter_async() -> Result<wgpu::Adapter> {
             apply_limit_buckets: false,
         })
         .await
-        .map_err(|e| Error::Unsupported(format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))
+        .map_err(|e| Error::gpu(GpuFailure::Unavailable, format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))
 }
 
 /// A value a callback delivers and a future awaits: how a readback completes in the browser,
@@ -213,7 +213,7 @@ impl Gpu {
         let mut missing = Vec::new();
         want.check_limits_with_fail_fn(&have, false, |name, wanted, allowed| missing.push(format!("{name}: need {wanted}, adapter has {allowed}")));
         if !missing.is_empty() {
-            return Err(Error::Unsupported(format!("GPU adapter {:?} lacks limits nib needs: {}", info.name, missing.join("; "))));
+            return Err(Error::gpu(GpuFailure::Unavailable, format!("adapter {:?} lacks limits nib needs: {}", info.name, missing.join("; "))));
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -223,7 +223,7 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Unsupported(format!("GPU device on {:?}: {e}", info.name)))?;
+            .map_err(|e| Error::gpu(GpuFailure::Unavailable, format!("no device on {:?}: {e}", info.name)))?;
 
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = Arc::clone(&lost);
@@ -297,10 +297,10 @@ impl Gpu {
     /// Fails once the device is lost or has reported an error; the backend is unusable then.
     pub fn check(&self) -> Result<()> {
         if let Some(why) = lock(&self.lost).as_ref() {
-            return Err(Error::Unsupported(format!("GPU device lost ({why})")));
+            return Err(Error::gpu(GpuFailure::DeviceLost, why.clone()));
         }
         if let Some(e) = lock(&self.error).as_ref() {
-            return Err(Error::Unsupported(format!("GPU error: {e}")));
+            return Err(Error::gpu(if e.contains("ut of memory") { GpuFailure::OutOfMemory } else { GpuFailure::Failed }, e.clone()));
         }
         Ok(())
     }
@@ -352,7 +352,7 @@ impl Gpu {
     pub fn create_checked(&self, desc: &wgpu::BufferDescriptor) -> Result<wgpu::Buffer> {
         match self.scoped(wgpu::ErrorFilter::OutOfMemory, || self.device.create_buffer(desc)) {
             (buffer, None) => Ok(buffer),
-            (_, Some(e)) => Err(Error::Unsupported(format!("GPU out of memory allocating {} bytes: {e}", desc.size))),
+            (_, Some(e)) => Err(Error::gpu(GpuFailure::OutOfMemory, format!("allocating {} bytes: {e}", desc.size))),
         }
     }
 
@@ -360,7 +360,7 @@ impl Gpu {
     pub fn upload(&self, label: &str, bytes: &[u8], pad: usize) -> Result<wgpu::Buffer> {
         let len = bytes.len().div_ceil(4) * 4 + pad.div_ceil(4) * 4;
         let mut data = Vec::new();
-        data.try_reserve_exact(len.max(4)).map_err(|_| Error::Unsupported(format!("host out of memory staging {len} bytes")))?;
+        data.try_reserve_exact(len.max(4)).map_err(|_| Error::gpu(GpuFailure::OutOfMemory, format!("no host memory to stage {len} bytes")))?;
         data.extend_from_slice(bytes);
         data.resize(len.max(4), 0);
         let init = wgpu::util::BufferInitDescriptor {
@@ -370,7 +370,7 @@ impl Gpu {
         };
         match self.scoped(wgpu::ErrorFilter::OutOfMemory, || self.device.create_buffer_init(&init)) {
             (buffer, None) => Ok(buffer),
-            (_, Some(e)) => Err(Error::Unsupported(format!("GPU out of memory uploading {label} ({len} bytes): {e}"))),
+            (_, Some(e)) => Err(Error::gpu(GpuFailure::OutOfMemory, format!("uploading {label} ({len} bytes): {e}"))),
         }
     }
 
@@ -382,7 +382,7 @@ impl Gpu {
         let label = format!("{}/{}", key.0, key.1);
         let (k, err) = self.scoped(wgpu::ErrorFilter::Validation, || self.compile(&label, access, source()));
         if let Some(e) = err {
-            return Err(Error::Unsupported(format!("GPU kernel {label} did not compile: {e}")));
+            return Err(Error::gpu(GpuFailure::Failed, format!("kernel {label} did not compile: {e}")));
         }
         let k = Arc::new(k);
         lock(&self.state).kernels.insert(key, Arc::clone(&k));
@@ -539,7 +539,7 @@ impl Gpu {
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Unsupported(format!("GPU wait failed: {e}")))?;
+            .map_err(|e| Error::gpu(GpuFailure::Failed, format!("wait failed: {e}")))?;
         self.check()
     }
 
@@ -566,9 +566,9 @@ impl Gpu {
     /// The first `bytes` bytes of a mapped staging buffer.
     fn finish_read(&self, staging: wgpu::Buffer, mapped: std::result::Result<(), wgpu::BufferAsyncError>, bytes: u64) -> Result<Vec<u8>> {
         self.check()?;
-        mapped.map_err(|e| Error::Unsupported(format!("GPU readback failed: {e}")))?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Unsupported(format!("GPU readback: {e}")))?;
-        let out = view.get(..bytes as usize).map(|s| s.to_vec()).ok_or_else(|| Error::Unsupported("GPU readback: short mapping".into()))?;
+        mapped.map_err(|e| Error::gpu(GpuFailure::Failed, format!("readback failed: {e}")))?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::gpu(GpuFailure::Failed, format!("readback: {e}")))?;
+        let out = view.get(..bytes as usize).map(|s| s.to_vec()).ok_or_else(|| Error::gpu(GpuFailure::Failed, "readback: short mapping"))?;
         drop(view);
         staging.unmap();
         Ok(out)
@@ -590,7 +590,7 @@ impl Gpu {
             }
             polls += 1;
             if polls > 10_000 {
-                return Err(Error::Unsupported("GPU readback did not complete".into()));
+                return Err(Error::gpu(GpuFailure::Failed, "readback did not complete"));
             }
             std::thread::yield_now();
         };

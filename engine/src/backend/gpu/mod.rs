@@ -8,7 +8,7 @@
 //!   intervenes) and submitted only when the host reads something back, so a decode step is
 //!   one submit; [`GpuBackend::argmax`] reads back 4 bytes instead of the logits.
 //! - The KV cache lives on the GPU in f16, as in the CPU backend and llama.cpp.
-//! - A lost device or a device error turns every later op into an `Error::Unsupported`.
+//! - A lost device or a device error turns every later op into an `Error::Gpu` naming it.
 //!
 //! The same kernels run in the browser (wasm32, WebGPU): there the [`Backend`] trait's
 //! synchronous `to_vec` is refused, and callers read results with [`Backend::to_vec_async`]
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{AttnShape, Backend, Rope};
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuFailure, Result};
 use crate::gguf::{Gguf, ModelBytes, TensorInfo};
 use crate::model::Model;
 use crate::quant::{self, GgmlType};
@@ -351,7 +351,7 @@ impl GpuBackend {
 fn index_of(b: &[u8]) -> Result<Option<u32>> {
     match *b {
         [a, b, c, d] => Ok(Some(u32::from_le_bytes([a, b, c, d])).filter(|&i| i != u32::MAX)),
-        _ => Err(Error::Unsupported("GPU argmax: short readback".into())),
+        _ => Err(Error::gpu(GpuFailure::Failed, "argmax: short readback")),
     }
 }
 
