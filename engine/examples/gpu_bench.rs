@@ -10,7 +10,8 @@
 //!    per product and the share of copy bandwidth that is.
 //! 3. Whole models through `Llama::forward` on the GPU backend: prefill of 512 tokens and greedy
 //!    decode of 128 tokens with the argmax on the GPU (4 bytes read back per token), with the
-//!    dispatches, submits and host recording time of a decode step. Models:
+//!    dispatches, submits and host recording time of a decode step; and the same decode
+//!    pipelined (`backend::gpu::decode`: the host one step ahead). Models:
 //!    - `smollm2-135m`: the default model's shapes and formats (30 layers, 576 wide, Q4_1 with a
 //!      Q8_0 tied output) with random weights, or the real file when `--model` is given (the file
 //!      is bigger than what travels to a GPU machine);
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nib_engine::arch::llama::Llama;
-use nib_engine::backend::gpu::{ops, GpuBackend};
+use nib_engine::backend::gpu::{decode, ops, GpuBackend};
 use nib_engine::backend::Backend;
 use nib_engine::gguf::{Gguf, ModelBytes};
 use nib_engine::quant::GgmlType;
@@ -352,7 +353,7 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
     let out = model.forward(&b, &mut cache, &ids[..1], 16.min(prompt), false)?;
     b.argmax(&out)?;
 
-    let (mut prefill, mut decode, mut record) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut prefill, mut decode, mut record, mut pipelined) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut step_stats = None;
     for _ in 0..runs {
         let mut cache = b.new_cache(c.n_layers, prompt + gen + 1, c.attn)?;
@@ -374,6 +375,14 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
         }
         decode.push(gen as f64 / t.elapsed().as_secs_f64());
         record.push(rec / gen as f64);
+
+        // The same, pipelined: the host one step ahead, tokens fed back on the GPU.
+        let mut cache = b.new_cache(c.n_layers, prompt + gen + 1, c.attn)?;
+        let out = model.forward(&b, &mut cache, &ids, 0, false)?;
+        b.finish()?;
+        let t = Instant::now();
+        let tokens = decode::greedy(&model, &b, &mut cache, &out, prompt, gen, |_| true)?;
+        pipelined.push(tokens.len() as f64 / t.elapsed().as_secs_f64());
     }
     let s = step_stats.unwrap_or_default();
     Ok(json!({
@@ -387,6 +396,7 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
         "prefill_tok_s": median(prefill.clone()),
         "decode_tok_s": median(decode.clone()),
         "decode_step_ms": 1e3 / median(decode.clone()),
+        "decode_pipelined_tok_s": median(pipelined.clone()),
         "host_record_ms_per_step": median(record) * 1e3,
         "dispatches_per_step": s.dispatches,
         "submits_per_step": s.submits,
@@ -465,15 +475,16 @@ fn run() -> Res<()> {
     for o in &ops {
         println!("| {} | {} | {} | {:.1} |", s(o, "model"), s(o, "op"), s(o, "dispatches"), f(o, "us"));
     }
-    println!("\n| model | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("\n| model | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | pipelined decode tok/s | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for m in &models {
         println!(
-            "| {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
             s(m, "model"),
             f(m, "load_s"),
             f(m, "prefill_tok_s"),
             f(m, "decode_tok_s"),
+            f(m, "decode_pipelined_tok_s"),
             f(m, "decode_step_ms"),
             f(m, "host_record_ms_per_step"),
             s(m, "dispatches_per_step"),

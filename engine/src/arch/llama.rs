@@ -186,9 +186,19 @@ impl<B: Backend> Llama<B> {
     /// keys and values to `cache`. Returns logits `(ids.len(), vocab)` when `all_logits`, else
     /// only the last token's `(1, vocab)`.
     pub fn forward(&self, b: &B, cache: &mut B::Cache, ids: &[u32], pos: usize, all_logits: bool) -> Result<B::Tensor> {
+        self.forward_embedded(b, cache, b.embed(&self.tok_embd, ids)?, pos, all_logits)
+    }
+
+    /// The token embedding table `(vocab, dim)`: a GPU decode loop embeds ids that never left
+    /// the GPU with it.
+    pub fn embedding(&self) -> &B::Weight {
+        &self.tok_embd
+    }
+
+    /// [`Llama::forward`] from embedded tokens `x (n, dim)`.
+    pub fn forward_embedded(&self, b: &B, cache: &mut B::Cache, mut x: B::Tensor, pos: usize, all_logits: bool) -> Result<B::Tensor> {
         let c = &self.config;
         let a = c.attn;
-        let mut x = b.embed(&self.tok_embd, ids)?; // (n, dim)
         let first_norm = self.layers.first().map_or(&self.output_norm, |l| &l.attn_norm);
         let mut h = b.rms_norm(&x, first_norm, c.eps)?; // (n, dim)
         for (i, l) in self.layers.iter().enumerate() {

@@ -317,7 +317,7 @@ fn hash_of(text: &str) -> u64 {
 
 /// The result of a future that needs no waiting: every backend's but the browser GPU's
 /// readbacks are ready at once, so the synchronous entry points poll the pipeline once.
-fn ready_now<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn ready_now<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
     let mut f = std::pin::pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(r) => r,

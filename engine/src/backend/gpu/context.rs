@@ -155,6 +155,14 @@ pub async fn request_adapter_async() -> Result<wgpu::Adapter> {
         .map_err(|e| Error::gpu(GpuFailure::Unavailable, format!("no GPU adapter: {e} (natively nib needs Vulkan; on Linux without a GPU install mesa-vulkan-drivers for lavapipe)")))
 }
 
+/// A readback under way: see [`Gpu::begin_read`].
+pub struct PendingRead {
+    staging: wgpu::Buffer,
+    slot: Arc<Mutex<Slot<std::result::Result<(), wgpu::BufferAsyncError>>>>,
+    bytes: u64,
+    submission: Option<wgpu::SubmissionIndex>,
+}
+
 /// A value a callback delivers and a future awaits: how a readback completes in the browser,
 /// where `map_async` resolves from the event loop.
 struct Slot<T> {
@@ -519,19 +527,21 @@ impl Gpu {
     /// Submits the pending work, if any.
     pub fn flush(&self) -> Result<()> {
         let mut st = lock(&self.state);
-        self.flush_locked(&mut st)
+        self.flush_locked(&mut st).map(drop)
     }
 
-    fn flush_locked(&self, st: &mut State) -> Result<()> {
-        let Some(mut p) = st.pending.take() else { return Ok(()) };
+    fn flush_locked(&self, st: &mut State) -> Result<Option<wgpu::SubmissionIndex>> {
+        let Some(mut p) = st.pending.take() else { return Ok(None) };
         p.pass = None;
         if !st.param_bytes.is_empty() {
+            // Queue-ordered: the work submitted before reads its own parameters.
             self.queue.write_buffer(&self.params, 0, &st.param_bytes);
             st.param_bytes.clear();
         }
-        self.queue.submit([p.encoder.finish()]);
+        let index = self.queue.submit([p.encoder.finish()]);
         st.stats.submits += 1;
-        self.check()
+        self.check()?;
+        Ok(Some(index))
     }
 
     /// Waits until the GPU has finished everything submitted.
@@ -544,8 +554,10 @@ impl Gpu {
     }
 
     /// Ends the pending encoder with a copy of `bytes` bytes at `offset` of `src` into a
-    /// mappable buffer, submits it, and starts mapping; `done` receives the outcome.
-    fn start_read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64, done: impl FnOnce(std::result::Result<(), wgpu::BufferAsyncError>) + Send + 'static) -> Result<wgpu::Buffer> {
+    /// mappable buffer, submits it, and starts mapping: the bytes are collected later with
+    /// [`Gpu::end_read`] (or awaited in [`Gpu::read_async`]), so the host may record more work
+    /// while the GPU runs this.
+    pub fn begin_read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<PendingRead> {
         let size = bytes.div_ceil(4).max(1) * 4;
         let staging = self.create_checked(&wgpu::BufferDescriptor {
             label: Some("nib readback"),
@@ -554,13 +566,15 @@ impl Gpu {
             mapped_at_creation: false,
         })?;
         self.copy(src, offset, &staging, 0, size)?;
-        {
+        let submission = {
             let mut st = lock(&self.state);
-            self.flush_locked(&mut st)?;
             st.stats.bytes_read += bytes;
-        }
-        staging.map_async(wgpu::MapMode::Read, .., done);
-        Ok(staging)
+            self.flush_locked(&mut st)?
+        };
+        let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
+        let filled = Arc::clone(&slot);
+        staging.map_async(wgpu::MapMode::Read, .., move |r| fill_slot(&filled, r));
+        Ok(PendingRead { staging, slot, bytes, submission })
     }
 
     /// The first `bytes` bytes of a mapped staging buffer.
@@ -574,19 +588,19 @@ impl Gpu {
         Ok(out)
     }
 
-    /// Copies `bytes` bytes at `offset` of `src` to the host: ends the pending encoder with the
-    /// copy, submits it, and waits.
+    /// The bytes of a [`Gpu::begin_read`], waiting for the submission that holds them (and no
+    /// later one).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
-        let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
-        let filled = Arc::clone(&slot);
-        let staging = self.start_read(src, offset, bytes, move |r| fill_slot(&filled, r))?;
+    pub fn end_read(&self, r: PendingRead) -> Result<Vec<u8>> {
         // Another thread's poll may be the one that runs the callback: poll until it has run.
         let mut polls = 0;
         let mapped = loop {
-            self.wait()?;
-            if let Some(r) = lock(&slot).value.take() {
-                break r;
+            self.device
+                .poll(wgpu::PollType::Wait { submission_index: r.submission.clone(), timeout: None })
+                .map_err(|e| Error::gpu(GpuFailure::Failed, format!("wait failed: {e}")))?;
+            self.check()?;
+            if let Some(m) = lock(&r.slot).value.take() {
+                break m;
             }
             polls += 1;
             if polls > 10_000 {
@@ -594,23 +608,34 @@ impl Gpu {
             }
             std::thread::yield_now();
         };
-        self.finish_read(staging, mapped, bytes)
+        self.finish_read(r.staging, mapped, r.bytes)
+    }
+
+    /// Copies `bytes` bytes at `offset` of `src` to the host: ends the pending encoder with the
+    /// copy, submits it, and waits.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let r = self.begin_read(src, offset, bytes)?;
+        self.end_read(r)
     }
 
     /// [`Gpu::read`] for every target: in the browser the mapping resolves from the event loop
     /// while this future waits.
     pub async fn read_async(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        let r = self.begin_read(src, offset, bytes)?;
+        self.end_read_async(r).await
+    }
+
+    /// [`Gpu::end_read`] for every target.
+    pub async fn end_read_async(&self, r: PendingRead) -> Result<Vec<u8>> {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            self.read(src, offset, bytes)
+            self.end_read(r)
         }
         #[cfg(target_arch = "wasm32")]
         {
-            let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
-            let filled = Arc::clone(&slot);
-            let staging = self.start_read(src, offset, bytes, move |r| fill_slot(&filled, r))?;
-            let mapped = SlotFuture(slot).await;
-            self.finish_read(staging, mapped, bytes)
+            let mapped = SlotFuture(Arc::clone(&r.slot)).await;
+            self.finish_read(r.staging, mapped, r.bytes)
         }
     }
 

@@ -16,6 +16,7 @@
 //! forward pass.
 
 pub mod context;
+pub mod decode;
 pub mod ops;
 
 use std::collections::HashMap;
@@ -236,7 +237,18 @@ impl GpuBackend {
         index_of(&self.gpu.read_async(&out.buffer, 0, 4).await?)
     }
 
-    fn record_argmax(&self, x: &GpuTensor) -> Result<PooledBuffer> {
+    /// Rows `ids` of an embedding table, with the `n` ids read from a GPU buffer (an argmax's
+    /// output): a decode step that never waits for its token on the host.
+    pub fn embed_ids(&self, table: &GpuWeight, ids: &wgpu::Buffer, n: usize) -> Result<GpuTensor> {
+        let out = self.output(n, table.cols)?;
+        for part in table.views() {
+            // Ids past the table are caught by the kernel's bounds (zero rows), never read.
+            ops::embed(&self.gpu, &part, ids, n, out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn record_argmax(&self, x: &GpuTensor) -> Result<PooledBuffer> {
         if x.rows == 0 || x.cols == 0 {
             return Err(shape_err("argmax", "empty tensor".into()));
         }
