@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::arch::llama::{Config, Llama};
-use crate::backend::cpu::CpuBackend;
+use crate::backend::cpu::{CpuBackend, Precision};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, ModelBytes};
@@ -32,6 +32,14 @@ impl Model<CpuBackend> {
     /// Loads a GGUF file: memory-mapped natively, read into one buffer in wasm.
     pub fn open_cpu(path: &std::path::Path, threads: usize) -> Result<Self> {
         Model::load_cpu(ModelBytes::open(path)?, threads)
+    }
+
+    /// [`Model::open_cpu`] with the CPU's arithmetic chosen: [`Precision::Reference`] is the
+    /// reference the GPU backend is tested against (slow; not for users).
+    pub fn open_cpu_with(path: &std::path::Path, threads: usize, precision: Precision) -> Result<Self> {
+        let bytes = Arc::new(ModelBytes::open(path)?);
+        let gguf = Gguf::parse(&bytes)?;
+        Model::new(CpuBackend::with_precision(Arc::clone(&bytes), threads, precision), &gguf)
     }
 }
 

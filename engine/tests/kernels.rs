@@ -20,10 +20,21 @@
 //!   token-by-token decode must give identical logits).
 //!
 //! A case that ever failed goes into `REGRESSION_CASES` and stays there.
+//!
+//! The reference arithmetic (`Precision::Reference`, what the GPU backend is tested against):
+//! its matmul element by element within an f32 rounding of `dequantize(W) · x` in f64, its
+//! attention within an f32 rounding of an f64 softmax over the same f16-rounded q, keys and
+//! values (the default path, which rounds probabilities to f16, must miss that bound); both
+//! through the backend on 2 threads, and bit for bit batch-invariant.
+
+use std::sync::Arc;
 
 use nib_engine::backend::cpu::kernels::{
     matmul_strided_with, matmul_with, prepare_with, Isa, QMatrix,
 };
+use nib_engine::backend::cpu::{reference, CpuBackend, CpuTensor, Precision};
+use nib_engine::backend::{AttnShape, Backend};
+use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::{dequantize, GgmlType};
 
 #[path = "common/random.rs"]
@@ -397,4 +408,175 @@ fn best_isa_is_the_simd_one_where_built() {
         assert_eq!(Isa::best(), Isa::Avx2);
     }
     println!("kernels use {:?}", Isa::best());
+}
+
+/// A CPU backend with no model bytes (the tests hand it tensors, not weights from a file).
+fn backend(precision: Precision, threads: usize) -> CpuBackend {
+    CpuBackend::with_precision(Arc::new(ModelBytes::Owned(Vec::new())), threads, precision)
+}
+
+/// The reference matmul on (rows, k) weights of `ty` and n tokens: every output within one f32
+/// rounding of the f64 dot product of the dequantized row and the f32 activations (8-bit
+/// activations or f32 sums would miss this by orders of magnitude), rows in sub-ranges equal to
+/// the whole, each token alone equal to the batch, bit for bit.
+fn check_reference_matmul(seed: u64, ty: GgmlType, rows: usize, k: usize, n: usize) {
+    let mut rng = Rng(seed);
+    let wbytes = random_weights(&mut rng, ty, rows, k);
+    let x = random_acts(&mut rng, n, k);
+    let w = QMatrix::new(ty, rows, k, &wbytes).unwrap();
+    let mut wf = vec![0f32; rows * k];
+    dequantize(ty, &wbytes, &mut wf).unwrap();
+    let ctx = format!("reference seed {seed} {} rows {rows} k {k} n {n}", ty.name());
+    let mut out = vec![f32::NAN; n * rows];
+    reference::matmul(&w, &x, 0..rows, &mut out).unwrap();
+    for t in 0..n {
+        for r in 0..rows {
+            let terms = || wf[r * k..(r + 1) * k].iter().zip(&x[t * k..(t + 1) * k]).map(|(&w, &x)| w as f64 * x as f64);
+            let (want, mag): (f64, f64) = (terms().sum(), terms().map(f64::abs).sum());
+            let got = out[t * rows + r] as f64;
+            // Half an f32 ulp of the result, plus the f64 sum's own rounding.
+            let tol = want.abs() * 2f64.powi(-24) + mag * 1e-13;
+            assert!((got - want).abs() <= tol, "{ctx}: token {t} row {r}: {got:e} vs {want:e} (Σ|terms| {mag:e})");
+        }
+    }
+    if rows >= 3 {
+        let sub = 1..rows - 1;
+        let mut part = vec![f32::NAN; n * sub.len()];
+        reference::matmul(&w, &x, sub.clone(), &mut part).unwrap();
+        for t in 0..n {
+            assert_eq!(&part[t * sub.len()..(t + 1) * sub.len()], &out[t * rows + sub.start..t * rows + sub.end], "{ctx}: rows {sub:?}");
+        }
+    }
+    for t in 0..n {
+        let mut one = vec![f32::NAN; rows];
+        reference::matmul(&w, &x[t * k..(t + 1) * k], 0..rows, &mut one).unwrap();
+        let same = one.iter().zip(&out[t * rows..(t + 1) * rows]).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{ctx}: token {t} alone differs from the batch");
+    }
+}
+
+#[test]
+fn reference_matmul_is_exact_to_f32() {
+    let mut case = 0u64;
+    for ty in TYPES {
+        let ks: &[usize] = if ty.block_size() == 1 { &[37, 130, 576] } else { &[32, 96, 576, 1536] };
+        for &k in ks {
+            for (rows, n) in [(1, 1), (7, 1), (33, 3), (130, 5), (9, 70)] {
+                case += 1;
+                check_reference_matmul(0xEF_0000 + case, ty, rows, k, n);
+            }
+        }
+    }
+    // A bad call is an error, not a panic.
+    let wb = random_weights(&mut Rng(0xEF_1000), GgmlType::Q4_1, 4, 64);
+    let w = QMatrix::new(GgmlType::Q4_1, 4, 64, &wb).unwrap();
+    let x = vec![0.5f32; 128];
+    let mut out = vec![0f32; 8];
+    assert!(reference::matmul(&w, &x, 0..4, &mut out).is_ok());
+    assert!(reference::matmul(&w, &x[..127], 0..4, &mut out).is_err(), "x not whole rows");
+    assert!(reference::matmul(&w, &x, 2..5, &mut out).is_err(), "rows past the end");
+    assert!(reference::matmul(&w, &x, 0..4, &mut out[..7]).is_err(), "out too short");
+}
+
+#[test]
+fn reference_backend_matmul_splits_rows_and_tokens() {
+    // Through the backend: rows split over 2 threads, (n, width) tiles for n > 1, the same
+    // outputs as the kernel over the whole range; the default path on the same input differs
+    // (it quantizes the activations to 8 bits).
+    for (i, (ty, rows, k, n)) in [(GgmlType::Q4_1, 1536, 576, 13), (GgmlType::Q8_0, 1003, 576, 1), (GgmlType::Q4_0, 333, 96, 6)].into_iter().enumerate() {
+        let mut rng = Rng(0xEF_2000 + i as u64);
+        let wbytes = random_weights(&mut rng, ty, rows, k);
+        let x = random_acts(&mut rng, n, k);
+        let mut want = vec![f32::NAN; n * rows];
+        reference::matmul(&QMatrix::new(ty, rows, k, &wbytes).unwrap(), &x, 0..rows, &mut want).unwrap();
+        let bytes = Arc::new(ModelBytes::Owned(wbytes));
+        let xt = CpuTensor::new(n, k, x).unwrap();
+        let run = |p: Precision| {
+            let b = CpuBackend::with_precision(Arc::clone(&bytes), 2, p);
+            b.matmul(&xt, &b.weight_at(ty, rows, k, 0).unwrap()).unwrap().data
+        };
+        assert_eq!(run(Precision::Reference), want, "{} ({rows}, {k}) n {n}: backend vs kernel", ty.name());
+        assert_ne!(run(Precision::Ggml), want, "{} ({rows}, {k}) n {n}: the default path equals the reference", ty.name());
+    }
+}
+
+fn round16(x: f32) -> f64 {
+    half::f16::from_f32(x).to_f32() as f64
+}
+
+/// Causal attention in f64 over f16-rounded k, v and q (as the reference rounds it): (n, q_dim) for tokens at pos..pos+n,
+/// given every position's k, v so far (positions 0..pos+n, kv_dim each).
+fn attention_f64(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: AttnShape) -> Vec<f64> {
+    let (hd, kvd, group) = (s.head_dim, s.kv_dim(), s.n_heads / s.n_kv_heads);
+    let mut out = Vec::new();
+    for t in 0..n {
+        for h in 0..s.n_heads {
+            let g = h / group;
+            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| if reference::ROUND_Q_TO_F16 { round16(x) } else { x as f64 }).collect();
+            let len = pos + t + 1;
+            let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
+            let m = sc.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                out.push((0..len).map(|j| e[j] / z * round16(vs[j * kvd + g * hd + d])).sum());
+            }
+        }
+    }
+    out
+}
+
+/// Largest |got − want| / (|want| + floor) over the output.
+fn worst_rel(got: &[f32], want: &[f64], floor: f64) -> f64 {
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().all(|x| x.is_finite()), "unwritten or non-finite output");
+    got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).abs() / (w.abs() + floor)).fold(0.0, f64::max)
+}
+
+#[test]
+fn reference_attention_is_exact_to_f32() {
+    // GQA groups, head dims that are not multiples of 8, prefills past the 4-token tasks and
+    // the attention tile, then single-token steps; the same q, k, v through the reference and
+    // the default path, each with its own cache.
+    let mut rng = Rng(0xA7_0000);
+    for (nh, nkv, hd, prefill, steps) in [(9, 3, 64, 7, 2), (6, 2, 34, 70, 3), (4, 4, 16, 130, 1), (3, 1, 8, 1, 4)] {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let max_ctx = prefill + steps + 3;
+        let (exact, fast) = (backend(Precision::Reference, 2), backend(Precision::Ggml, 2));
+        let (mut ce, mut cf) = (exact.new_cache(2, max_ctx, shape).unwrap(), fast.new_cache(2, max_ctx, shape).unwrap());
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        let (mut pos, mut fast_worst) = (0, 0f64);
+        let mut by_token = Vec::new();
+        for n in std::iter::once(prefill).chain(std::iter::repeat_n(1, steps)) {
+            let (q, k, v) = (rng.vec(n * shape.q_dim(), 2.0), rng.vec(n * shape.kv_dim(), 2.0), rng.vec(n * shape.kv_dim(), 1.0));
+            ks.extend_from_slice(&k);
+            vs.extend_from_slice(&v);
+            let t = |d: &[f32], cols| CpuTensor::new(n, cols, d.to_vec()).unwrap();
+            let (qt, kt, vt) = (t(&q, shape.q_dim()), t(&k, shape.kv_dim()), t(&v, shape.kv_dim()));
+            let got = exact.attention(&mut ce, 1, pos, &qt, &kt, &vt, shape).unwrap().data;
+            let want = attention_f64(&q, &ks, &vs, pos, n, shape);
+            // One f32 rounding of the result (values are ~1, so a floor of 1e-3 keeps outputs
+            // near 0 from dominating).
+            let e = worst_rel(&got, &want, 1e-3);
+            assert!(e <= 1e-6, "reference attention {shape:?} pos {pos} n {n}: {e:.2e} vs f64");
+            let quick = fast.attention(&mut cf, 1, pos, &qt, &kt, &vt, shape).unwrap().data;
+            fast_worst = fast_worst.max(worst_rel(&quick, &want, 1e-3));
+            by_token.push((pos, n, q, got));
+            pos += n;
+        }
+        // The default path's f16 probabilities are visible at this resolution.
+        assert!(fast_worst > 1e-5, "{shape:?}: the default path is as exact as the reference ({fast_worst:.2e})");
+
+        // Batch invariance: the prefill again, one token at a time, bit for bit.
+        let mut c1 = exact.new_cache(2, max_ctx, shape).unwrap();
+        for (pos0, n, q, got) in &by_token {
+            for t in 0..*n {
+                let p = pos0 + t;
+                let row = |all: &[f32], cols: usize| CpuTensor::new(1, cols, all[p * cols..(p + 1) * cols].to_vec()).unwrap();
+                let qt = CpuTensor::new(1, shape.q_dim(), q[t * shape.q_dim()..(t + 1) * shape.q_dim()].to_vec()).unwrap();
+                let one = exact.attention(&mut c1, 1, p, &qt, &row(&ks, shape.kv_dim()), &row(&vs, shape.kv_dim()), shape).unwrap().data;
+                assert_eq!(&one[..], &got[t * shape.q_dim()..(t + 1) * shape.q_dim()], "{shape:?}: position {p} alone vs in its batch");
+            }
+        }
+    }
 }

@@ -43,6 +43,16 @@ impl KvLayer {
         KvLayer { kt: vec![f16::ZERO; len], v: vec![f16::ZERO; len] }
     }
 
+    /// Keys, `(n_kv_heads, head_dim, max_ctx)`.
+    pub(super) fn keys(&self) -> &[f16] {
+        &self.kt
+    }
+
+    /// Values, `(max_ctx, kv_dim)`.
+    pub(super) fn values(&self) -> &[f16] {
+        &self.v
+    }
+
     /// Stores `k`, `v` `(n, kv_dim)` at positions `pos..pos + n` (the caller checked the range).
     pub fn store(&mut self, s: KvShape, pos: usize, k: &[f32], v: &[f32]) {
         let kv_dim = s.kv_dim();

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod kernels;
 pub mod pool;
+pub mod reference;
 pub mod vec;
 
 use std::ops::Range;
@@ -68,15 +69,72 @@ impl CpuCache {
 /// SmolLM2, enough to reuse each loaded block of keys.
 const ATTN_TOKENS_PER_TASK: usize = 4;
 
+/// The arithmetic the CPU backend does where the two ways of computing differ: the matmuls'
+/// activations and attention's probabilities. Everything else (norms, RoPE, SwiGLU, the f16 KV
+/// cache, q rounded to f16 in attention) is the same in both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// llama.cpp's arithmetic, the default and what users run: activations quantized to 8-bit
+    /// blocks inside quantized matmuls, attention probabilities rounded to f16. This is what
+    /// keeps nib's logits next to llama.cpp's (engine/tests/golden.rs).
+    #[default]
+    Ggml,
+    /// The GPU backend's arithmetic without its rounding: f32 activations times the dequantized
+    /// weights and f32-or-better probabilities, every sum in f64 ([`reference`]). Several times
+    /// slower; it exists so the GPU can be held to a tight bound against a CPU that computes
+    /// the same function (engine/tests/gpu_model.rs), which the default path, 8-bit activations
+    /// moving logits by tenths, cannot be.
+    Reference,
+}
+
 pub struct CpuBackend {
     bytes: Arc<ModelBytes>,
     pool: Pool,
+    precision: Precision,
 }
 
 impl CpuBackend {
     /// A backend over the bytes of one model file, computing on `threads` threads.
     pub fn new(bytes: Arc<ModelBytes>, threads: usize) -> Self {
-        CpuBackend { bytes, pool: Pool::new(threads.max(1)) }
+        Self::with_precision(bytes, threads, Precision::Ggml)
+    }
+
+    /// [`CpuBackend::new`] with the given arithmetic.
+    pub fn with_precision(bytes: Arc<ModelBytes>, threads: usize, precision: Precision) -> Self {
+        CpuBackend { bytes, pool: Pool::new(threads.max(1)), precision }
+    }
+
+    /// The reference backend the GPU is tested against ([`Precision::Reference`]).
+    pub fn reference(bytes: Arc<ModelBytes>, threads: usize) -> Self {
+        Self::with_precision(bytes, threads, Precision::Reference)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// A weight `(rows, cols)` of type `ty` whose blocks start at byte `offset` of the model
+    /// bytes, for weights that no GGUF header describes (tests).
+    pub fn weight_at(&self, ty: GgmlType, rows: usize, cols: usize, offset: usize) -> Result<CpuWeight> {
+        let len = rows
+            .checked_mul(cols)
+            .and_then(|n| ty.bytes_for(n as u64))
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| shape_err("weight", format!("({rows}, {cols}) {} is not whole blocks", ty.name())))?;
+        let range = offset..offset.checked_add(len).ok_or_else(|| shape_err("weight", "offset overflows".into()))?;
+        let data = self.bytes.get(range.clone()).ok_or_else(|| shape_err("weight", format!("bytes {range:?} outside the model")))?;
+        let vector = if rows == 1 {
+            let mut v = vec![0f32; cols];
+            quant::dequantize(ty, data, &mut v)?;
+            Some(v)
+        } else {
+            None
+        };
+        let w = CpuWeight { ty, rows, cols, range, vector };
+        if rows > 1 {
+            self.matrix(&w)?;
+        }
+        Ok(w)
     }
 
     fn matrix(&self, w: &CpuWeight) -> Result<QMatrix<'_>> {
@@ -112,12 +170,14 @@ impl Backend for CpuBackend {
     type Weight = CpuWeight;
     type Cache = CpuCache;
 
-    /// "cpu" and the kernels' instruction set, e.g. "cpu (avx2)".
+    /// "cpu" and the kernels' instruction set, e.g. "cpu (avx2)"; "cpu (reference)" in
+    /// [`Precision::Reference`].
     fn name(&self) -> String {
-        let isa = match kernels::Isa::best() {
-            kernels::Isa::Scalar => "scalar",
-            kernels::Isa::Avx2 => "avx2",
-            kernels::Isa::Simd128 => "simd128",
+        let isa = match (self.precision, kernels::Isa::best()) {
+            (Precision::Reference, _) => "reference",
+            (_, kernels::Isa::Scalar) => "scalar",
+            (_, kernels::Isa::Avx2) => "avx2",
+            (_, kernels::Isa::Simd128) => "simd128",
         };
         format!("cpu ({isa})")
     }
@@ -193,7 +253,15 @@ impl Backend for CpuBackend {
         }
         let (n, m) = (x.rows, w.rows);
         let q = self.matrix(w)?;
-        let acts = kernels::prepare(w.ty, &x.data, n, x.cols)?;
+        // Reference: no prepared activations, the f32 ones go straight into the f64 sums.
+        let acts = match self.precision {
+            Precision::Ggml => Some(kernels::prepare(w.ty, &x.data, n, x.cols)?),
+            Precision::Reference => None,
+        };
+        let tile_of = |rows: Range<usize>, o: &mut [f32]| match &acts {
+            Some(acts) => kernels::matmul(&q, acts, rows, o),
+            None => reference::matmul(&q, &x.data, rows, o),
+        };
         let mut out = vec![0f32; n * m];
         // Enough tasks to balance the threads, each a multiple of 16 rows.
         let tasks_wanted = if self.threads() == 1 { 1 } else { self.threads() * 4 };
@@ -206,10 +274,10 @@ impl Backend for CpuBackend {
             if n == 1 {
                 // SAFETY: tasks cover disjoint row ranges.
                 let o = unsafe { dst.slice(rows.start, width) }.ok_or_else(|| shape_err("matmul", "out".into()))?;
-                return kernels::matmul(&q, &acts, rows, o);
+                return tile_of(rows, o);
             }
             let mut tile = vec![0f32; n * width];
-            kernels::matmul(&q, &acts, rows.clone(), &mut tile)?;
+            tile_of(rows.clone(), &mut tile)?;
             for (t, src) in tile.chunks_exact(width).enumerate() {
                 // SAFETY: row t's columns `rows` belong to this task alone.
                 let o = unsafe { dst.slice(t * m + rows.start, width) }.ok_or_else(|| shape_err("matmul", "out".into()))?;
@@ -292,7 +360,12 @@ impl Backend for CpuBackend {
                 q_dim,
             };
             // SAFETY: each (token, head) slice belongs to exactly one task.
-            attention::attend(&task, |t, h| unsafe { dst.slice(t * q_dim + h * hd, hd) }).ok_or_else(|| shape_err("attention", "output".into()))
+            let write = |t: usize, h: usize| unsafe { dst.slice(t * q_dim + h * hd, hd) };
+            match self.precision {
+                Precision::Ggml => attention::attend(&task, write),
+                Precision::Reference => reference::attend(&task, write),
+            }
+            .ok_or_else(|| shape_err("attention", "output".into()))
         })?;
         CpuTensor::new(n, q_dim, out)
     }
