@@ -5,7 +5,7 @@
 //! The references: matmul and embedding against the reference dequantization (`quant`) times
 //! x in f64 (the CPU backend quantizes activations to 8 bits; the GPU does not); RMSNorm in f64;
 //! RoPE, SwiGLU and add against the CPU backend; attention against an f64 softmax over the same
-//! f16-rounded q, keys and values, and against the CPU backend, which also rounds the
+//! q and f16-rounded keys and values, and against the CPU backend, which also rounds q and the
 //! probabilities to f16 (so it is held to 2e-3 there). The fused ops (add + norm, SwiGLU + down
 //! projection, RoPE + KV append + attention, products of stacked weights) against the same
 //! ops unfused on the GPU.
@@ -311,7 +311,7 @@ fn round16(x: f32) -> f64 {
     half::f16::from_f32(x).to_f32() as f64
 }
 
-/// Causal attention in f64 over f16-rounded q, k, v: (n, q_dim) for tokens at pos..pos+n,
+/// Causal attention in f64 over q and f16-rounded k, v: (n, q_dim) for tokens at pos..pos+n,
 /// given every position's k, v so far (positions 0..pos+n, kv_dim each).
 fn attention_ref(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: AttnShape) -> Vec<f64> {
     let (hd, kvd, group) = (s.head_dim, s.kv_dim(), s.n_heads / s.n_kv_heads);
@@ -319,7 +319,7 @@ fn attention_ref(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: Att
     for t in 0..n {
         for h in 0..s.n_heads {
             let g = h / group;
-            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| round16(x)).collect();
+            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| x as f64).collect();
             let len = pos + t + 1;
             let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
             let m = sc.iter().cloned().fold(f64::MIN, f64::max);

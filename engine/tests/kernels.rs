@@ -512,7 +512,7 @@ fn attention_f64(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: Att
     for t in 0..n {
         for h in 0..s.n_heads {
             let g = h / group;
-            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| if reference::ROUND_Q_TO_F16 { round16(x) } else { x as f64 }).collect();
+            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| x as f64).collect();
             let len = pos + t + 1;
             let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
             let m = sc.iter().cloned().fold(f64::MIN, f64::max);

@@ -9,8 +9,8 @@
 //!   format but Q4_1, whose `nibble·d + m` is rounded once to f32), times the **f32**
 //!   activations, summed in f64 and rounded once to f32 (the products of two f32 are exact in
 //!   f64, so the result is within an ulp of the exact dot product whatever the order of the sum);
-//! - attention: q rounded to f16 where the GPU rounds it ([`ROUND_Q_TO_F16`]), scores, softmax
-//!   and the weighted sum of values in f64 over the same f16 KV cache, rounded once to f32;
+//! - attention: q as it is (f32, as the GPU's attention.wgsl takes it), scores, softmax and the
+//!   weighted sum of values in f64 over the same f16 KV cache, rounded once to f32;
 //!   probabilities never rounded.
 //!
 //! Every output is computed on its own with the same operations, so this path is batch-invariant
@@ -18,19 +18,11 @@
 
 use std::ops::Range;
 
-use half::f16;
 
 use super::attention::Task;
 use super::kernels::QMatrix;
 use crate::error::{Error, Result};
 use crate::quant;
-
-/// Whether q is rounded to f16 before it meets the keys, as the GPU's attention.wgsl does now
-/// (copied from ggml's f16 K·q, where it saves nothing on a GPU). Flip it together with that
-/// kernel: each f16 rounding of q or of the KV cache turns a last-bit difference upstream into a
-/// 2⁻¹¹ step now and then, so the rounding of q alone doubles the GPU-vs-reference spread
-/// (measured on the 16 fixture prompts: 1.5e-2 with it, 7.6e-3 without; see gpu_model.rs).
-pub const ROUND_Q_TO_F16: bool = true;
 
 /// `Σ a[i]·b[i]` in f64 (four partial sums, so the loop is not one long dependency chain).
 fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
@@ -92,8 +84,7 @@ pub fn attend<'o>(task: &Task, mut write: impl FnMut(usize, usize) -> Option<&'o
         }
         for h in task.heads.clone() {
             let qs = task.q.get(t * task.q_dim + h * hd..t * task.q_dim + (h + 1) * hd)?;
-            let round = |x: f32| if ROUND_Q_TO_F16 { f16::from_f32(x).to_f64() } else { x as f64 };
-            q.iter_mut().zip(qs).for_each(|(d, &x)| *d = round(x));
+            q.iter_mut().zip(qs).for_each(|(d, &x)| *d = x as f64);
             // Scores, key-major over the transposed keys: p[j] += q[d]·k[d][j].
             p.clear();
             p.resize(len, 0f64);

@@ -1,10 +1,11 @@
 // Split-KV attention, first pass: for query head h of token t, the keys of one chunk of 64
 // positions (split s). Writes the chunk's max score m, Σ exp(score − m) and the unnormalized
 // Σ exp(score − m) · v; attention_merge.wgsl combines the chunks. Causal: token t sees
-// positions 0 ..= pos + t. As in the CPU backend, q is rounded to f16 before it meets the f16
-// keys. Four invocations per position: each takes a quarter of the head's dimensions for the
-// scores, then a quarter of the chunk's positions for the weighted sum of values, so no
-// invocation runs a long chain of dependent loads. Grid: (n_heads, n, n_splits).
+// positions 0 ..= pos + t. q stays f32 against the f16 keys (ggml rounds it to f16 for its
+// f16 dot products, which saves nothing here and adds a rounding). Four invocations per
+// position: each takes a quarter of the head's dimensions for the scores, then a quarter of the
+// chunk's positions for the weighted sum of values, so no invocation runs a long chain of
+// dependent loads. Grid: (n_heads, n, n_splits).
 
 struct Params {
     n_heads: u32,
@@ -53,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let j0 = s * CH;
     let q_dim = p.n_heads * hd;
     if (lid < hd) {
-        qs[lid] = quantizeToF16(q[t * q_dim + h * hd + lid]);
+        qs[lid] = q[t * q_dim + h * hd + lid];
     }
     workgroupBarrier();
 
