@@ -1,12 +1,13 @@
-//! A loaded model behind one handle, whatever backend runs it. [`Loaded`] is an enum over the
-//! backends so that the WebGPU backend becomes one more variant (and one more arm in
-//! [`with_model!`]) when the engine can run it in the browser; until then `"webgpu"` is refused
-//! with `gpu_unavailable`.
+//! A loaded model behind one handle, whatever backend runs it: [`Loaded`] is an enum over the
+//! backends, and [`with_model!`] runs one body on either. Every call that evaluates the model
+//! returns a Promise: WebGPU results can only be awaited in the browser (on the CPU the Promise
+//! is settled by the time it is returned).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::backend::gpu::{load_model_on, Gpu, GpuBackend};
 use nib_engine::backend::Backend;
 use nib_engine::complete::{Completer, CompleterConfig, Mode, Request};
 use nib_engine::gguf::ModelBytes;
@@ -22,8 +23,10 @@ use crate::loader::ModelLoader;
 
 /// The model on the backend that runs it. The completer owns the model and keeps its KV
 /// session across completion requests; the other calls use sessions of their own.
+#[allow(clippy::large_enum_variant)] // one per engine: boxing would buy nothing
 pub(crate) enum Loaded {
     Cpu(Completer<CpuBackend>),
+    Gpu(Completer<GpuBackend>),
 }
 
 /// Runs `$body` with `$c` bound to the completer, whatever its backend.
@@ -31,10 +34,10 @@ macro_rules! with_model {
     ($loaded:expr, $c:ident => $body:expr) => {
         match $loaded {
             Loaded::Cpu($c) => $body,
+            Loaded::Gpu($c) => $body,
         }
     };
 }
-pub(crate) use with_model;
 
 pub(crate) type Shared = Rc<RefCell<Loaded>>;
 
@@ -44,11 +47,46 @@ pub(crate) fn borrow(shared: &Shared) -> NibResult<std::cell::RefMut<'_, Loaded>
     shared.try_borrow_mut().map_err(|_| NibError::new(Code::Busy, "the engine is running another call"))
 }
 
-/// Whether this build can run models on WebGPU. Not yet: the engine's GPU backend reads results
-/// back synchronously, which the browser cannot do.
+/// Whether this build can run models on WebGPU (whether the browser can is
+/// [`GpuDevice::open`]'s answer).
 #[wasm_bindgen(js_name = webgpuSupported)]
 pub fn webgpu_supported() -> bool {
-    false
+    true
+}
+
+/// A WebGPU device opened before the model is handed over, so that when the browser has none
+/// the model's bytes stay in their loader for the CPU.
+#[wasm_bindgen]
+pub struct GpuDevice {
+    gpu: Option<Gpu>,
+}
+
+#[wasm_bindgen]
+impl GpuDevice {
+    /// The browser's WebGPU adapter and a device with the limits nib needs, or `gpu_unavailable`.
+    pub async fn open() -> Result<GpuDevice, JsValue> {
+        match Gpu::new_async().await {
+            Ok(gpu) => Ok(GpuDevice { gpu: Some(gpu) }),
+            Err(e) => Err(NibError::from_load(e).into()),
+        }
+    }
+
+    /// Whether the adapter is a CPU implementation (SwiftShader): correct but slower than the
+    /// wasm CPU backend, so `"auto"` does not take it.
+    #[wasm_bindgen(js_name = isSoftware)]
+    pub fn is_software(&self) -> bool {
+        self.gpu.as_ref().is_some_and(|g| g.is_software())
+    }
+
+    /// The adapter and the limits the device got.
+    pub fn describe(&self) -> String {
+        self.gpu.as_ref().map_or_else(|| "(handed to a model)".into(), |g| g.describe())
+    }
+}
+
+/// Runs `body` as a Promise: JS sees its error as the `NibError` it is.
+fn promise(body: impl std::future::Future<Output = NibResult<JsValue>> + 'static) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move { body.await.map_err(JsValue::from) })
 }
 
 #[wasm_bindgen]
@@ -130,10 +168,10 @@ struct Info {
     prompt_format: String,
 }
 
-fn to_js<T: Serialize>(v: &T) -> JsResult<JsValue> {
+fn to_js<T: Serialize>(v: &T) -> NibResult<JsValue> {
     // Maps as plain objects, so the worker can post them as they are.
     let ser = serde_wasm_bindgen::Serializer::json_compatible();
-    v.serialize(&ser).map_err(|e| NibError::new(Code::Internal, format!("result to JS: {e}")).into())
+    v.serialize(&ser).map_err(|e| NibError::new(Code::Internal, format!("result to JS: {e}")))
 }
 
 fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> NibResult<T> {
@@ -142,32 +180,36 @@ fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> NibResult<T>
 
 #[wasm_bindgen]
 impl NibEngine {
-    /// Builds the engine from a finished download (`backend`: "cpu"; "webgpu" is refused with
-    /// `gpu_unavailable` until the engine's GPU backend runs in the browser).
-    /// The loader is emptied only on success, so that `"auto"` can try WebGPU and then the CPU
-    /// with the same bytes.
+    /// Builds the engine from a finished download on the CPU (`backend`: "cpu"; WebGPU goes
+    /// through [`NibEngine::load_on_gpu`]). The loader is emptied only on success.
     pub fn load(loader: &mut ModelLoader, backend: &str) -> JsResult<NibEngine> {
-        let loaded = match backend {
-            "cpu" => {
-                let bytes = loader.take_bytes()?;
-                // One thread: an embedded widget cannot require cross-origin isolation.
-                let model = Model::load_cpu(ModelBytes::Owned(bytes), 1).map_err(NibError::from_load)?;
-                let mut c = Completer::new(model, CompleterConfig::default()).map_err(NibError::from_load)?;
-                c.set_clock(Box::new(now_ms));
-                Loaded::Cpu(c)
-            }
-            "webgpu" if !webgpu_supported() => {
-                return Err(NibError::new(Code::GpuUnavailable, "this build of nib has no WebGPU backend yet; use backend \"cpu\"").into())
-            }
-            other => return Err(NibError::invalid(format!("unknown backend {other:?} (cpu or webgpu)")).into()),
-        };
-        Ok(NibEngine { shared: Rc::new(RefCell::new(loaded)) })
+        if backend != "cpu" {
+            return Err(NibError::invalid(format!("backend {backend:?}: load takes \"cpu\"; WebGPU loads with loadOnGpu")).into());
+        }
+        let bytes = loader.take_bytes()?;
+        // One thread: an embedded widget cannot require cross-origin isolation.
+        let model = Model::load_cpu(ModelBytes::Owned(bytes), 1).map_err(NibError::from_load)?;
+        Ok(NibEngine::with(Loaded::Cpu(completer(model)?)))
+    }
+
+    /// Builds the engine on an opened WebGPU device: a Promise of the engine, rejected with
+    /// the device's error (`gpu_device_lost`, `out_of_memory`, …) if uploading fails.
+    #[wasm_bindgen(js_name = loadOnGpu)]
+    pub fn load_on_gpu(loader: &mut ModelLoader, device: &mut GpuDevice) -> JsResult<js_sys::Promise> {
+        let gpu = device.gpu.take().ok_or_else(|| NibError::invalid("this GPU device already holds a model"))?;
+        let bytes = loader.take_bytes()?;
+        Ok(promise(async move {
+            let model = load_model_on(gpu, ModelBytes::Owned(bytes)).await.map_err(NibError::from_load)?;
+            Ok(NibEngine::with(Loaded::Gpu(completer(model)?)).into())
+        }))
     }
 
     /// What runs the model: "cpu" or "webgpu".
     pub fn backend(&self) -> String {
-        match &*self.shared.borrow() {
-            Loaded::Cpu(_) => "cpu".into(),
+        match self.shared.try_borrow().as_deref() {
+            Ok(Loaded::Cpu(_)) => "cpu".into(),
+            Ok(Loaded::Gpu(_)) => "webgpu".into(),
+            Err(_) => "busy".into(),
         }
     }
 
@@ -177,7 +219,7 @@ impl NibEngine {
         let info = with_model!(&*loaded, c => {
             let cfg = c.model().config();
             Info {
-                backend: "cpu",
+                backend: if matches!(&*loaded, Loaded::Gpu(_)) { "webgpu" } else { "cpu" },
                 adapter: c.model().backend.name(),
                 n_layers: cfg.n_layers,
                 vocab: cfg.vocab,
@@ -185,7 +227,7 @@ impl NibEngine {
                 prompt_format: if c.format().fim().is_some() { "fim".into() } else { "prefix-only".into() },
             }
         });
-        to_js(&info)
+        Ok(to_js(&info)?)
     }
 
     /// Token ids of `text` (BOS only if the model asks); `special`: parse control-token spellings.
@@ -201,18 +243,24 @@ impl NibEngine {
         Ok(with_model!(&*loaded, c => c.model().tokenizer.decode(ids)).map_err(NibError::from_run)?)
     }
 
-    /// `{ids, top: [[id, logit], …]}`: the raw next-token logits after the whole prompt,
-    /// highest first (the CLI's `nib logits`).
-    pub fn logits(&self, prompt: &str, top: usize) -> JsResult<JsValue> {
-        let loaded = borrow(&self.shared)?;
-        let out = with_model!(&*loaded, c => {
-            let m = c.model();
-            let ids = m.tokenizer.encode(prompt).map_err(NibError::from_run)?;
-            let mut s = m.session(ids.len()).map_err(NibError::from_run)?;
-            let logits = m.eval(&mut s, &ids).map_err(NibError::from_run)?;
-            Logits { top: top_k(&logits, top), ids }
-        });
-        to_js(&out)
+    /// A Promise of `{ids, top: [[id, logit], …]}`: the raw next-token logits after the whole
+    /// prompt, highest first (the CLI's `nib logits`).
+    // The RefCell borrow held across awaits is the engine's lock: a call that arrives while this
+    // one waits on the GPU gets `busy` (the worker sends one request at a time anyway).
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn logits(&self, prompt: String, top: usize) -> js_sys::Promise {
+        let shared = Rc::clone(&self.shared);
+        promise(async move {
+            let loaded = borrow(&shared)?;
+            let out = with_model!(&*loaded, c => {
+                let m = c.model();
+                let ids = m.tokenizer.encode(&prompt).map_err(NibError::from_run)?;
+                let mut s = m.session(ids.len()).map_err(NibError::from_run)?;
+                let logits = m.eval_async(&mut s, &ids).await.map_err(NibError::from_run)?;
+                Logits { top: top_k(&logits, top), ids }
+            });
+            to_js(&out)
+        })
     }
 
     /// Starts a generation; the caller runs it with `step()`.
@@ -221,10 +269,12 @@ impl NibEngine {
         Ok(Generation::start(Rc::clone(&self.shared), prompt, opts)?)
     }
 
-    /// One completion request through the engine's pipeline; `on_partial` gets the best
-    /// candidate's text as it grows. Runs to the end: the worker cannot see an abort while
-    /// wasm runs (no SharedArrayBuffer), so it bounds a request with `timeLimitMs` instead.
-    pub fn complete(&self, request: JsValue, on_partial: Option<js_sys::Function>) -> JsResult<JsValue> {
+    /// A Promise of one completion request through the engine's pipeline; `on_partial` gets the
+    /// best candidate's text as it grows. Before every token the pipeline awaits `pause()` (the
+    /// worker's way back to its event loop) and then checks `signal.aborted`, so an abort stops
+    /// it within a token (`cancelled: true`).
+    #[allow(clippy::await_holding_refcell_ref)] // the engine's lock, as in `logits`
+    pub fn complete(&self, request: JsValue, on_partial: Option<js_sys::Function>, signal: JsValue, pause: Option<js_sys::Function>) -> JsResult<js_sys::Promise> {
         let r: CompleteRequest = from_js(request, "complete request")?;
         let mode = match r.mode.as_deref() {
             None => None,
@@ -239,64 +289,93 @@ impl NibEngine {
         req.max_tokens = r.max_tokens;
         req.seed = r.seed.unwrap_or(0);
         req.time_limit_ms = r.time_limit_ms;
-        let mut loaded = borrow(&self.shared)?;
-        let mut partial = |text: &str| {
-            if let Some(f) = &on_partial {
-                // A throwing callback must not stop the completion.
-                let _ = f.call1(&JsValue::NULL, &JsValue::from_str(text));
-            }
-        };
-        let resp = with_model!(&mut *loaded, c => c.complete_with(&req, &|| false, &mut partial)).map_err(NibError::from_run)?;
-        let t = resp.timings;
-        to_js(&Completion {
-            candidates: resp.candidates.into_iter().map(|c| Candidate { text: c.text, mean_logprob: c.mean_logprob }).collect(),
-            timings: Timings {
-                prompt_tokens: t.prompt_tokens,
-                reused_tokens: t.reused_tokens,
-                evaluated_tokens: t.evaluated_tokens,
-                generated_tokens: t.generated_tokens,
-                prompt_ms: t.prompt_ms,
-                decode_ms: t.decode_ms,
-                total_ms: t.total_ms,
-                cache_hit: t.cache_hit,
-                mode: t.mode,
-                stop: t.stop,
-            },
-            cancelled: resp.cancelled,
-        })
+        let shared = Rc::clone(&self.shared);
+        Ok(promise(async move {
+            let mut loaded = borrow(&shared)?;
+            let mut partial = |text: &str| {
+                if let Some(f) = &on_partial {
+                    // A throwing callback must not stop the completion.
+                    let _ = f.call1(&JsValue::NULL, &JsValue::from_str(text));
+                }
+            };
+            let aborted = || js_sys::Reflect::get(&signal, &JsValue::from_str("aborted")).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+            let mut pause_now = || {
+                let p = pause.as_ref().and_then(|f| f.call0(&JsValue::NULL).ok()).and_then(|v| v.dyn_into::<js_sys::Promise>().ok());
+                async move {
+                    if let Some(p) = p {
+                        let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+                    }
+                }
+            };
+            let resp = with_model!(&mut *loaded, c => c.complete_async(&req, &aborted, &mut partial, &mut pause_now).await).map_err(NibError::from_run)?;
+            let t = resp.timings;
+            to_js(&Completion {
+                candidates: resp.candidates.into_iter().map(|c| Candidate { text: c.text, mean_logprob: c.mean_logprob }).collect(),
+                timings: Timings {
+                    prompt_tokens: t.prompt_tokens,
+                    reused_tokens: t.reused_tokens,
+                    evaluated_tokens: t.evaluated_tokens,
+                    generated_tokens: t.generated_tokens,
+                    prompt_ms: t.prompt_ms,
+                    decode_ms: t.decode_ms,
+                    total_ms: t.total_ms,
+                    cache_hit: t.cache_hit,
+                    mode: t.mode,
+                    stop: t.stop,
+                },
+                cancelled: resp.cancelled,
+            })
+        }))
     }
 
-    /// Prefill of the first `prompt_tokens` tokens of `text` in one pass, then `gen_tokens`
-    /// greedy tokens one at a time (the CLI's `nib bench`, one run).
-    pub fn bench(&self, text: &str, prompt_tokens: usize, gen_tokens: usize) -> JsResult<JsValue> {
-        let loaded = borrow(&self.shared)?;
-        let out = with_model!(&*loaded, c => {
-            let m = c.model();
-            let mut ids = m.tokenizer.encode(text).map_err(NibError::from_run)?;
-            if ids.len() < prompt_tokens || prompt_tokens == 0 {
-                return Err(NibError::invalid(format!("the bench text has {} tokens, {prompt_tokens} asked", ids.len())).into());
-            }
-            ids.truncate(prompt_tokens);
-            let mut s = m.session(prompt_tokens + gen_tokens).map_err(NibError::from_run)?;
-            let t0 = now_ms();
-            let mut logits = m.eval(&mut s, &ids).map_err(NibError::from_run)?;
-            let t1 = now_ms();
-            let mut sampler = Sampler::greedy();
-            for _ in 0..gen_tokens {
-                let next = sampler.sample(&logits).map_err(NibError::from_run)?;
-                ids.push(next.id);
-                logits = m.eval(&mut s, &ids).map_err(NibError::from_run)?;
-            }
-            let t2 = now_ms();
-            Bench {
-                prompt_tokens,
-                gen_tokens,
-                prefill_ms: t1 - t0,
-                decode_ms: t2 - t1,
-                prefill_tok_s: prompt_tokens as f64 / ((t1 - t0) / 1e3),
-                decode_tok_s: gen_tokens as f64 / ((t2 - t1) / 1e3),
-            }
-        });
-        to_js(&out)
+    /// A Promise of one bench run: prefill of the first `prompt_tokens` tokens of `text` in one
+    /// pass, then `gen_tokens` greedy tokens one at a time (the CLI's `nib bench`).
+    #[allow(clippy::await_holding_refcell_ref)] // the engine's lock, as in `logits`
+    pub fn bench(&self, text: String, prompt_tokens: usize, gen_tokens: usize) -> js_sys::Promise {
+        let shared = Rc::clone(&self.shared);
+        promise(async move {
+            let loaded = borrow(&shared)?;
+            let out = with_model!(&*loaded, c => {
+                let m = c.model();
+                let mut ids = m.tokenizer.encode(&text).map_err(NibError::from_run)?;
+                if ids.len() < prompt_tokens || prompt_tokens == 0 {
+                    return Err(NibError::invalid(format!("the bench text has {} tokens, {prompt_tokens} asked", ids.len())));
+                }
+                ids.truncate(prompt_tokens);
+                let mut s = m.session(prompt_tokens + gen_tokens).map_err(NibError::from_run)?;
+                let t0 = now_ms();
+                let mut logits = m.eval_async(&mut s, &ids).await.map_err(NibError::from_run)?;
+                let t1 = now_ms();
+                let mut sampler = Sampler::greedy();
+                for _ in 0..gen_tokens {
+                    let next = sampler.sample(&logits).map_err(NibError::from_run)?;
+                    ids.push(next.id);
+                    logits = m.eval_async(&mut s, &ids).await.map_err(NibError::from_run)?;
+                }
+                let t2 = now_ms();
+                Bench {
+                    prompt_tokens,
+                    gen_tokens,
+                    prefill_ms: t1 - t0,
+                    decode_ms: t2 - t1,
+                    prefill_tok_s: prompt_tokens as f64 / ((t1 - t0) / 1e3),
+                    decode_tok_s: gen_tokens as f64 / ((t2 - t1) / 1e3),
+                }
+            });
+            to_js(&out)
+        })
+    }
+}
+
+/// The completer that owns a loaded model, with the browser's clock.
+fn completer<B: Backend>(model: Model<B>) -> NibResult<Completer<B>> {
+    let mut c = Completer::new(model, CompleterConfig::default()).map_err(NibError::from_load)?;
+    c.set_clock(Box::new(now_ms));
+    Ok(c)
+}
+
+impl NibEngine {
+    fn with(loaded: Loaded) -> NibEngine {
+        NibEngine { shared: Rc::new(RefCell::new(loaded)) }
     }
 }

@@ -1,17 +1,23 @@
-//! Generation one step at a time. The worker calls `step()` in a loop and goes back to its
+//! Generation one step at a time. The worker awaits `step()` in a loop and goes back to its
 //! event loop between calls, which is how an abort message reaches it without
 //! SharedArrayBuffer: each step is one bounded piece of work (a prefill chunk of at most
-//! `prefillChunk` tokens, or one decoded token).
+//! `prefillChunk` tokens, or one decoded token). A step is a Promise: on WebGPU the token's
+//! logits can only be awaited.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use nib_engine::backend::cpu::CpuBackend;
+use nib_engine::backend::gpu::GpuBackend;
+use nib_engine::backend::Backend;
 use nib_engine::sample::{Sampler, SamplerConfig};
-use nib_engine::Session;
+use nib_engine::{Model, Session};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::clock::now_ms;
-use crate::engine::{borrow, with_model, Loaded, Shared};
-use crate::error::{Code, JsResult, NibError, NibResult};
+use crate::engine::{borrow, Loaded, Shared};
+use crate::error::{Code, NibError, NibResult};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -39,6 +45,7 @@ impl Default for GenOptions {
 /// The session of a generation, on the backend of the model it belongs to.
 enum GenSession {
     Cpu(Session<CpuBackend>),
+    Gpu(Session<GpuBackend>),
 }
 
 #[derive(Serialize)]
@@ -57,8 +64,17 @@ struct Step {
 
 #[wasm_bindgen]
 pub struct Generation {
+    state: Rc<RefCell<GenState>>,
+}
+
+struct GenState {
     shared: Shared,
     session: GenSession,
+    core: Core,
+}
+
+/// Everything of a generation but its session.
+struct Core {
     sampler: Sampler,
     prompt: Vec<u32>,
     prefilled: usize,
@@ -86,8 +102,7 @@ impl Generation {
             .map_err(NibError::from_run)?;
         let (session, ids, stop) = {
             let loaded = borrow(&shared)?;
-            with_model!(&*loaded, c => {
-                let m = c.model();
+            fn open<B: Backend>(m: &Model<B>, prompt: &str, opts: &GenOptions) -> NibResult<(Session<B>, Vec<u32>, Vec<u32>)> {
                 let ids = m.tokenizer.encode(prompt).map_err(NibError::from_run)?;
                 if ids.is_empty() {
                     return Err(NibError::invalid("the prompt has no tokens"));
@@ -98,57 +113,73 @@ impl Generation {
                 }
                 let s = m.session(ids.len().saturating_add(opts.max_tokens)).map_err(NibError::from_run)?;
                 let stop = if opts.ignore_eos { Vec::new() } else { m.tokenizer.end_of_generation() };
-                (GenSession::Cpu(s), ids, stop)
-            })
+                Ok((s, ids, stop))
+            }
+            match &*loaded {
+                Loaded::Cpu(c) => open(c.model(), prompt, &opts).map(|(s, i, t)| (GenSession::Cpu(s), i, t))?,
+                Loaded::Gpu(c) => open(c.model(), prompt, &opts).map(|(s, i, t)| (GenSession::Gpu(s), i, t))?,
+            }
         };
         let done = opts.max_tokens == 0;
-        Ok(Generation { shared, session, sampler, prompt: ids, prefilled: 0, chunk: opts.prefill_chunk, pending: None, generated: 0, stop, opts, utf8: Vec::new(), done })
+        let core = Core { sampler, prompt: ids, prefilled: 0, chunk: opts.prefill_chunk, pending: None, generated: 0, stop, opts, utf8: Vec::new(), done };
+        Ok(Generation { state: Rc::new(RefCell::new(GenState { shared, session, core })) })
     }
+}
 
-    fn advance(&mut self) -> NibResult<Step> {
-        if self.done {
-            return Ok(self.idle());
+impl GenState {
+    #[allow(clippy::await_holding_refcell_ref)] // the engine's lock, as in `NibEngine::logits`
+    async fn advance(&mut self) -> NibResult<Step> {
+        if self.core.done {
+            return Ok(self.core.idle());
         }
         let shared = self.shared.clone();
         let loaded = borrow(&shared)?;
         match (&*loaded, &mut self.session) {
-            (Loaded::Cpu(c), GenSession::Cpu(s)) => {
-                let m = c.model();
-                let logits = if self.prefilled < self.prompt.len() {
-                    let end = self.prompt.len().min(self.prefilled.saturating_add(self.chunk));
-                    let t0 = now_ms();
-                    let logits = m.eval(s, &self.prompt[..end]).map_err(NibError::from_run)?;
-                    // Size the next chunk to the budget from this one's time per token. That
-                    // time grows with the context, so the budget sits well below the 100 ms an
-                    // abort may take.
-                    let per_token = (now_ms() - t0) / (end - self.prefilled) as f64;
-                    let fit = (self.opts.step_budget_ms / per_token.max(1e-3)) as usize;
-                    self.chunk = fit.clamp(1, nib_engine::model::PREFILL_CHUNK);
-                    self.prefilled = end;
-                    if end < self.prompt.len() {
-                        return Ok(self.idle());
-                    }
-                    logits
-                } else {
-                    let next = self.pending.take().ok_or_else(|| NibError::new(Code::Internal, "generation has no token to continue from"))?;
-                    let mut seq = s.tokens().to_vec();
-                    seq.push(next);
-                    m.eval(s, &seq).map_err(NibError::from_run)?
-                };
-                let next = self.sampler.sample(&logits).map_err(NibError::from_run)?;
-                if self.stop.contains(&next.id) {
-                    self.done = true;
-                    return Ok(self.idle());
-                }
-                self.generated += 1;
-                // The token's keys and values go in at the next step; a full context ends here.
-                self.done = self.generated >= self.opts.max_tokens || s.tokens().len() >= s.max_ctx();
-                self.pending = Some(next.id);
-                self.utf8.extend_from_slice(&m.tokenizer.token_bytes(next.id).unwrap_or_default());
-                let text = take_utf8(&mut self.utf8, self.done);
-                Ok(Step { token: Some(next.id), text, logprob: Some(next.logprob), prefilled: self.prefilled, done: self.done })
+            (Loaded::Cpu(c), GenSession::Cpu(s)) => self.core.advance(c.model(), s).await,
+            (Loaded::Gpu(c), GenSession::Gpu(s)) => {
+                // A GPU step costs its dispatches whatever its length: prefill in one step.
+                self.core.chunk = nib_engine::model::PREFILL_CHUNK;
+                self.core.advance(c.model(), s).await
             }
+            _ => Err(NibError::new(Code::Internal, "generation on another backend than its model")),
         }
+    }
+}
+
+impl Core {
+    async fn advance<B: Backend>(&mut self, m: &Model<B>, s: &mut Session<B>) -> NibResult<Step> {
+        let logits = if self.prefilled < self.prompt.len() {
+            let end = self.prompt.len().min(self.prefilled.saturating_add(self.chunk));
+            let t0 = now_ms();
+            let logits = m.eval_async(s, &self.prompt[..end]).await.map_err(NibError::from_run)?;
+            // Size the next chunk to the budget from this one's time per token. That time grows
+            // with the context, so the budget sits well below the 100 ms an abort may take.
+            let per_token = (now_ms() - t0) / (end - self.prefilled) as f64;
+            let fit = (self.opts.step_budget_ms / per_token.max(1e-3)) as usize;
+            self.chunk = fit.clamp(1, nib_engine::model::PREFILL_CHUNK);
+            self.prefilled = end;
+            if end < self.prompt.len() {
+                return Ok(self.idle());
+            }
+            logits
+        } else {
+            let next = self.pending.take().ok_or_else(|| NibError::new(Code::Internal, "generation has no token to continue from"))?;
+            let mut seq = s.tokens().to_vec();
+            seq.push(next);
+            m.eval_async(s, &seq).await.map_err(NibError::from_run)?
+        };
+        let next = self.sampler.sample(&logits).map_err(NibError::from_run)?;
+        if self.stop.contains(&next.id) {
+            self.done = true;
+            return Ok(self.idle());
+        }
+        self.generated += 1;
+        // The token's keys and values go in at the next step; a full context ends here.
+        self.done = self.generated >= self.opts.max_tokens || s.tokens().len() >= s.max_ctx();
+        self.pending = Some(next.id);
+        self.utf8.extend_from_slice(&m.tokenizer.token_bytes(next.id).unwrap_or_default());
+        let text = take_utf8(&mut self.utf8, self.done);
+        Ok(Step { token: Some(next.id), text, logprob: Some(next.logprob), prefilled: self.prefilled, done: self.done })
     }
 
     fn idle(&self) -> Step {
@@ -158,23 +189,28 @@ impl Generation {
 
 #[wasm_bindgen]
 impl Generation {
-    /// Evaluates one prefill chunk or one token: `{token?, text, logprob?, prefilled, done}`.
-    pub fn step(&mut self) -> JsResult<JsValue> {
-        let step = self.advance()?;
-        let ser = serde_wasm_bindgen::Serializer::json_compatible();
-        step.serialize(&ser).map_err(|e| NibError::new(Code::Internal, format!("step to JS: {e}")).into())
+    /// A Promise of one prefill chunk or one token: `{token?, text, logprob?, prefilled, done}`.
+    #[allow(clippy::await_holding_refcell_ref)] // this generation's own lock: a second step gets `busy`
+    pub fn step(&self) -> js_sys::Promise {
+        let state = Rc::clone(&self.state);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut g = state.try_borrow_mut().map_err(|_| JsValue::from(NibError::new(Code::Busy, "a step of this generation is running")))?;
+            let step = g.advance().await?;
+            let ser = serde_wasm_bindgen::Serializer::json_compatible();
+            step.serialize(&ser).map_err(|e| NibError::new(Code::Internal, format!("step to JS: {e}")).into())
+        })
     }
 
     /// Tokens in the prompt.
     #[wasm_bindgen(getter, js_name = promptTokens)]
     pub fn prompt_tokens(&self) -> usize {
-        self.prompt.len()
+        self.state.try_borrow().map_or(0, |g| g.core.prompt.len())
     }
 
     /// Tokens generated so far.
     #[wasm_bindgen(getter)]
     pub fn generated(&self) -> usize {
-        self.generated
+        self.state.try_borrow().map_or(0, |g| g.core.generated)
     }
 }
 

@@ -13,7 +13,7 @@ mod generation;
 pub mod loader;
 mod panic;
 
-pub use engine::NibEngine;
+pub use engine::{GpuDevice, NibEngine};
 pub use generation::Generation;
 pub use loader::ModelLoader;
 

@@ -170,7 +170,11 @@ export interface WasmModule {
   default(init: { module_or_path: URL | string }): Promise<{ memory: WebAssembly.Memory }>;
   webgpuSupported(): boolean;
   ModelLoader: new (size?: number | null, sha256?: string | null) => WasmLoader;
-  NibEngine: { load(loader: WasmLoader, backend: string): WasmEngine };
+  GpuDevice: { open(): Promise<WasmGpuDevice> };
+  NibEngine: {
+    load(loader: WasmLoader, backend: "cpu"): WasmEngine;
+    loadOnGpu(loader: WasmLoader, device: WasmGpuDevice): Promise<WasmEngine>;
+  };
   __testPanic(): void;
 }
 
@@ -184,19 +188,31 @@ export interface WasmLoader {
   free(): void;
 }
 
+export interface WasmGpuDevice {
+  describe(): string;
+  isSoftware(): boolean;
+  free(): void;
+}
+
+/** The calls that evaluate the model return Promises: WebGPU results can only be awaited. */
 export interface WasmEngine {
   backend(): string;
   info(): Omit<ModelInfo, "sha256" | "bytes" | "fromCache">;
   tokenize(text: string, special: boolean): Uint32Array;
   detokenize(ids: Uint32Array): string;
-  logits(prompt: string, top: number): LogitsResult;
+  logits(prompt: string, top: number): Promise<LogitsResult>;
   generate(prompt: string, options: GenerateOptions): WasmGeneration;
-  complete(request: object, onPartial?: ((text: string) => void) | null): Completion & { cancelled: boolean };
-  bench(text: string, promptTokens: number, genTokens: number): BenchResult;
+  complete(
+    request: object,
+    onPartial: ((text: string) => void) | null,
+    signal: AbortSignal,
+    pause: () => Promise<void>,
+  ): Promise<Completion & { cancelled: boolean }>;
+  bench(text: string, promptTokens: number, genTokens: number): Promise<BenchResult>;
   free(): void;
 }
 
 export interface WasmGeneration {
-  step(): { token: number | null; text: string; logprob: number | null; prefilled: number; done: boolean };
+  step(): Promise<{ token: number | null; text: string; logprob: number | null; prefilled: number; done: boolean }>;
   free(): void;
 }

@@ -69,7 +69,7 @@ async function load(msg: Extract<ToWorker, { type: "load" }>, signal: AbortSigna
   const m = await wasmModule();
   const gpu = m.webgpuSupported() && "gpu" in navigator;
   if (msg.backend === "webgpu" && !gpu) {
-    throw new NibError("gpu_unavailable", m.webgpuSupported() ? "this browser has no WebGPU" : "this build of nib has no WebGPU backend yet");
+    throw new NibError("gpu_unavailable", m.webgpuSupported() ? "this browser has no WebGPU (navigator.gpu)" : "this build of nib has no WebGPU backend");
   }
   const progress = throttled(msg.id);
   const got = await download(m, () => memory as WebAssembly.Memory, msg.source, msg.sha256, scope.location.origin, signal, progress);
@@ -80,10 +80,24 @@ async function load(msg: Extract<ToWorker, { type: "load" }>, signal: AbortSigna
     engine = null;
     let e: WasmEngine | null = null;
     if (msg.backend !== "cpu" && gpu) {
+      // The device first: without one the loader keeps the bytes, and "auto" takes the CPU.
+      let device = null;
       try {
-        e = m.NibEngine.load(got.loader, "webgpu");
+        device = await m.GpuDevice.open();
       } catch (err) {
         if (msg.backend === "webgpu" || describeError(err).code !== "gpu_unavailable") throw err;
+      }
+      // "auto" leaves a software adapter (SwiftShader) alone: the wasm CPU backend is faster.
+      if (device && msg.backend === "auto" && device.isSoftware()) {
+        device.free();
+        device = null;
+      }
+      if (device) {
+        try {
+          e = await m.NibEngine.loadOnGpu(got.loader, device);
+        } finally {
+          device.free();
+        }
       }
     }
     e ??= m.NibEngine.load(got.loader, "cpu");
@@ -101,7 +115,7 @@ async function generate(msg: Extract<ToWorker, { type: "generate" }>, signal: Ab
     let n = 0;
     for (;;) {
       if (signal.aborted) throw new NibError("aborted", `generation aborted after ${n} tokens`);
-      const s = gen.step();
+      const s = await gen.step();
       if (s.token != null) {
         n++;
         post({ type: "token", id: msg.id, token: { token: s.token, text: s.text, logprob: s.logprob ?? 0, at: performance.timeOrigin + performance.now() } });
@@ -123,16 +137,18 @@ async function handle(msg: ToWorker, signal: AbortSignal): Promise<unknown> {
     case "detokenize":
       return requireEngine().detokenize(Uint32Array.from(msg.ids));
     case "logits":
-      return requireEngine().logits(msg.prompt, msg.top);
+      return await requireEngine().logits(msg.prompt, msg.top);
     case "generate":
       return generate(msg, signal);
     case "complete": {
       const onPartial = msg.stream ? (text: string) => post({ type: "partial", id: msg.id, text }) : null;
-      const { cancelled: _cancelled, ...out } = requireEngine().complete(msg.request, onPartial);
+      // The pipeline yields before every token, so an abort stops it within one.
+      const { cancelled, ...out } = await requireEngine().complete(msg.request, onPartial, signal, yieldToEvents);
+      if (cancelled) throw new NibError("aborted", "completion aborted");
       return out;
     }
     case "bench":
-      return requireEngine().bench(msg.text, msg.promptTokens, msg.genTokens);
+      return await requireEngine().bench(msg.text, msg.promptTokens, msg.genTokens);
     case "memory":
       return {
         wasmBytes: memory?.buffer.byteLength ?? 0,

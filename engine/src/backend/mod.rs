@@ -6,8 +6,10 @@
 //! every op added here is one more kernel on every backend.
 
 pub mod cpu;
-/// Native (Vulkan) and in the browser (WebGPU); not under WASI, which has no GPU.
+/// Native (Vulkan) and in the browser (WebGPU); not under WASI, which has no GPU. (In the
+/// browser wgpu's handles are not `Send`: the worker is single-threaded.)
 #[cfg(any(not(target_arch = "wasm32"), target_os = "unknown"))]
+#[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 pub mod gpu;
 
 use crate::error::Result;

@@ -41,7 +41,7 @@ test("aborting a long generation stops it within 100 ms", async () => {
       for (let i = 0; i < 3; i++) prefill.push(await run(longPrompt, { afterMs: 300 + 250 * i }));
       // The completer still works.
       const after = await window.c.complete({ prefix: "def add(a, b):\n    return " });
-      // A completion aborted mid-way rejects at once (wasm runs it to the end in the background).
+      // A completion aborted mid-way rejects (the pipeline stops within a token).
       const ctl = new AbortController();
       const p = window.c.complete({ prefix: "class Stack:\n    def __init__(self):\n", mode: "block", signal: ctl.signal });
       setTimeout(() => ctl.abort(), 20);
@@ -58,7 +58,10 @@ test("aborting a long generation stops it within 100 ms", async () => {
     for (const x of r.decode) {
       assert.equal(x.code, "aborted");
       assert.ok(x.latency < LIMIT_MS, `decode abort took ${x.latency.toFixed(1)} ms`);
-      assert.ok(x.late <= 1, `${x.late} tokens were chosen after the abort`);
+      // The step running when the abort lands still reports its token; one more may follow,
+      // since the abort message and the worker's own yield arrive on different ports, whose
+      // relative order the browser does not promise.
+      assert.ok(x.late <= 2, `${x.late} tokens were chosen after the abort`);
     }
     for (const x of r.prefill) {
       assert.equal(x.code, "aborted");

@@ -160,6 +160,7 @@ pub struct PendingRead {
     staging: wgpu::Buffer,
     slot: Arc<Mutex<Slot<std::result::Result<(), wgpu::BufferAsyncError>>>>,
     bytes: u64,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     submission: Option<wgpu::SubmissionIndex>,
 }
 
@@ -311,6 +312,11 @@ impl Gpu {
             return Err(Error::gpu(if e.contains("ut of memory") { GpuFailure::OutOfMemory } else { GpuFailure::Failed }, e.clone()));
         }
         Ok(())
+    }
+
+    /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
     }
 
     /// Largest byte size a single storage binding may have.

@@ -180,7 +180,7 @@ impl GpuBackend {
     /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader): correct, but slower
     /// than the CPU backend, so `--backend auto` should not pick it.
     pub fn is_software(&self) -> bool {
-        self.gpu.info.device_type == wgpu::DeviceType::Cpu
+        self.gpu.is_software()
     }
 
     /// When on, every output tensor is filled with NaN before its kernel writes it, so that
@@ -374,10 +374,15 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 /// Loads a GGUF model that is already in memory onto the GPU backend, on every target (the
 /// browser's path); errors the device raised while uploading are reported here.
 pub async fn load_model_async(bytes: ModelBytes) -> Result<Model<GpuBackend>> {
+    load_model_on(Gpu::new_async().await?, bytes).await
+}
+
+/// [`load_model_async`] on a device already opened: the browser opens the device first, so
+/// that without one the model's bytes stay with the caller for the CPU.
+pub async fn load_model_on(gpu: Gpu, bytes: ModelBytes) -> Result<Model<GpuBackend>> {
     let bytes = Arc::new(bytes);
     let gguf = Gguf::parse(&bytes)?;
-    let backend = GpuBackend::new_async(Arc::clone(&bytes)).await?;
-    let model = Model::new(backend, &gguf)?;
+    let model = Model::new(GpuBackend::on(gpu, Arc::clone(&bytes)), &gguf)?;
     model.backend.settle().await?;
     Ok(model)
 }
