@@ -62,6 +62,7 @@ impl std::fmt::Display for GpuFailure {
 }
 
 impl Error {
+    #[cfg_attr(all(target_arch = "wasm32", not(target_os = "unknown")), allow(dead_code))] // no GPU under WASI
     pub(crate) fn gpu(kind: GpuFailure, message: impl Into<String>) -> Self {
         Error::Gpu { kind, message: message.into() }
     }

@@ -5,6 +5,8 @@
 //! `(max_ctx, kv_dim)`. As in llama.cpp's f16 matmuls, q is rounded to f16 before it meets the
 //! keys and the probabilities are rounded to f16 before they meet the values.
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use std::arch::wasm32::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -139,9 +141,68 @@ fn scores(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mu
             }
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    match q.len() / hd {
+        1 => return scores_simd128::<1>(kt, max_ctx, hd, q, len, out),
+        2 => return scores_simd128::<2>(kt, max_ctx, hd, q, len, out),
+        3 => return scores_simd128::<3>(kt, max_ctx, hd, q, len, out),
+        4 => return scores_simd128::<4>(kt, max_ctx, hd, q, len, out),
+        _ => {}
+    }
     for (qi, o) in q.chunks_exact(hd).zip(out.chunks_exact_mut(len)) {
         for (j, o) in o.iter_mut().enumerate() {
             *o = (0..hd).map(|d| qi[d] * kt[d * max_ctx + j].to_f32()).sum();
+        }
+    }
+}
+
+/// Four f16 (the low halves of `h`'s u32 lanes) as f32: the magnitude shifted into an f32's
+/// place and scaled by 2¹¹² (exact for normal and subnormal halves alike), infinities and NaNs
+/// rebuilt, the sign put back. wasm has no f16 conversion instruction; one value at a time
+/// through `half` made attention the bulk of a decode step in the browser.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn f16x4_to_f32(h: v128) -> v128 {
+    let mag = f32x4_mul(u32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13), f32x4_splat(f32::from_bits(0x7780_0000))); // × 2¹¹²
+    let inf_nan = u32x4_eq(v128_and(h, u32x4_splat(0x7c00)), u32x4_splat(0x7c00));
+    let special = v128_or(u32x4_splat(0x7f80_0000), u32x4_shl(v128_and(h, u32x4_splat(0x3ff)), 13));
+    v128_or(v128_bitselect(special, mag, inf_nan), u32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
+}
+
+/// Four f16 at `p` as f32.
+///
+/// # Safety
+/// `p` must be valid for reading 8 bytes.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+unsafe fn load_f16x4(p: *const f16) -> v128 {
+    f16x4_to_f32(u32x4_load_extend_u16x4(p as *const u16))
+}
+
+/// [`scores`] four keys at a time, in the scalar path's order of operations per key.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn scores_simd128<const NQ: usize>(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mut [f32]) {
+    let mut j = 0;
+    // Blocks of 4 keys (the last may run past `len`, never past the key rows).
+    while j < len && j + 4 <= max_ctx && (hd - 1) * max_ctx + j + 4 <= kt.len() {
+        let mut acc = [f32x4_splat(0.0); NQ];
+        for d in 0..hd {
+            // SAFETY: d * max_ctx + j + 4 <= kt.len(), checked for the largest d above.
+            let k4 = unsafe { load_f16x4(kt.as_ptr().add(d * max_ctx + j)) };
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = f32x4_add(*a, f32x4_mul(f32x4_splat(q[i * hd + d]), k4));
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let n = (len - j).min(4);
+            let lanes = [f32x4_extract_lane::<0>(*a), f32x4_extract_lane::<1>(*a), f32x4_extract_lane::<2>(*a), f32x4_extract_lane::<3>(*a)];
+            out[i * len + j..i * len + j + n].copy_from_slice(&lanes[..n]);
+        }
+        j += 4;
+    }
+    for j in j..len {
+        for i in 0..NQ {
+            out[i * len + j] = (0..hd).map(|d| q[i * hd + d] * kt[d * max_ctx + j].to_f32()).sum();
         }
     }
 }
@@ -189,11 +250,45 @@ fn weighted_values(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], l
             }
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if hd.is_multiple_of(4) && len.saturating_sub(1) * kv_dim + col + hd <= v.len() {
+        match outs.len() {
+            1 => return values_simd128::<1>(v, kv_dim, col, hd, p, len, outs),
+            2 => return values_simd128::<2>(v, kv_dim, col, hd, p, len, outs),
+            3 => return values_simd128::<3>(v, kv_dim, col, hd, p, len, outs),
+            4 => return values_simd128::<4>(v, kv_dim, col, hd, p, len, outs),
+            _ => {}
+        }
+    }
     for (o, pi) in outs.iter_mut().zip(p.chunks_exact(len)) {
         o.fill(0.0);
         for (j, &w) in pi.iter().enumerate() {
             if w != 0.0 {
                 vec::axpy_f16(o, w, &v[j * kv_dim + col..j * kv_dim + col + hd]);
+            }
+        }
+    }
+}
+
+/// [`weighted_values`] four columns at a time (`hd` a multiple of 4, rows `j < len` in `v`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn values_simd128<const NQ: usize>(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], len: usize, outs: &mut [&mut [f32]]) {
+    for c in (0..hd).step_by(4) {
+        let mut acc = [f32x4_splat(0.0); NQ];
+        for j in 0..len {
+            // SAFETY: j * kv_dim + col + c + 4 <= v.len(), checked by the caller for j < len.
+            let v4 = unsafe { load_f16x4(v.as_ptr().add(j * kv_dim + col + c)) };
+            for (i, a) in acc.iter_mut().enumerate() {
+                let w = p[i * len + j];
+                if w != 0.0 {
+                    *a = f32x4_add(*a, f32x4_mul(f32x4_splat(w), v4));
+                }
+            }
+        }
+        for (o, a) in outs.iter_mut().zip(&acc) {
+            // SAFETY: each output row holds the head's `hd` columns.
+            if o.len() >= c + 4 {
+                unsafe { v128_store(o.as_mut_ptr().add(c) as *mut v128, *a) };
             }
         }
     }
