@@ -709,43 +709,48 @@ impl StreamDecoder<'_> {
     /// The text that `id` completes: "" while a UTF-8 sequence is still open.
     pub fn push(&mut self, id: u32) -> Result<String> {
         self.pending.extend_from_slice(self.tokenizer.piece(id)?);
-        let mut out = String::new();
-        let mut rest: &[u8] = &self.pending;
-        loop {
-            match std::str::from_utf8(rest) {
-                Ok(s) => {
-                    out.push_str(s);
-                    rest = &[];
-                    break;
-                }
-                Err(e) => {
-                    let (valid, tail) = rest.split_at(e.valid_up_to());
-                    out.push_str(&String::from_utf8_lossy(valid));
-                    match e.error_len() {
-                        // The tail is the start of a sequence: wait for the next token.
-                        None => {
-                            rest = tail;
-                            break;
-                        }
-                        // Bytes that can never become valid: replace them, as decode does.
-                        Some(bad) => {
-                            out.push(char::REPLACEMENT_CHARACTER);
-                            rest = tail.get(bad..).unwrap_or_default();
-                        }
-                    }
-                }
-            }
-        }
-        let keep = rest.len();
-        let consumed = self.pending.len() - keep;
-        self.pending.drain(..consumed);
-        Ok(out)
+        Ok(take_complete_utf8(&mut self.pending))
     }
 
     /// Whatever is left: an unfinished sequence becomes U+FFFD.
     pub fn finish(self) -> String {
         String::from_utf8_lossy(&self.pending).into_owned()
     }
+}
+
+/// Takes the whole UTF-8 characters from the front of `pending`: bytes that can never become
+/// valid turn into U+FFFD (as [`Tokenizer::decode`] does); the start of an unfinished sequence
+/// stays for the next bytes.
+pub fn take_complete_utf8(pending: &mut Vec<u8>) -> String {
+    let mut out = String::new();
+    let mut rest: &[u8] = pending;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                rest = &[];
+                break;
+            }
+            Err(e) => {
+                let (valid, tail) = rest.split_at(e.valid_up_to());
+                out.push_str(&String::from_utf8_lossy(valid));
+                match e.error_len() {
+                    // The tail is the start of a sequence: wait for the next bytes.
+                    None => {
+                        rest = tail;
+                        break;
+                    }
+                    Some(bad) => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        rest = tail.get(bad..).unwrap_or_default();
+                    }
+                }
+            }
+        }
+    }
+    let consumed = pending.len() - rest.len();
+    pending.drain(..consumed);
+    out
 }
 
 fn meta_str<'g>(g: &'g Gguf, key: &str) -> Result<&'g str> {

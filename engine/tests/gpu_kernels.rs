@@ -307,32 +307,6 @@ fn stacked_weights_match_separate_ones() {
     }
 }
 
-fn round16(x: f32) -> f64 {
-    half::f16::from_f32(x).to_f32() as f64
-}
-
-/// Causal attention in f64 over q and f16-rounded k, v: (n, q_dim) for tokens at pos..pos+n,
-/// given every position's k, v so far (positions 0..pos+n, kv_dim each).
-fn attention_ref(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: AttnShape) -> Vec<f64> {
-    let (hd, kvd, group) = (s.head_dim, s.kv_dim(), s.n_heads / s.n_kv_heads);
-    let mut out = Vec::new();
-    for t in 0..n {
-        for h in 0..s.n_heads {
-            let g = h / group;
-            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| x as f64).collect();
-            let len = pos + t + 1;
-            let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
-            let m = sc.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
-            let z: f64 = e.iter().sum();
-            for d in 0..hd {
-                out.push((0..len).map(|j| e[j] / z * round16(vs[j * kvd + g * hd + d])).sum());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn attention_prefill_then_decode() {
     let (b, c) = (gpu(), cpu());
@@ -354,7 +328,7 @@ fn attention_prefill_then_decode() {
                 .attention(&mut gc, 1, pos, &b.tensor(n, shape.q_dim(), &q).unwrap(), &b.tensor(n, shape.kv_dim(), &k).unwrap(), &b.tensor(n, shape.kv_dim(), &v).unwrap(), shape)
                 .unwrap();
             let got = b.to_vec(&got).unwrap();
-            let want = attention_ref(&q, &ks, &vs, pos, n, shape);
+            let want = random::attention_f64(&q, &ks, &vs, pos, n, shape);
             let e = rel_err(&got, &want);
             assert!(e <= TOL, "attention {shape:?} pos {pos} n {n}: {e:.2e} vs f64");
             let cpu_out = c

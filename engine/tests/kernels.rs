@@ -500,32 +500,6 @@ fn reference_backend_matmul_splits_rows_and_tokens() {
     }
 }
 
-fn round16(x: f32) -> f64 {
-    half::f16::from_f32(x).to_f32() as f64
-}
-
-/// Causal attention in f64 over f16-rounded k, v and q (as the reference rounds it): (n, q_dim) for tokens at pos..pos+n,
-/// given every position's k, v so far (positions 0..pos+n, kv_dim each).
-fn attention_f64(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: AttnShape) -> Vec<f64> {
-    let (hd, kvd, group) = (s.head_dim, s.kv_dim(), s.n_heads / s.n_kv_heads);
-    let mut out = Vec::new();
-    for t in 0..n {
-        for h in 0..s.n_heads {
-            let g = h / group;
-            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| x as f64).collect();
-            let len = pos + t + 1;
-            let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
-            let m = sc.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
-            let z: f64 = e.iter().sum();
-            for d in 0..hd {
-                out.push((0..len).map(|j| e[j] / z * round16(vs[j * kvd + g * hd + d])).sum());
-            }
-        }
-    }
-    out
-}
-
 /// Largest |got − want| / (|want| + floor) over the output.
 fn worst_rel(got: &[f32], want: &[f64], floor: f64) -> f64 {
     assert_eq!(got.len(), want.len());
@@ -554,7 +528,7 @@ fn reference_attention_is_exact_to_f32() {
             let t = |d: &[f32], cols| CpuTensor::new(n, cols, d.to_vec()).unwrap();
             let (qt, kt, vt) = (t(&q, shape.q_dim()), t(&k, shape.kv_dim()), t(&v, shape.kv_dim()));
             let got = exact.attention(&mut ce, 1, pos, &qt, &kt, &vt, shape).unwrap().data;
-            let want = attention_f64(&q, &ks, &vs, pos, n, shape);
+            let want = random::attention_f64(&q, &ks, &vs, pos, n, shape);
             // One f32 rounding of the result (values are ~1, so a floor of 1e-3 keeps outputs
             // near 0 from dominating).
             let e = worst_rel(&got, &want, 1e-3);

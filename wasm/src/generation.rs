@@ -217,38 +217,10 @@ impl Generation {
 /// Takes the complete UTF-8 characters from the front of `buf`; bytes that can never be valid
 /// become U+FFFD; an unfinished sequence stays unless `flush`.
 fn take_utf8(buf: &mut Vec<u8>, flush: bool) -> String {
-    let mut out = String::new();
-    let mut rest: &[u8] = buf;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                out.push_str(s);
-                rest = &[];
-                break;
-            }
-            Err(e) => {
-                let (good, bad) = rest.split_at(e.valid_up_to());
-                out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                match e.error_len() {
-                    Some(n) => {
-                        out.push(char::REPLACEMENT_CHARACTER);
-                        rest = &bad[n..];
-                    }
-                    None if flush => {
-                        out.push(char::REPLACEMENT_CHARACTER);
-                        rest = &[];
-                        break;
-                    }
-                    None => {
-                        rest = bad;
-                        break;
-                    }
-                }
-            }
-        }
+    let mut out = nib_engine::tokenizer::take_complete_utf8(buf);
+    if flush && !buf.is_empty() {
+        out.push_str(&String::from_utf8_lossy(&std::mem::take(buf)));
     }
-    let keep = rest.to_vec();
-    *buf = keep;
     out
 }
 

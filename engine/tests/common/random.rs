@@ -1,6 +1,8 @@
-//! Seeded random test data shared by the kernel tests (CPU and GPU) and the kernel benchmark.
+//! Seeded random test data shared by the kernel tests (CPU and GPU) and the kernel benchmark,
+//! and the f64 attention both kernel tests hold their backends to.
 #![allow(dead_code)]
 
+use nib_engine::backend::AttnShape;
 use nib_engine::quant::GgmlType;
 
 /// splitmix64: small, seedable, good enough for test data.
@@ -61,6 +63,32 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec
                 out.extend((0..16).map(|_| rng.byte()));
             }
             other => panic!("no random weights for {other:?}"),
+        }
+    }
+    out
+}
+
+fn round16(x: f32) -> f64 {
+    half::f16::from_f32(x).to_f32() as f64
+}
+
+/// Causal attention in f64 over f32 q and f16-rounded k, v (what the KV cache holds): (n, q_dim)
+/// for tokens at pos..pos+n, given every position's k, v so far (positions 0..pos+n, kv_dim each).
+pub fn attention_f64(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s: AttnShape) -> Vec<f64> {
+    let (hd, kvd, group) = (s.head_dim, s.kv_dim(), s.n_heads / s.n_kv_heads);
+    let mut out = Vec::new();
+    for t in 0..n {
+        for h in 0..s.n_heads {
+            let g = h / group;
+            let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| x as f64).collect();
+            let len = pos + t + 1;
+            let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
+            let m = sc.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                out.push((0..len).map(|j| e[j] / z * round16(vs[j * kvd + g * hd + d])).sum());
+            }
         }
     }
     out
