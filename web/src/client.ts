@@ -146,36 +146,17 @@ export class Completer {
     checkKeys("stream", req, REQUEST_KEYS);
     const { signal, ...request } = req;
     const link = await this.ready();
-    const queue: string[] = [];
-    let wake: (() => void) | null = null;
-    let finished = false;
-    let failure: NibError | null = null;
-    let final = "";
-    link
-      .call<Completion>({ type: "complete", request, stream: true }, {
-        signal,
-        abortAtOnce: true,
-        onEvent: (m) => {
-          if (m.type === "partial") queue.push(m.text);
-          wake?.();
-        },
-      })
-      .then((c) => (final = c.candidates[0]?.text ?? ""), (e: NibError) => (failure = e))
-      .finally(() => {
-        finished = true;
-        wake?.();
-      });
+    const partials = eventsOf<string, Completion>(
+      (onEvent) => link.call<Completion>({ type: "complete", request, stream: true }, { signal, abortAtOnce: true, onEvent }),
+      (m) => (m.type === "partial" ? m.text : undefined),
+    );
     let last: string | null = null;
-    for (;;) {
-      while (queue.length) {
-        const text = queue.shift() as string;
-        if (text !== last) yield (last = text);
-      }
-      if (finished) break;
-      await new Promise<void>((r) => (wake = r));
-      wake = null;
+    let next = await partials.next();
+    while (!next.done) {
+      if (next.value !== last) yield (last = next.value);
+      next = await partials.next();
     }
-    if (failure) throw failure;
+    const final = next.value.candidates[0]?.text ?? "";
     if (final !== last) yield final;
   }
 
@@ -198,30 +179,10 @@ export class Completer {
     checkKeys("generate", options, GENERATE_KEYS);
     const { signal, ...opts } = options;
     const link = await this.ready();
-    const queue: GeneratedToken[] = [];
-    let wake: (() => void) | null = null;
-    let finished = false;
-    let failure: NibError | null = null;
-    link
-      .call({ type: "generate", prompt, options: opts }, {
-        signal,
-        onEvent: (m) => {
-          if (m.type === "token") queue.push(m.token);
-          wake?.();
-        },
-      })
-      .catch((e: NibError) => (failure = e))
-      .finally(() => {
-        finished = true;
-        wake?.();
-      });
-    for (;;) {
-      while (queue.length) yield queue.shift() as GeneratedToken;
-      if (finished) break;
-      await new Promise<void>((r) => (wake = r));
-      wake = null;
-    }
-    if (failure) throw failure;
+    yield* eventsOf<GeneratedToken, unknown>(
+      (onEvent) => link.call({ type: "generate", prompt, options: opts }, { signal, onEvent }),
+      (m) => (m.type === "token" ? m.token : undefined),
+    );
   }
 
   /** One prefill of `promptTokens` tokens of `text`, then `genTokens` greedy tokens. */
@@ -301,4 +262,35 @@ export async function createCompleter(options: CompleterOptions): Promise<Comple
   const { link, info } = await start(source, options);
   // Kept for reloading a dead worker: not the model bytes, the progress callback or the signal.
   return new Completer(link, info, source, { model: "", sha256, backend, workerUrl: options.workerUrl });
+}
+
+/**
+ * What a streaming call reports, as it arrives: `pick` turns a worker message into an event
+ * (or `undefined` for the others). Returns the call's result once the events are drained, or
+ * throws its error after them.
+ */
+async function* eventsOf<T, R>(call: (onEvent: (m: FromWorker) => void) => Promise<R>, pick: (m: FromWorker) => T | undefined): AsyncGenerator<T, R> {
+  const queue: T[] = [];
+  let wake: (() => void) | null = null;
+  let finished = false;
+  let failure: unknown = null;
+  let result: R | undefined;
+  call((m) => {
+    const e = pick(m);
+    if (e !== undefined) queue.push(e);
+    wake?.();
+  })
+    .then((r) => (result = r), (e: unknown) => (failure = e))
+    .finally(() => {
+      finished = true;
+      wake?.();
+    });
+  for (;;) {
+    while (queue.length) yield queue.shift() as T;
+    if (finished) break;
+    await new Promise<void>((r) => (wake = r));
+    wake = null;
+  }
+  if (failure) throw failure;
+  return result as R;
 }
