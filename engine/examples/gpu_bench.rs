@@ -193,19 +193,8 @@ fn copy_bandwidth(b: &GpuBackend, bytes: u64, reps: usize) -> Res<f64> {
     let gpu = b.context();
     let mk = |label| gpu.create_checked(&wgpu::BufferDescriptor { label: Some(label), size: bytes, usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
     let (src, dst) = (mk("bench copy src")?, mk("bench copy dst")?);
-    let mut times = Vec::new();
-    for round in 0..4 {
-        b.finish()?;
-        let t = Instant::now();
-        for _ in 0..reps {
-            gpu.copy(&src, 0, &dst, 0, bytes)?;
-        }
-        b.finish()?;
-        if round > 0 {
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
-    Ok(2.0 * bytes as f64 * reps as f64 / median(times))
+    let us = time_us(b, reps, || gpu.copy(&src, 0, &dst, 0, bytes))?;
+    Ok(2.0 * bytes as f64 / (us * 1e-6))
 }
 
 /// µs per dispatch of a kernel with almost no work (filling 64 words), each writing the buffer
@@ -214,19 +203,11 @@ fn copy_bandwidth(b: &GpuBackend, bytes: u64, reps: usize) -> Res<f64> {
 fn dispatch_floor(b: &GpuBackend, reps: usize) -> Res<f64> {
     let gpu = b.context();
     let buf = gpu.alloc(256)?;
-    let mut times = Vec::new();
-    for round in 0..4 {
-        b.finish()?;
-        let t = Instant::now();
-        for i in 0..reps {
-            ops::fill(gpu, &buf.buffer, 64, i as u32)?;
-        }
-        b.finish()?;
-        if round > 0 {
-            times.push(t.elapsed().as_secs_f64() / reps as f64);
-        }
-    }
-    Ok(median(times) * 1e6)
+    let mut i = 0u32;
+    time_us(b, reps, || {
+        i = i.wrapping_add(1);
+        ops::fill(gpu, &buf.buffer, 64, i)
+    })
 }
 
 /// GB/s of weight read by one matrix-vector product of each matrix of `shape`.
@@ -237,19 +218,7 @@ fn matvec_rates(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, copy_
         let w = b.weight(name, ty, r, c, &data)?;
         let xv: Vec<f32> = (0..c).map(|_| rng.unit()).collect();
         let x = b.tensor(1, c, &xv)?;
-        let mut times = Vec::new();
-        for round in 0..4 {
-            b.finish()?;
-            let t = Instant::now();
-            for _ in 0..reps {
-                b.matmul(&x, &w)?;
-            }
-            b.finish()?;
-            if round > 0 {
-                times.push(t.elapsed().as_secs_f64() / reps as f64);
-            }
-        }
-        let t = median(times);
+        let t = time_us(b, reps, || b.matmul(&x, &w))? * 1e-6;
         let gbs = data.len() as f64 / t / 1e9;
         rows.push(json!({
             "model": shape.name, "matrix": name, "rows": r, "cols": c, "format": ty.name(),
