@@ -7,6 +7,7 @@
 //! - `fixtures`: regenerates the llama.cpp reference fixtures in tests/fixtures/.
 
 mod bench;
+mod jupyterlab;
 mod setup;
 mod web;
 
@@ -93,7 +94,9 @@ fn test() -> Result<(), String> {
     run_cmd(wasm.env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner))?;
     // The browser runtime: built, then its JS unit tests and Chromium end-to-end tests.
     web::build()?;
-    web::test()
+    web::test()?;
+    // The JupyterLab extension, built on web/dist, in a Jupyter server and Chromium.
+    jupyterlab::test()
 }
 
 /// Integration tests that also run as wasm (the rest read files through APIs WASI lacks, or

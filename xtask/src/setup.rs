@@ -27,7 +27,8 @@ pub fn run() -> Result<(), String> {
     default_model()?;
     wasm_bindgen_cli()?;
     chromium()?;
-    web_packages()
+    web_packages()?;
+    crate::jupyterlab::setup()
 }
 
 /// wasm-bindgen's CLI at exactly the version of the crate (a mismatch fails at bind time).
@@ -65,16 +66,20 @@ fn chromium() -> Result<(), String> {
 
 /// web/'s npm packages (TypeScript, playwright-core), exactly as web/package-lock.json says.
 fn web_packages() -> Result<(), String> {
-    let web = root().join("web");
-    let lock = web.join("package-lock.json");
-    let installed = web.join("node_modules/.package-lock.json");
+    npm_ci(&root().join("web"))
+}
+
+/// `npm ci` in `dir`, unless its node_modules is newer than its package-lock.json.
+pub fn npm_ci(dir: &Path) -> Result<(), String> {
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/.package-lock.json");
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(l), Some(i)) = (mtime(&lock), mtime(&installed)) {
         if i >= l {
             return Ok(());
         }
     }
-    run_cmd(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web))
+    run_cmd(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(dir))
 }
 
 /// Mesa's lavapipe, the CPU Vulkan driver on which the GPU backend's tests run where there is

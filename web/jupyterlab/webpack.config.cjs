@@ -30,6 +30,9 @@ class ShipNibWorker {
 
 module.exports = {
   plugins: [new ShipNibWorker()],
+  // nib-complete is this repository's web/ package, built into web/dist by `cargo xtask web`:
+  // bundled from there rather than installed, so the two lockfiles stay independent.
+  resolve: { alias: { "nib-complete$": path.join(DIST, "index.js") } },
   // nib-complete's default worker URL (new URL("./worker.js", import.meta.url)) is never used
   // here (the provider passes workerUrl): webpack must not turn it into an asset.
   module: { parser: { javascript: { url: false } } },
