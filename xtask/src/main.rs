@@ -22,8 +22,9 @@ const USAGE: &str = "usage: cargo xtask <setup|test|web|bench|fixtures>
                         nib CPU beside llama.cpp (llama-cpp-python), medians, as a table;
                         --backend gpu: nib's GPU backend with the adapter named
   bench --browser [--runs N]
-                        nib CPU wasm beside wllama in headless Chromium (load, first token,
-                        prefill 512, decode 128), medians, with nib's native 1-thread decode
+                        nib CPU wasm and WebGPU beside wllama (1 and 2 threads) in headless
+                        Chromium (load, first token, prefill 512, decode 128), medians, with
+                        nib's native 1-thread decode
   fixtures              regenerate tests/fixtures/*.json with llama-cpp-python";
 
 fn main() -> ExitCode {

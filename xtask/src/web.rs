@@ -29,8 +29,8 @@ pub fn test() -> Result<(), String> {
 /// wllama, the browser peer, at the version of ../shared/anchors/wllama-baseline.md.
 const WLLAMA: &str = "@wllama/wllama@3.13.0";
 
-/// `cargo xtask bench --browser [--runs N]`: nib's CPU wasm beside wllama in one Chromium, and
-/// nib's native 1-thread decode for the ratio the issue asks for.
+/// `cargo xtask bench --browser [--runs N]`: nib's CPU wasm and WebGPU beside wllama (1 and 2
+/// threads) in one Chromium, and nib's native 1-thread decode for the ratio the issue asks for.
 pub fn bench_browser(args: &[String]) -> Result<(), String> {
     let runs = match args.iter().position(|a| a == "--runs") {
         Some(i) => args.get(i + 1).and_then(|r| r.parse::<u32>().ok()).filter(|&r| r >= 1).ok_or("--runs needs a number ≥ 1")?,
