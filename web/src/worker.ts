@@ -162,6 +162,14 @@ async function handle(msg: ToWorker, signal: AbortSignal): Promise<unknown> {
   }
 }
 
+/**
+ * Calls that run the model go one after another. An aborted `complete` answers its caller at
+ * once but finishes its current token here; an editor's next request arrives in that window
+ * and would otherwise get `busy`.
+ */
+const EVALUATING = new Set<ToWorker["type"]>(["complete", "generate", "logits", "bench"]);
+let evaluating: Promise<unknown> = Promise.resolve();
+
 scope.onmessage = (e) => {
   const msg = e.data;
   if (dead) return;
@@ -171,7 +179,9 @@ scope.onmessage = (e) => {
   }
   const ctl = new AbortController();
   running.set(msg.id, ctl);
-  handle(msg, ctl.signal).then(
+  const run = () => handle(msg, ctl.signal);
+  const done = EVALUATING.has(msg.type) ? (evaluating = evaluating.then(run, run)) : run();
+  done.then(
     (value) => post({ type: "result", id: msg.id, value }),
     (err) => {
       if (err instanceof WebAssembly.RuntimeError) {

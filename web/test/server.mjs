@@ -13,7 +13,7 @@ export const MODEL_FILE = path.join(ROOT, "models/default/SmolLM2-135M-Instruct.
 export const MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 export const MODEL_URL_PATH = "/models/default/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".gguf": "application/octet-stream", ".ts": "text/plain" };
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".gguf": "application/octet-stream", ".ts": "text/plain", ".css": "text/css", ".ttf": "font/ttf", ".svg": "image/svg+xml", ".png": "image/png" };
 
 /** Static folders, by URL prefix. */
 const MOUNTS = [
@@ -37,11 +37,11 @@ function serveFile(res, file, transform) {
 }
 
 /**
- * Starts the server on a free port; `requests` lists every path asked for. `headers` go on
- * every answer (the benchmark sets COOP/COEP so that wllama may use threads); `mounts` add
- * [prefix, folder] pairs.
+ * Starts the server (on a free port unless `port` is given); `requests` lists every path asked
+ * for. `headers` go on every answer (the benchmark sets COOP/COEP so that wllama may use
+ * threads); `mounts` add [prefix, folder] pairs (the playground mounts its build at "/").
  */
-export async function startServer({ headers = {}, mounts = [] } = {}) {
+export async function startServer({ headers = {}, mounts = [], port: wanted = 0 } = {}) {
   const requests = [];
   const allMounts = [...MOUNTS, ...mounts];
   const server = http.createServer((req, res) => {
@@ -101,7 +101,7 @@ export async function startServer({ headers = {}, mounts = [] } = {}) {
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found");
   });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  await new Promise((r, reject) => server.once("error", reject).listen(wanted, "127.0.0.1", r));
   const { port } = server.address();
   return { server, port, origin: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }) };
 }

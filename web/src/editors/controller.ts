@@ -75,15 +75,15 @@ export class SuggestionController {
   private destroyed = false;
 
   constructor(
-    private completer: CompleterLike,
+    private readonly completer: CompleterLike,
     private readonly onChange: (s: Suggestion | null) => void,
     settings: Partial<ControllerSettings> = {},
     status?: StatusModel,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.settings = { ...DEFAULT_SETTINGS, ...settings };
-    this.status = status ?? new StatusModel();
-    this.status.set({ state: "ready", backend: completer.backend ?? null });
+    // A status model handed in belongs to a page that reports loading itself.
+    this.status = status ?? new StatusModel({ state: "ready", backend: completer.backend ?? null });
   }
 
   get suggestion(): Suggestion | null {
@@ -91,13 +91,6 @@ export class SuggestionController {
     if (!s) return null;
     const c = s.candidates[s.index];
     return { text: c.text, index: s.index, count: s.candidates.length, candidates: s.candidates.map((x) => ({ ...x })) };
-  }
-
-  /** A new model (the playground's picker): what was shown or asked for belongs to the old one. */
-  setCompleter(completer: CompleterLike): void {
-    this.completer = completer;
-    this.status.set({ backend: completer.backend ?? null, error: null });
-    this.clear();
   }
 
   /**
@@ -136,6 +129,15 @@ export class SuggestionController {
     s.index = (s.index + step + s.candidates.length) % s.candidates.length;
     this.emit();
     return true;
+  }
+
+  /** The editor shows this candidate (Monaco cycles by itself and says which). */
+  select(text: string): void {
+    const s = this.shown;
+    const i = s ? s.candidates.findIndex((c) => c.text === text) : -1;
+    if (!s || i < 0 || i === s.index) return;
+    s.index = i;
+    this.emit();
   }
 
   /** Tab: the whole suggestion's text to insert (null: nothing shown, let Tab indent). */

@@ -33,6 +33,10 @@ interface InlineItem {
   insertText: string;
   range: { startLineNumber: number; startColumn: number; endLineNumber: number; endColumn: number };
 }
+/** InlineCompletionEndOfLifeReasonKind. */
+const END_ACCEPTED = 0;
+const END_REJECTED = 1;
+
 export interface MonacoLike {
   languages: { registerInlineCompletionsProvider(selector: string | string[] | { pattern?: string }, provider: object): Disposable };
 }
@@ -96,6 +100,14 @@ export function registerMonaco(
         waiter = finish;
       });
       return answer && !token.isCancellationRequested ? items(answer, position) : { items: [] };
+    },
+    /** Monaco cycles (Alt+] / Alt+[) among the items itself: the controller follows. */
+    handleItemDidShow(_list: unknown, item: InlineItem) {
+      controller.select(item.insertText);
+    },
+    /** Esc (Rejected) or Tab (Accepted) in Monaco: the controller lets the suggestion go too. */
+    handleEndOfLifetime(_list: unknown, _item: InlineItem, reason: { kind: number }) {
+      if (reason.kind === END_ACCEPTED || reason.kind === END_REJECTED) controller.dismiss();
     },
     /** Nothing to free: the candidates are plain strings, and what runs was stopped by the token. */
     disposeInlineCompletions() {},

@@ -18,8 +18,12 @@ export interface Status {
 }
 
 export class StatusModel {
-  private current: Status = { state: "loading", progress: null, backend: null, lastLatencyMs: null, tokPerS: null, mode: null, error: null };
+  private current: Status;
   private readonly listeners = new Set<(s: Status) => void>();
+
+  constructor(initial: Partial<Status> = {}) {
+    this.current = { state: "loading", progress: null, backend: null, lastLatencyMs: null, tokPerS: null, mode: null, error: null, ...initial };
+  }
 
   get value(): Status {
     return { ...this.current };
