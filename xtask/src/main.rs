@@ -4,20 +4,24 @@
 //! - `test`: `setup`, then every test.
 //! - `bench`: nib beside llama.cpp on the same model, prompt and thread counts; prints a table.
 //! - `web`: builds the browser runtime (wasm + the npm package) into web/dist.
+//! - `playground`: builds the playground and serves it on http://127.0.0.1:8080.
 //! - `fixtures`: regenerates the llama.cpp reference fixtures in tests/fixtures/.
 
 mod bench;
 mod jupyterlab;
+mod playground;
 mod setup;
 mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <setup|test|web|bench|fixtures>
+const USAGE: &str = "usage: cargo xtask <setup|test|web|playground|bench|fixtures>
   setup                 install what is missing, fetch the default model into models/default/
   test                  setup, then run every test
   web                   build the browser runtime (wasm + npm package nib-complete) into web/dist
+  playground [--build-only]
+                        setup, build, and serve the playground on http://127.0.0.1:8080
   bench [--runs N] [--threads 1,2] [--prompt-tokens N] [--gen-tokens N] [--backend cpu|gpu]
                         nib CPU beside llama.cpp (llama-cpp-python), medians, as a table;
                         --backend gpu: nib's GPU backend with the adapter named
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(),
         Some("test") => setup::run().and_then(|()| test()),
         Some("web") => setup::run().and_then(|()| web::build()),
+        Some("playground") => playground::run(&args[1..]),
         Some("bench") if args.iter().any(|a| a == "--browser") => web::bench_browser(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("fixtures") => fixtures(),
@@ -96,6 +101,8 @@ fn test() -> Result<(), String> {
     // The browser runtime: built, then its JS unit tests and Chromium end-to-end tests.
     web::build()?;
     web::test()?;
+    // The playground's editors with the real model in Chromium.
+    playground::test()?;
     // The JupyterLab extension, built on web/dist, in a Jupyter server and Chromium.
     jupyterlab::test()
 }

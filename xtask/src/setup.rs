@@ -28,6 +28,7 @@ pub fn run() -> Result<(), String> {
     wasm_bindgen_cli()?;
     chromium()?;
     web_packages()?;
+    crate::playground::setup()?;
     crate::jupyterlab::setup()
 }
 

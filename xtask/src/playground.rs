@@ -1,0 +1,39 @@
+//! The playground (playground/, Vite): `cargo xtask playground` installs what is missing
+//! (`setup::run`, which fetches the default model), builds the browser runtime and then the
+//! playground, and serves it on http://127.0.0.1:8080 with the model beside it, so the page
+//! loads the model from its own origin. `test` runs its end-to-end tests in Chromium.
+
+use std::process::Command;
+
+use crate::{root, run_cmd, setup, web};
+
+/// The playground's npm packages (Vite, CodeMirror, Monaco), as its package-lock.json says.
+pub fn setup() -> Result<(), String> {
+    setup::npm_ci(&root().join("playground"))
+}
+
+/// After `web::build`: the playground bundles the adapters and copies the runtime from web/dist.
+pub fn build() -> Result<(), String> {
+    run_cmd(Command::new("npm").args(["run", "--silent", "build"]).current_dir(root().join("playground")))
+}
+
+/// `cargo xtask playground [--build-only]`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    if let Some(bad) = args.iter().find(|a| *a != "--build-only") {
+        return Err(format!("playground: unknown argument {bad} (usage: cargo xtask playground [--build-only])"));
+    }
+    setup::run()?;
+    web::build()?;
+    build()?;
+    if args.is_empty() {
+        // Runs until interrupted.
+        run_cmd(Command::new("node").arg("playground/serve.mjs"))?;
+    }
+    Ok(())
+}
+
+/// End-to-end tests on the built playground: each editor on the CPU, one on WebGPU.
+pub fn test() -> Result<(), String> {
+    build()?;
+    run_cmd(Command::new("node").args(["--test", "--test-concurrency=1", "test/editors.test.mjs"]).current_dir(root().join("playground")))
+}
