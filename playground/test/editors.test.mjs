@@ -4,13 +4,14 @@
 // with no new request, Tab inserts it, Esc dismisses, and Tab with nothing shown indents. One
 // short line completion runs on WebGPU (SwiftShader). Screenshots of the ghost text go to
 // docs/screenshots/. The CodeMirror run also checks that the page requests only its own
-// assets and the model.
+// assets and the model; the textarea run loads the model through ?model=&sha256=; a model that
+// cannot be fetched puts the status in the error state.
 import test from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { openPlayground, requests, saveScreenshot, PLAYGROUND } from "./harness.mjs";
-import { MODEL_URL_PATH } from "../../web/test/server.mjs";
+import { MODEL_SHA256, MODEL_URL_PATH } from "../../web/test/server.mjs";
 
 /** Where each editor draws ghost text: nib's own span, or Monaco's decoration. */
 const GHOST = { codemirror: ".nib-ghost", textarea: ".nib-ghost", monaco: ".ghost-text-decoration, .ghost-text-decoration-preview" };
@@ -52,9 +53,12 @@ async function typeReturn(page) {
 }
 
 async function scenario(editor) {
-  const h = await openPlayground(`${SETTINGS}&editor=${editor}`);
+  // The textarea run loads the model as a user-given URL + sha256 (?model=&sha256=).
+  const custom = editor === "textarea" ? `&model=${encodeURIComponent(MODEL_URL_PATH)}&sha256=${MODEL_SHA256}` : "";
+  const h = await openPlayground(`${SETTINGS}&editor=${editor}${custom}`);
   try {
     assert.equal(await h.page.getAttribute("#status", "data-nib-backend"), "cpu");
+    assert.equal(await h.page.inputValue("#model"), custom ? "custom" : "smollm2-135m-instruct-q4_1");
     await h.page.waitForFunction(() => window.nibPlayground.editor !== null);
     await h.page.waitForTimeout(editor === "monaco" ? 500 : 100);
     await h.page.click("#host");
@@ -148,6 +152,16 @@ test("codemirror on WebGPU (SwiftShader): a short line completion appears and Ta
   } catch (e) {
     console.log(h.logs.join("\n"));
     throw e;
+  } finally {
+    await h.close();
+  }
+});
+
+test("a model that cannot be fetched: data-nib-state is error and the status says why", async () => {
+  const h = await openPlayground(`backend=cpu&model=${encodeURIComponent("/bad/404.gguf")}`, "error");
+  try {
+    assert.match(await h.page.textContent("#status"), /model_fetch_failed/);
+    assert.equal(await h.page.getAttribute("#status", "data-nib-backend"), null);
   } finally {
     await h.close();
   }

@@ -14,8 +14,8 @@ const { chromium } = createRequire(path.join(WEB, "package.json"))("playwright-c
 export const PLAYGROUND = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const SCREENSHOTS = path.resolve(PLAYGROUND, "../docs/screenshots");
 
-/** Server + browser + the playground page at `?query`, its model loaded. */
-export async function openPlayground(query) {
+/** Server + browser + the playground page at `?query`, its model loaded (`state`: or failed). */
+export async function openPlayground(query, state = "ready") {
   for (const [file, hint] of [
     [CHROMIUM, "install Chromium (cargo xtask setup)"],
     [path.join(PLAYGROUND, "dist/index.html"), "build the playground (cargo xtask playground --build-only)"],
@@ -42,8 +42,8 @@ export async function openPlayground(query) {
   try {
     await page.goto(`${srv.origin}/?${query}`);
     await page.waitForSelector("#status[data-nib-state=ready], #status[data-nib-state=error]", { timeout: 120000 });
-    const state = await page.getAttribute("#status", "data-nib-state");
-    if (state !== "ready") throw new Error(`the playground did not load: ${await page.textContent("#status")}\n${logs.join("\n")}`);
+    const got = await page.getAttribute("#status", "data-nib-state");
+    if (got !== state) throw new Error(`the playground is ${got}, not ${state}: ${await page.textContent("#status")}\n${logs.join("\n")}`);
   } catch (e) {
     await close();
     throw e;
