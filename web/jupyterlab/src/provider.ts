@@ -12,7 +12,7 @@ import { InlineCompletionTriggerKind } from "@jupyterlab/completer";
 import { NotebookPanel } from "@jupyterlab/notebook";
 import type { ISettingRegistry } from "@jupyterlab/settingregistry";
 import type { Widget } from "@lumino/widgets";
-import { createCompleter, NibError, type Completer } from "nib-complete";
+import { createCompleter, NibError, type CompleteRequest, type Completer } from "nib-complete";
 import { cellPrompt } from "./context.js";
 import { modelHref, type NibSettings } from "./settings.js";
 import type { Status } from "./status.js";
@@ -24,6 +24,10 @@ interface Running {
   started: number;
   first: number;
 }
+
+/** Candidates sampled on an explicit invoke, and their temperature (typing asks for one, greedy). */
+const INVOKE_CANDIDATES = 3;
+const INVOKE_TEMPERATURE = 0.8;
 
 export interface ProviderOptions {
   /** The Jupyter server's base URL: relative model paths are files under its root. */
@@ -87,7 +91,9 @@ export class NibProvider implements IInlineCompletionProvider {
     const { prefix, suffix } = cellPrompt(earlier, request.text, request.offset);
     const started = performance.now();
     this.options.onStatus({ state: "thinking", backend: completer.backend });
-    const partials = completer.stream({ prefix, suffix, language, ...(settings.mode === "auto" ? {} : { mode: settings.mode }), signal });
+    const req = { prefix, suffix, language, ...(settings.mode === "auto" ? {} : { mode: settings.mode }), signal };
+    if (context.triggerKind === InlineCompletionTriggerKind.Invoke) return this.candidates(completer, req, started);
+    const partials = completer.stream(req);
     let first: IteratorResult<string>;
     try {
       first = await partials.next();
@@ -119,6 +125,22 @@ export class NibProvider implements IInlineCompletionProvider {
       this.report(e, null, backend);
     } finally {
       this.running.delete(token);
+    }
+  }
+
+  /**
+   * An explicit request (Alt+\): several sampled candidates at once, ranked by mean
+   * log-probability, for JupyterLab's Alt+] / Alt+[ to cycle through.
+   */
+  private async candidates(completer: Completer, req: CompleteRequest, started: number): Promise<IInlineCompletionList<IInlineCompletionItem>> {
+    try {
+      const out = await completer.complete({ ...req, n: INVOKE_CANDIDATES, temperature: INVOKE_TEMPERATURE });
+      const now = performance.now() - started;
+      this.options.onStatus({ state: "ready", backend: completer.backend, firstMs: now, totalMs: now });
+      return { items: out.candidates.filter((c) => c.text.length > 0).map((c) => ({ insertText: c.text })) };
+    } catch (e) {
+      this.report(e, completer);
+      throw e;
     }
   }
 

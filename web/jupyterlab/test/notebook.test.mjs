@@ -132,6 +132,13 @@ test("JupyterLab: nib's ghost text in a notebook, with the earlier cell as conte
     const cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell");
     await cells.nth(1).locator(".cm-content").waitFor({ timeout: 90000 });
     await page.locator(".nib-status").waitFor({ timeout: 30000 });
+    // Whether JupyterLab ever showed ghost text still streaming (nib's stream() at work).
+    await page.evaluate(() => {
+      window.sawStreaming = false;
+      new MutationObserver(() => {
+        if (document.querySelector(".jp-GhostText-streamingIndicator")) window.sawStreaming = true;
+      }).observe(document.body, { subtree: true, childList: true });
+    });
     await cells.nth(1).locator(".cm-content").click();
     await page.keyboard.type(TYPED, { delay: 40 });
 
@@ -152,13 +159,29 @@ test("JupyterLab: nib's ghost text in a notebook, with the earlier cell as conte
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
 
+    assert.ok(await page.evaluate(() => window.sawStreaming), "the ghost text was streamed");
     const source = () => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel.getSource();
     assert.equal(await page.evaluate(source), TYPED, "the ghost text is not in the cell before Tab");
+
+    // Typing the suggestion's first character shortens it at once (no new answer needed:
+    // the next request waits for the debounce), and Tab then inserts the rest.
+    await page.keyboard.type(shown[0]);
+    assert.equal(await ghost.first().textContent(), shown.slice(1), "typing through the ghost text keeps it");
     await page.keyboard.press("Tab");
     await page.waitForFunction((typed) => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel.getSource() !== typed, TYPED, { timeout: 10000 });
     const text = await page.evaluate(source);
     assert.equal(text, TYPED + shown, "Tab inserted the ghost text as shown");
     assert.match(text, /^total = add_numbers\(/, "the completion uses the function the first cell defines");
+
+    // An explicit request (Alt+\): sampled candidates, shown as ghost text.
+    await page.keyboard.press("End");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("print(tot", { delay: 40 });
+    await page.keyboard.press("Alt+Backslash");
+    await page.waitForFunction(() => document.querySelector(".jp-GhostText") && document.querySelector(".nib-status")?.getAttribute("data-nib-state") === "ready", null, { timeout: 60000 });
+    console.log(`invoked: ${JSON.stringify(await ghost.first().textContent())}`);
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => !document.querySelector(".jp-GhostText"), null, { timeout: 10000 });
 
     // Privacy: the page and the worker asked only the Jupyter server, the model included.
     const foreign = seen.filter((u) => !(u.startsWith(`${origin}/`) || u.startsWith("data:") || u.startsWith("blob:")));
