@@ -1,10 +1,10 @@
 // JupyterLab end to end: the installed nib-jupyterlab labextension in a real Jupyter server
 // (no token, a temporary root, the model served by the server's own files/ endpoint) and
 // headless Chromium. A notebook's first cell defines add_numbers; typing `total = add_` in the
-// second cell must bring JupyterLab's ghost text from nib, which Tab accepts. Without the
-// first cell in the prompt the model says `to_list(…)` (checked natively with `nib complete`),
-// so `add_numbers(` in the accepted text shows that earlier cells are context. The CPU backend
-// runs (SwiftShader WebGPU is ~4 s a token). Saves docs/screenshots/jupyterlab.png.
+// second cell must bring JupyterLab's ghost text from nib, which JupyterLab's accept key (Tab;
+// Alt+End in 4.1) accepts. Without the first cell in the prompt the model says `to_list(…)`
+// (checked natively with `nib complete`), so `add_numbers(` in the accepted text shows that
+// earlier cells are context. The CPU backend runs (SwiftShader WebGPU is ~4 s a token). Saves docs/screenshots/jupyterlab.png.
 import test from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -153,7 +153,7 @@ test("JupyterLab: nib's ghost text in a notebook, with the earlier cell as conte
     );
     const shown = await ghost.first().textContent();
     const status = await page.locator(".nib-status").textContent();
-    console.log(`ghost text: ${JSON.stringify(shown)}; status: ${status}`);
+    console.log(`JupyterLab ${await page.evaluate(() => window.jupyterapp.version)}; ghost text: ${JSON.stringify(shown)}; status: ${status}`);
     assert.ok(shown && shown.length > 0, "the ghost text is not empty");
     assert.equal(await page.locator(".nib-status").getAttribute("data-nib-backend"), "cpu");
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
@@ -163,14 +163,19 @@ test("JupyterLab: nib's ghost text in a notebook, with the earlier cell as conte
     const source = () => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel.getSource();
     assert.equal(await page.evaluate(source), TYPED, "the ghost text is not in the cell before Tab");
 
+    // The first key JupyterLab binds to accepting: Tab (JupyterLab 4.6), Alt+End (4.1).
+    const accept = await page.evaluate(() => window.jupyterapp.commands.keyBindings.find((b) => b.command === "inline-completer:accept")?.keys[0]);
+    assert.ok(accept, "JupyterLab binds a key to inline-completer:accept");
+    const acceptKey = accept.split(" ").join("+");
+
     // Typing the suggestion's first character shortens it at once (no new answer needed:
-    // the next request waits for the debounce), and Tab then inserts the rest.
+    // the next request waits for the debounce), and accepting then inserts the rest.
     await page.keyboard.type(shown[0]);
     assert.equal(await ghost.first().textContent(), shown.slice(1), "typing through the ghost text keeps it");
-    await page.keyboard.press("Tab");
-    await page.waitForFunction((typed) => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel.getSource() !== typed, TYPED, { timeout: 10000 });
+    await page.keyboard.press(acceptKey);
+    await page.waitForFunction((typed) => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel.getSource() !== typed, TYPED + shown[0], { timeout: 10000 });
     const text = await page.evaluate(source);
-    assert.equal(text, TYPED + shown, "Tab inserted the ghost text as shown");
+    assert.equal(text, TYPED + shown, `${acceptKey} inserted the ghost text as shown`);
     assert.match(text, /^total = add_numbers\(/, "the completion uses the function the first cell defines");
 
     // An explicit request (Alt+\): sampled candidates, shown as ghost text.
