@@ -12,7 +12,7 @@ import { InlineCompletionTriggerKind } from "@jupyterlab/completer";
 import { NotebookPanel } from "@jupyterlab/notebook";
 import type { ISettingRegistry } from "@jupyterlab/settingregistry";
 import type { Widget } from "@lumino/widgets";
-import { createCompleter, NibError, type CompleteRequest, type Completer } from "nib-complete";
+import { createCompleter, NibError, type Backend, type CompleteRequest, type Completer } from "nib-complete";
 import { cellPrompt } from "./context.js";
 import { modelHref, type NibSettings } from "./settings.js";
 import type { Status } from "./status.js";
@@ -20,6 +20,7 @@ import type { Status } from "./status.js";
 /** A completion whose first text went out with `fetch`; `stream` drains the rest. */
 interface Running {
   partials: AsyncGenerator<string>;
+  backend: Backend;
   text: string;
   started: number;
   first: number;
@@ -106,14 +107,14 @@ export class NibProvider implements IInlineCompletionProvider {
       return { items: [] };
     }
     const token = `nib-${this.nextToken++}`;
-    this.running.set(token, { partials, text: first.value, started, first: performance.now() - started });
+    this.running.set(token, { partials, backend: completer.backend, text: first.value, started, first: performance.now() - started });
     return { items: [{ insertText: first.value, isIncomplete: true, token }] };
   }
 
   async *stream(token: string): AsyncGenerator<{ response: IInlineCompletionItem }> {
     const run = this.running.get(token);
     if (!run) return;
-    const backend = this.loaded ? await this.loaded.completer.then((c) => c.backend) : "cpu";
+    const { backend } = run;
     try {
       for await (const text of run.partials) {
         run.text = text;
