@@ -200,7 +200,7 @@ fn fim_prompt_is_the_documented_one() {
     let fim = c.format().fim().expect("FIM tokens detected");
     assert_eq!(fim.family, Family::QwenCoder);
     assert_eq!((fim.prefix, fim.suffix, fim.middle, fim.file_sep), (151659, 151661, 151660, Some(151664)));
-    for s in [151643, 151659, 151660, 151661, 151662, 151663, 151664] {
+    for s in [151643, 151645, 151659, 151660, 151661, 151662, 151663, 151664] {
         assert!(c.format().stop_ids().contains(&s), "{s} ends a completion");
     }
     let fx = common::fixture("qwen2_tiny.json");
