@@ -17,6 +17,8 @@ pub struct Options {
     temperature: Option<f32>,
     seed: u64,
     fim: bool,
+    /// Also print the prompt's token ids (`prompt_ids`): what the model was shown.
+    show_prompt: bool,
 }
 
 impl Options {
@@ -39,6 +41,7 @@ impl Options {
             temperature: args.f32("temperature")?,
             seed: args.u64("seed")?.unwrap_or(0),
             fim: !args.flag("no-fim"),
+            show_prompt: args.flag("show-prompt"),
         })
     }
 }
@@ -60,7 +63,12 @@ pub fn run<B: Backend>(model: Model<B>, opts: &Options) -> Result<Value, Error> 
         seed: opts.seed,
         ..Request::new(prefix, suffix)
     };
+    let prompt_ids = if opts.show_prompt { Some(completer.prompt(&req)?.ids) } else { None };
     let r = completer.complete(&req)?;
     let candidates: Vec<Value> = r.candidates.iter().map(|c| json!({ "text": c.text, "mean_logprob": c.mean_logprob })).collect();
-    Ok(json!({ "candidates": candidates, "timings": r.timings }))
+    let mut out = json!({ "candidates": candidates, "timings": r.timings });
+    if let Some(ids) = prompt_ids {
+        out["prompt_ids"] = json!(ids);
+    }
+    Ok(out)
 }

@@ -34,8 +34,9 @@ const USAGE: &str = "usage: nib <tokenize|logits|generate|bench|bench-complete|c
   nib bench-complete [--prefix-file F] [--language L] [--prefix-tokens N] [--runs R]
                                     -> line-mode latency p50/p95: cold prompt vs one-character edit
   nib complete --prefix-file F [--suffix-file F] [--language L] [--mode line|block] [--n N]
-               [--max-tokens N] [--temperature T] [--seed S] [--no-fim]
+               [--max-tokens N] [--temperature T] [--seed S] [--no-fim] [--show-prompt]
                                     -> {\"candidates\":[{\"text\",\"mean_logprob\"}],\"timings\":{...}}
+                                       (--show-prompt adds \"prompt_ids\":[...], the ids the model saw)
   nib eval humaneval|infill-single-line [--limit N] [--n-samples K] [--temperature T]
                [--max-tokens N] [--timeout S] [--data DIR]   -> pass@k / exact-match JSON";
 

@@ -54,6 +54,30 @@ fn complete_prints_ranked_candidates_and_timings() {
     assert!(c.iter().all(|c| !c["text"].as_str().unwrap().contains('\n')));
 }
 
+/// Qwen2.5-Coder's FIM prompt, on the tiny random-weight qwen2 model with the real vocabulary
+/// (`cargo xtask setup` makes it): `nib complete --show-prompt` reports the ids the model saw,
+/// which must be `<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>` exactly as
+/// llama.cpp tokenizes that documented form (tests/fixtures/qwen2_tiny.json), on both backends.
+#[test]
+fn complete_builds_the_documented_qwen_fim_prompt() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let m = root.join("target/xtask/qwen2/tiny-qwen2.gguf");
+    assert!(m.is_file(), "{} is missing: run `cargo xtask setup` first", m.display());
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/qwen2_tiny.json")).unwrap()).unwrap();
+    for (i, case) in fx["fim"].as_array().unwrap().iter().enumerate() {
+        let (p, s) = files(&format!("qwen{i}"), case["prefix"].as_str().unwrap(), case["suffix"].as_str().unwrap());
+        let want = &case["ids"];
+        assert_eq!(want[0], 151659, "<|fim_prefix|> first");
+        for backend in ["cpu", "gpu"] {
+            let out = nib(&["complete", "--model", m.to_str().unwrap(), "--backend", backend, "--prefix-file", p.to_str().unwrap(), "--suffix-file", s.to_str().unwrap(), "--max-tokens", "2", "--show-prompt"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(&v["prompt_ids"], want, "case {i} on {backend}");
+            assert_eq!(v["timings"]["prompt_tokens"], want.as_array().unwrap().len(), "case {i} on {backend}");
+        }
+    }
+}
+
 #[test]
 fn complete_usage_and_file_errors() {
     let (p, _) = files("err", "x = ", "");

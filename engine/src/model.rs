@@ -64,7 +64,7 @@ impl<B: Backend> Session<B> {
 impl<B: Backend> Model<B> {
     pub fn new(backend: B, gguf: &Gguf) -> Result<Self> {
         let tokenizer = Tokenizer::from_gguf(gguf)?;
-        let arch = Llama::load(&backend, gguf)?;
+        let arch = crate::arch::load(&backend, gguf)?;
         if tokenizer.vocab_size() > arch.config.vocab {
             return Err(Error::Model(format!(
                 "tokenizer has {} tokens but the output has {} rows",

@@ -4,11 +4,12 @@
 //!
 //! The references: matmul and embedding against the reference dequantization (`quant`) times
 //! x in f64 (the CPU backend quantizes activations to 8 bits; the GPU does not); RMSNorm in f64;
-//! RoPE, SwiGLU and add against the CPU backend; attention against an f64 softmax over the same
-//! q and f16-rounded keys and values, and against the CPU backend, which also rounds q and the
-//! probabilities to f16 (so it is held to 2e-3 there). The fused ops (add + norm, SwiGLU + down
-//! projection, RoPE + KV append + attention, products of stacked weights) against the same
-//! ops unfused on the GPU.
+//! RoPE, SwiGLU and add against the CPU backend; add_bias (both backends) exactly against the
+//! host; attention against an f64 softmax over the same q and f16-rounded keys and values, and
+//! against the CPU backend, which also rounds q and the probabilities to f16 (so it is held to
+//! 2e-3 there). The fused ops (add + norm, SwiGLU + down projection, RoPE + KV append +
+//! attention, products of stacked weights with and without q/k/v biases) against the same ops
+//! unfused on the GPU.
 
 use std::sync::{Arc, OnceLock};
 
@@ -292,19 +293,65 @@ fn stacked_weights_match_separate_ones() {
         let wq = b.weight("q", ty, shape.q_dim(), dim, &qb).unwrap();
         let wk = b.weight("k", ty, shape.kv_dim(), dim, &kb).unwrap();
         let wv = b.weight("v", ty, shape.kv_dim(), dim, &vb).unwrap();
-        let mut fused = b.new_cache(1, 16, shape).unwrap();
-        let mut plain = b.new_cache(1, 16, shape).unwrap();
-        let mut pos = 0;
-        for n in [7, 1, 2] {
-            let h = b.tensor(n, dim, &rng.vec(n * dim, 2.0)).unwrap();
-            let got = b.qkv_attention(&mut fused, 0, pos, &h, &stacked, shape, &rope).unwrap();
-            let (mut q, mut k, v) = (b.matmul(&h, &wq).unwrap(), b.matmul(&h, &wk).unwrap(), b.matmul(&h, &wv).unwrap());
-            let want = b.rope_attention(&mut plain, 0, pos, &mut q, &mut k, &v, shape, &rope).unwrap();
-            let e = rel_err(&b.to_vec(&got).unwrap(), &f64s(&b.to_vec(&want).unwrap()));
-            assert!(e <= TOL, "qkv_attention {shape:?} dims {dims} pos {pos} n {n}: {e:.2e}");
-            pos += n;
+        // Without and with q/k/v biases (Qwen2): the stacked [bq; bk; bv] is added inside
+        // rope_store, the apart ones by add_bias.
+        for with_bias in [false, true] {
+            let (bq, bk, bv) = (rng.vec(shape.q_dim(), 1.0), rng.vec(shape.kv_dim(), 1.0), rng.vec(shape.kv_dim(), 1.0));
+            let vector = |name: &str, v: &[f32]| b.weight(name, GgmlType::F32, 1, v.len(), &f32_bytes(v)).unwrap();
+            let stacked_bias = vector("qkv bias", &[bq.clone(), bk.clone(), bv.clone()].concat());
+            let (wbq, wbk, wbv) = (vector("bq", &bq), vector("bk", &bk), vector("bv", &bv));
+            let mut fused = b.new_cache(1, 16, shape).unwrap();
+            let mut plain = b.new_cache(1, 16, shape).unwrap();
+            let mut pos = 0;
+            for n in [7, 1, 2] {
+                let h = b.tensor(n, dim, &rng.vec(n * dim, 2.0)).unwrap();
+                let got = b.qkv_attention(&mut fused, 0, pos, &h, &stacked, with_bias.then_some(&stacked_bias), shape, &rope).unwrap();
+                let (mut q, mut k, mut v) = (b.matmul(&h, &wq).unwrap(), b.matmul(&h, &wk).unwrap(), b.matmul(&h, &wv).unwrap());
+                if with_bias {
+                    b.add_bias(&mut q, &wbq).unwrap();
+                    b.add_bias(&mut k, &wbk).unwrap();
+                    b.add_bias(&mut v, &wbv).unwrap();
+                }
+                let want = b.rope_attention(&mut plain, 0, pos, &mut q, &mut k, &v, shape, &rope).unwrap();
+                let e = rel_err(&b.to_vec(&got).unwrap(), &f64s(&b.to_vec(&want).unwrap()));
+                assert!(e <= TOL, "qkv_attention {shape:?} dims {dims} bias {with_bias} pos {pos} n {n}: {e:.2e}");
+                pos += n;
+            }
         }
     }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// `add_bias` (Qwen2's q/k/v biases) on both backends against the same sums on the host, which
+/// f32 addition makes exact: odd sizes, fresh random inputs. The op works in place, so there is
+/// no output to poison; every element is checked.
+#[test]
+fn add_bias_matches_the_host() {
+    let mut rng = Rng(1500);
+    let b = gpu();
+    for (rows, cols) in [(1, 1), (1, 896), (3, 131), (7, 1152), (130, 33)] {
+        let x = rng.vec(rows * cols, 3.0);
+        let bias = rng.vec(cols, 1.0);
+        let mut t = b.tensor(rows, cols, &x).unwrap();
+        let w = b.weight("bias", GgmlType::F32, 1, cols, &f32_bytes(&bias)).unwrap();
+        b.add_bias(&mut t, &w).unwrap();
+        let got = b.to_vec(&t).unwrap();
+        let want: Vec<f32> = x.iter().enumerate().map(|(i, v)| v + bias[i % cols]).collect();
+        assert_eq!(got, want, "add_bias ({rows}, {cols})");
+        // The CPU backend's add_bias gives the same.
+        let c = CpuBackend::new(Arc::new(ModelBytes::Owned(f32_bytes(&bias))), 1);
+        let mut ct = CpuTensor::new(rows, cols, x.clone()).unwrap();
+        let cw = c.weight_at(GgmlType::F32, 1, cols, 0).unwrap();
+        c.add_bias(&mut ct, &cw).unwrap();
+        assert_eq!(ct.data, want, "cpu add_bias ({rows}, {cols})");
+    }
+    // A bias of the wrong width is a typed error, not a panic.
+    let mut t = b.tensor(2, 8, &rng.vec(16, 1.0)).unwrap();
+    let w = b.weight("bias", GgmlType::F32, 1, 7, &f32_bytes(&rng.vec(7, 1.0))).unwrap();
+    assert!(b.add_bias(&mut t, &w).is_err());
 }
 
 #[test]

@@ -116,5 +116,6 @@ fn fixtures() -> Result<(), String> {
     for script in ["tests/fixtures/make_quant_fixtures.py", "tests/fixtures/make_token_fixtures.py", "tests/fixtures/make_logit_fixtures.py"] {
         run_cmd(Command::new(setup::python()).arg(script))?;
     }
-    Ok(())
+    // The tiny qwen2 model (its tokenizer.json comes from setup) and llama.cpp's results for it.
+    run_cmd(Command::new(setup::python()).args(["tests/fixtures/make_tiny_qwen2.py", "--fixtures"]))
 }

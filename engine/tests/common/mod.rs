@@ -1,6 +1,8 @@
 //! Shared by the integration tests that need the real default model.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::path::PathBuf;
 
 pub fn root() -> PathBuf {
@@ -15,6 +17,14 @@ pub fn default_model() -> PathBuf {
         "{} is missing: run `cargo xtask setup` first",
         p.display()
     );
+    p
+}
+
+/// The tiny random-weight qwen2 model `cargo xtask setup` writes with
+/// tests/fixtures/make_tiny_qwen2.py (and checks against the sha256 in qwen2_tiny.json).
+pub fn tiny_qwen2() -> PathBuf {
+    let p = root().join("target/xtask/qwen2/tiny-qwen2.gguf");
+    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
     p
 }
 

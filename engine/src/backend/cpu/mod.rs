@@ -387,6 +387,16 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn add_bias(&self, x: &mut CpuTensor, bias: &CpuWeight) -> Result<()> {
+        let b = bias.vector.as_deref().filter(|b| b.len() == x.cols).ok_or_else(|| {
+            shape_err("add_bias", format!("bias ({}, {}) for rows of {}", bias.rows, bias.cols, x.cols))
+        })?;
+        for row in x.data.chunks_mut(x.cols.max(1)) {
+            row.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        }
+        Ok(())
+    }
+
     fn last_row(&self, x: &CpuTensor) -> Result<CpuTensor> {
         match x.rows {
             0 => Err(shape_err("last_row", "empty tensor".into())),

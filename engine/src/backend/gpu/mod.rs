@@ -337,6 +337,23 @@ impl GpuBackend {
         Ok(out)
     }
 
+    /// 1-D tensors of one format back to back as one `(1, Σ cols)` vector (the bias of a
+    /// stacked product); `None` when their formats differ.
+    fn concat_vectors(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<GpuWeight>> {
+        let Some(first) = infos.first() else { return Ok(None) };
+        if !infos.iter().all(|i| i.dims.len() == 1 && i.ty == first.ty) {
+            return Ok(None);
+        }
+        let mut data = Vec::new();
+        let mut cols = 0usize;
+        for info in infos {
+            data.extend_from_slice(gguf.tensor_data(&self.bytes, info)?);
+            cols = usize::try_from(info.dims[0]).ok().and_then(|c| cols.checked_add(c)).ok_or_else(|| Error::Model(format!("{}: too many columns", info.name)))?;
+        }
+        let name: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+        self.weight(&name.join("+"), first.ty, 1, cols, &data).map(Some)
+    }
+
     /// RoPE on q and k, the KV append, and attention, reading q, k, v from `src`.
     fn rope_attend(&self, call: &AttnCall, rope: &Rope, src: &ops::QkvSource, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<GpuTensor> {
         if rope.dims > call.head_dim || !rope.dims.is_multiple_of(2) {
@@ -531,12 +548,15 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor> {
         let (call, kc, vc) = attn_call(cache, layer, pos, q, k, v, shape)?;
         let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
-        let src = ops::QkvSource { q: q.buffer(), k: k.buffer(), v: v.buffer(), q_stride: q_dim, kv_stride: kv_dim, offsets: [0, 0, 0] };
+        let src = ops::QkvSource { q: q.buffer(), k: k.buffer(), v: v.buffer(), q_stride: q_dim, kv_stride: kv_dim, offsets: [0, 0, 0], bias: None };
         self.rope_attend(&call, rope, &src, kc, vc)
     }
 
     fn stack_weights(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<GpuWeight>> {
         let Some(first) = infos.first() else { return Ok(None) };
+        if first.dims.len() == 1 {
+            return self.concat_vectors(gguf, infos);
+        }
         let two_d = |i: &TensorInfo| i.dims.len() == 2 && i.ty == first.ty && i.dims.first() == first.dims.first();
         if !ops::supported(first.ty) || !infos.iter().all(|i| two_d(i)) {
             return Ok(None);
@@ -556,15 +576,32 @@ impl Backend for GpuBackend {
         self.weight(&name.join("+"), first.ty, rows, cols, &data).map(Some)
     }
 
-    fn qkv_attention(&self, cache: &mut GpuCache, layer: usize, pos: usize, h: &GpuTensor, wqkv: &GpuWeight, shape: AttnShape, rope: &Rope) -> Result<GpuTensor> {
+    fn qkv_attention(
+        &self,
+        cache: &mut GpuCache,
+        layer: usize,
+        pos: usize,
+        h: &GpuTensor,
+        wqkv: &GpuWeight,
+        bias: Option<&GpuWeight>,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<GpuTensor> {
         let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
         let total = q_dim + 2 * kv_dim;
         if wqkv.rows != total {
             return Err(shape_err("qkv_attention", format!("a stacked weight of {} rows for {shape:?}", wqkv.rows)));
         }
+        // The bias is added where rope_store reads q, k and v: no pass of its own.
+        let bias = match bias {
+            None => None,
+            Some(b) => Some(b.vector.as_ref().filter(|_| b.cols == total).ok_or_else(|| {
+                shape_err("qkv_attention", format!("a bias ({}, {}) for a stacked weight of {total} rows", b.rows, b.cols))
+            })?),
+        };
         let qkv = self.matmul(h, wqkv)?; // (n, q_dim + 2 kv_dim)
         let (call, kc, vc) = attn_geometry(cache, layer, pos, h.rows, shape)?;
-        let src = ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim] };
+        let src = ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim], bias };
         self.rope_attend(&call, rope, &src, kc, vc)
     }
 
@@ -648,6 +685,16 @@ impl Backend for GpuBackend {
             return ops::add(&self.gpu, x.buffer(), &copy.buffer, x.len());
         }
         ops::add(&self.gpu, x.buffer(), y.buffer(), x.len())
+    }
+
+    fn add_bias(&self, x: &mut GpuTensor, bias: &GpuWeight) -> Result<()> {
+        let b = bias.vector.as_ref().filter(|_| bias.cols == x.cols).ok_or_else(|| {
+            shape_err("add_bias", format!("bias ({}, {}) for rows of {}", bias.rows, bias.cols, x.cols))
+        })?;
+        if x.len() == 0 {
+            return Ok(());
+        }
+        ops::add_bias(&self.gpu, x.buffer(), b, x.rows, x.cols)
     }
 
     fn last_row(&self, x: &GpuTensor) -> Result<GpuTensor> {

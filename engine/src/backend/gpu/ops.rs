@@ -215,14 +215,24 @@ pub struct QkvSource<'a> {
     pub kv_stride: usize,
     /// Column offsets of q, k and v in their rows.
     pub offsets: [usize; 3],
+    /// `[bq; bk; bv]` `(q_dim + 2 kv_dim)` f32, added to q, k and v as they are read.
+    pub bias: Option<&'a wgpu::Buffer>,
 }
+
+/// How rope_store reads its bias: none ...
+const BIAS_NONE: &str = "fn bias(i: u32) -> f32 { return 0.0; }\n";
+/// ... or element `i` of `[bq; bk; bv]`.
+const BIAS_VEC: &str = "@group(0) @binding(8) var<storage, read> qkv_bias: array<f32>;\nfn bias(i: u32) -> f32 { return qkv_bias[i]; }\n";
 
 /// Writes q rotated into `q_out` and stores k rotated and v into the layer's cache at `pos`, in
 /// one pass; `cs` is rope's (cos, sin) table with `half` rotated pairs per head.
 #[allow(clippy::too_many_arguments)]
 pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox: bool, src: &QkvSource, q_out: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<()> {
     let (r, rw) = (Access::Read, Access::ReadWrite);
-    let kern = gpu.kernel(("rope_store", 0), &[r, r, r, r, rw, rw, rw], || include_str!("kernels/rope_store.wgsl").into())?;
+    let kern = match src.bias {
+        None => gpu.kernel(("rope_store", 0), &[r, r, r, r, rw, rw, rw], || format!("{BIAS_NONE}{}", include_str!("kernels/rope_store.wgsl")))?,
+        Some(_) => gpu.kernel(("rope_store", 1), &[r, r, r, r, rw, rw, rw, r], || format!("{BIAS_VEC}{}", include_str!("kernels/rope_store.wgsl")))?,
+    };
     let kv_dim = c.n_kv_heads * c.head_dim;
     let q_dim = c.n_heads * c.head_dim;
     let params = [
@@ -241,7 +251,7 @@ pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox:
         u32_of(src.offsets[2], "v offset")?,
     ];
     let in_bytes = |stride: usize| bytes_f32(c.n.saturating_sub(1) * stride + stride.max(1));
-    let binds = [
+    let mut binds = vec![
         Bind { buffer: cs, bytes: ((c.pos + c.n) * half * 8).max(8) as u64 },
         Bind { buffer: src.q, bytes: in_bytes(src.q_stride) },
         Bind { buffer: src.k, bytes: in_bytes(src.kv_stride) },
@@ -250,6 +260,9 @@ pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox:
         Bind { buffer: kc, bytes: kc.size() },
         Bind { buffer: vc, bytes: vc.size() },
     ];
+    if let Some(b) = src.bias {
+        binds.push(Bind { buffer: b, bytes: bytes_f32(q_dim + 2 * kv_dim) });
+    }
     let per_token = q_dim / 2 + kv_dim / 2;
     gpu.dispatch(&kern, &params, &binds, [u32_of(per_token.div_ceil(WG as usize), "workgroups")?, u32_of(c.n, "tokens")?, 1])
 }
@@ -306,6 +319,14 @@ pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, rows: usize, co
     let binds = [Bind { buffer: gate, bytes: src }, Bind { buffer: up, bytes: src }, Bind { buffer: out, bytes: bytes_f32(len) }];
     let params = [u32_of(len, "elements")?, u32_of(cols, "columns")?, u32_of(stride, "stride")?, u32_of(up_off, "up offset")?];
     gpu.dispatch(&k, &params, &binds, grid_1d(gpu, len)?)
+}
+
+/// x (rows, cols) += bias (cols) on every row.
+pub fn add_bias(gpu: &Gpu, x: &wgpu::Buffer, bias: &wgpu::Buffer, rows: usize, cols: usize) -> Result<()> {
+    let k = gpu.kernel(("add_bias", 0), &[Access::ReadWrite, Access::Read], || include_str!("kernels/add_bias.wgsl").into())?;
+    let len = rows * cols;
+    let binds = [Bind { buffer: x, bytes: bytes_f32(len) }, Bind { buffer: bias, bytes: bytes_f32(cols) }];
+    gpu.dispatch(&k, &[u32_of(len, "elements")?, u32_of(cols, "columns")?], &binds, grid_1d(gpu, len)?)
 }
 
 /// x += y over `len` elements.

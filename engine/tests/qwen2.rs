@@ -1,0 +1,211 @@
+//! The `qwen2` architecture (Qwen2.5-Coder) on a tiny random-weight model with the real
+//! Qwen2.5-Coder vocabulary, against llama.cpp and across the backends.
+//!
+//! `cargo xtask setup` writes the model (target/xtask/qwen2/tiny-qwen2.gguf) with
+//! tests/fixtures/make_tiny_qwen2.py and checks it is the file whose llama.cpp results
+//! tests/fixtures/qwen2_tiny.json holds: 3 layers, 14 query / 2 KV heads, q/k/v biases, NEOX RoPE
+//! at θ = 1e6, tied embeddings over 151,936 tokens, Q4_0 and Q8_0 layers and one whose q/k/v
+//! formats differ (so the GPU runs both its stacked and its apart q/k/v paths).
+//! - tokenizer: llama.cpp's ids for 104 strings (the default model's test set), special-token
+//!   strings and the documented FIM prompts;
+//! - CPU (default arithmetic) logits and greedy continuations against llama.cpp, held as the
+//!   default model is (tests/common/golden.rs);
+//! - GPU (lavapipe) against the CPU reference: logits within 1e-2 over the whole vocabulary, same
+//!   top-1, identical greedy continuations (through the pipelined GPU decode); the biases of
+//!   stacked q/k/v cost no dispatch;
+//! - FIM: the completer builds `<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>`
+//!   exactly as llama.cpp tokenizes it (the CLI's prompt is checked in cli/tests/complete.rs).
+
+mod common;
+
+use nib_engine::backend::cpu::{CpuBackend, Precision};
+use nib_engine::backend::gpu::{self, decode};
+use nib_engine::backend::Backend;
+use nib_engine::complete::{Completer, CompleterConfig, Family, Request};
+use nib_engine::gguf::{Gguf, ModelBytes};
+use nib_engine::sample::{argmax, top_k};
+use nib_engine::{Error, Model};
+use serde_json::Value;
+
+/// Largest |GPU − CPU reference| logit allowed anywhere in the vocabulary (as for the default model).
+const MAX_DELTA: f32 = 1e-2;
+const GREEDY_TOKENS: usize = 16;
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn cpu_model(precision: Precision) -> Model<CpuBackend> {
+    Model::open_cpu_with(&common::tiny_qwen2(), 2, precision).unwrap()
+}
+
+#[test]
+fn config_is_read_from_qwen2_metadata() {
+    let m = cpu_model(Precision::Ggml);
+    let c = m.config();
+    assert_eq!((c.n_layers, c.dim, c.ffn_dim, c.vocab), (3, 224, 608, 151_936));
+    assert_eq!((c.attn.n_heads, c.attn.n_kv_heads, c.attn.head_dim), (14, 2, 16));
+    assert!(c.rope.neox, "qwen2 rotates (i, i + d/2) pairs");
+    assert_eq!((c.rope.theta, c.rope.dims, c.ctx_len), (1e6, 16, 32768));
+    assert_eq!(c.eps, 1e-6);
+    assert_eq!(m.tokenizer.vocab_size(), 151_936);
+}
+
+/// The same file with `general.architecture` renamed: a typed error, whichever name.
+#[test]
+fn other_architectures_are_typed_errors() {
+    let bytes = std::fs::read(common::tiny_qwen2()).unwrap();
+    // "qwen2" is 5 bytes: rename it in place (the value and every `qwen2.*` key) to "qwen9".
+    let renamed = replace_all(&bytes, b"qwen2", b"qwen9");
+    let err = Model::load_cpu(ModelBytes::Owned(renamed), 1).err().expect("an unknown architecture loads");
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("qwen9")), "{err:?}");
+    // Metadata that says qwen2 while the keys are another architecture's: a typed error too.
+    let g = Gguf::parse(&bytes).unwrap();
+    assert!(nib_engine::arch::llama::Config::from_gguf(&g).is_err());
+}
+
+fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = hay.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn tokenizer_ids_match_llama_cpp() {
+    let m = cpu_model(Precision::Ggml);
+    let fx = common::fixture("qwen2_tiny.json");
+    let tok = &m.tokenizer;
+    let mut bad = Vec::new();
+    let plain = fx["tokens"].as_array().unwrap();
+    assert!(plain.len() >= 100);
+    for c in plain {
+        let text = c["text"].as_str().unwrap();
+        let got = tok.encode(text).unwrap();
+        if got != ids(&c["ids"]) {
+            bad.push(format!("{text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
+        }
+        assert_eq!(tok.decode(&got).unwrap(), text, "decode(encode({text:?}))");
+    }
+    for key in ["special_tokens", "fim"] {
+        for c in fx[key].as_array().unwrap() {
+            let text = match c["text"].as_str() {
+                Some(t) => t.to_owned(),
+                None => format!("<|fim_prefix|>{}<|fim_suffix|>{}<|fim_middle|>", c["prefix"].as_str().unwrap(), c["suffix"].as_str().unwrap()),
+            };
+            let got = tok.encode_with_special(&text).unwrap();
+            if got != ids(&c["ids"]) {
+                bad.push(format!("{key} {text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+    // The Qwen2.5-Coder specials, by spelling and id (the FIM ones are control tokens).
+    for (s, id) in [("<|endoftext|>", 151643), ("<|fim_prefix|>", 151659), ("<|fim_middle|>", 151660), ("<|fim_suffix|>", 151661), ("<|fim_pad|>", 151662), ("<|repo_name|>", 151663), ("<|file_sep|>", 151664)] {
+        assert_eq!(tok.token_id(s), Some(id), "{s}");
+        assert!(tok.is_special(id), "{s} is special");
+    }
+    assert!(tok.end_of_generation().contains(&151643));
+}
+
+#[test]
+fn cpu_logits_and_greedy_match_llama_cpp() {
+    let m = cpu_model(Precision::Ggml);
+    let fx = common::fixture("qwen2_tiny.json");
+    assert!(fx["cases"].as_array().unwrap().len() >= 8);
+    common::golden::check(&m, &fx);
+}
+
+/// GPU logits against the CPU reference on every fixture prompt, and greedy continuations
+/// through the GPU's pipelined decode against the reference's.
+#[test]
+fn gpu_matches_the_cpu_reference() {
+    let t0 = std::time::Instant::now();
+    let g = gpu::open_model(&common::tiny_qwen2()).unwrap();
+    g.backend.set_poison(true);
+    println!("{}", g.backend.describe());
+    let r = cpu_model(Precision::Reference);
+    let fx = common::fixture("qwen2_tiny.json");
+    let (mut worst, mut failures) = (0f32, Vec::new());
+    for (ci, case) in fx["cases"].as_array().unwrap().iter().enumerate() {
+        let prompt = ids(&case["ids"]);
+        let gl = g.eval(&mut g.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+        let rl = r.eval(&mut r.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+        assert!(gl.iter().all(|x| x.is_finite()), "case {ci}: non-finite GPU logits");
+        let delta = gl.iter().zip(&rl).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        worst = worst.max(delta);
+        let (gt, rt) = (top_k(&gl, 2), top_k(&rl, 2));
+        if delta > MAX_DELTA {
+            failures.push(format!("case {ci}: max |Δlogit| {delta:.2e} > {MAX_DELTA:.0e}"));
+        }
+        if gt[0].0 != rt[0].0 {
+            failures.push(format!("case {ci}: top-1 {} vs the reference's {} (its margin {:.4})", gt[0].0, rt[0].0, rt[0].1 - rt[1].1));
+        }
+
+        // Greedy: the GPU's own decode loop (argmax on the GPU, the host a step behind).
+        let b = &g.backend;
+        let mut cache = b.new_cache(g.config().n_layers, prompt.len() + GREEDY_TOKENS + 1, g.config().attn).unwrap();
+        let logits = g.arch.forward(b, &mut cache, &prompt, 0, false).unwrap();
+        let got = decode::greedy(&g.arch, b, &mut cache, &logits, prompt.len(), GREEDY_TOKENS, |_| true).unwrap();
+        let want = greedy_cpu(&r, &prompt, GREEDY_TOKENS);
+        if got != want {
+            failures.push(format!("case {ci}: greedy gpu {got:?} vs reference {want:?}"));
+        }
+        println!("case {ci}: max |Δlogit| {delta:.2e}, top-1 {} (margin {:.3}), greedy {}", gt[0].0, rt[0].1 - rt[1].1, if got == want { "identical" } else { "differs" });
+    }
+    println!("GPU vs CPU reference: max |Δlogit| over the vocabulary {worst:.2e} ({:.0} s)", t0.elapsed().as_secs_f64());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Stacked q/k/v get their biases inside rope_store, so a decode step costs the default
+/// model's 9 dispatches per layer; layer 2, whose q/k/v formats differ, is kept apart: 3
+/// matmuls and 3 add_bias where a stacked layer has one matmul (+5).
+#[test]
+fn gpu_decode_step_dispatches() {
+    let g = gpu::open_model(&common::tiny_qwen2()).unwrap();
+    let b = &g.backend;
+    let prompt = g.tokenizer.encode("def f(x):\n    ").unwrap();
+    let mut cache = b.new_cache(g.config().n_layers, 32, g.config().attn).unwrap();
+    let logits = g.arch.forward(b, &mut cache, &prompt, 0, false).unwrap();
+    let next = b.argmax(&logits).unwrap().unwrap();
+    b.reset_stats();
+    let logits = g.arch.forward(b, &mut cache, &[next], prompt.len(), false).unwrap();
+    b.argmax(&logits).unwrap();
+    // embed + first norm, 9 per layer, +5 for the apart layer, logits + argmax.
+    assert_eq!(b.stats().dispatches, 2 + 9 * 3 + 5 + 2);
+}
+
+fn greedy_cpu<B: Backend>(m: &Model<B>, prompt: &[u32], steps: usize) -> Vec<u32> {
+    let mut s = m.session(prompt.len() + steps + 1).unwrap();
+    let mut seq = prompt.to_vec();
+    for _ in 0..steps {
+        let logits = m.eval(&mut s, &seq).unwrap();
+        seq.push(argmax(&logits).unwrap() as u32);
+    }
+    seq.split_off(prompt.len())
+}
+
+/// The completer detects Qwen2.5-Coder's FIM template from the vocabulary and builds the
+/// documented prompt, id for id as llama.cpp tokenizes its spelled-out form.
+#[test]
+fn fim_prompt_is_the_documented_one() {
+    let c = Completer::new(cpu_model(Precision::Ggml), CompleterConfig { cache_entries: 0, ..CompleterConfig::default() }).unwrap();
+    let fim = c.format().fim().expect("FIM tokens detected");
+    assert_eq!(fim.family, Family::QwenCoder);
+    assert_eq!((fim.prefix, fim.suffix, fim.middle, fim.file_sep), (151659, 151661, 151660, Some(151664)));
+    for s in [151643, 151645, 151659, 151660, 151661, 151662, 151663, 151664] {
+        assert!(c.format().stop_ids().contains(&s), "{s} ends a completion");
+    }
+    let fx = common::fixture("qwen2_tiny.json");
+    for case in fx["fim"].as_array().unwrap() {
+        let req = Request::new(case["prefix"].as_str().unwrap(), case["suffix"].as_str().unwrap());
+        assert_eq!(c.prompt(&req).unwrap().ids, ids(&case["ids"]));
+    }
+}
