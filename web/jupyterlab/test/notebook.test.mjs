@@ -4,7 +4,9 @@
 // second cell must bring JupyterLab's ghost text from nib, which JupyterLab's accept key (Tab;
 // Alt+End in 4.1) accepts. Without the first cell in the prompt the model says `to_list(…)`
 // (checked natively with `nib complete`), so `add_numbers(` in the accepted text shows that
-// earlier cells are context. The CPU backend runs (SwiftShader WebGPU is ~4 s a token). Saves docs/screenshots/jupyterlab.png.
+// earlier cells are context. Then: Alt+\ and Escape, and a keystroke during a generation,
+// which must abort it in the worker. The CPU backend runs (SwiftShader WebGPU is ~4 s a token).
+// Saves docs/screenshots/jupyterlab.png.
 import test from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -127,6 +129,15 @@ test("JupyterLab: nib's ghost text in a notebook, with the earlier cell as conte
     const page = context.pages()[0] ?? (await context.newPage());
     page.on("console", (m) => pageLog.push(`[${m.type()}] ${m.text()}`));
     page.on("pageerror", (e) => pageLog.push(`[pageerror] ${e.stack ?? e}`));
+    // What the page tells the nib worker: the test sees the provider's aborts there.
+    await page.addInitScript(() => {
+      window.nibPosted = [];
+      const post = Worker.prototype.postMessage;
+      Worker.prototype.postMessage = function (m, ...rest) {
+        if (m && typeof m.type === "string") window.nibPosted.push({ type: m.type, id: m.id });
+        return post.call(this, m, ...rest);
+      };
+    });
     await page.goto(`${origin}/lab/tree/nib.ipynb`);
 
     const cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell");
@@ -187,6 +198,23 @@ test("JupyterLab: nib's ghost text in a notebook, with the earlier cell as conte
     console.log(`invoked: ${JSON.stringify(await ghost.first().textContent())}`);
     await page.keyboard.press("Escape");
     await page.waitForFunction(() => !document.querySelector(".jp-GhostText"), null, { timeout: 10000 });
+
+    // A keystroke while the model runs aborts that request in the worker; the next one answers.
+    await page.keyboard.press("End");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("y = add_", { delay: 40 });
+    await page.waitForFunction(() => document.querySelector(".nib-status")?.getAttribute("data-nib-state") === "thinking", null, { timeout: 30000 });
+    const running = await page.evaluate(() => window.nibPosted.filter((m) => m.type === "complete").at(-1).id);
+    await page.keyboard.type("n");
+    await page.waitForFunction((id) => window.nibPosted.some((m) => m.type === "abort" && m.id === id), running, { timeout: 5000 });
+    await page.waitForFunction(
+      () => document.querySelector(".jp-GhostText") && document.querySelector(".nib-status")?.getAttribute("data-nib-state") === "ready" && !document.querySelector(".jp-GhostText-streamingIndicator"),
+      null,
+      { timeout: 60000 },
+    );
+    const after = await page.evaluate(() => window.nibPosted.filter((m) => m.type === "complete").at(-1).id);
+    assert.ok(after > running, "a new request followed the aborted one");
+    console.log(`after an abort: ${JSON.stringify(await ghost.first().textContent())}`);
 
     // Privacy: the page and the worker asked only the Jupyter server, the model included.
     const foreign = seen.filter((u) => !(u.startsWith(`${origin}/`) || u.startsWith("data:") || u.startsWith("blob:")));
