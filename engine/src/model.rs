@@ -123,6 +123,17 @@ impl<B: Backend> Model<B> {
         logits.ok_or_else(|| Error::InvalidArgument("nothing evaluated".into()))
     }
 
+    /// The next token from `(1, vocab)` logits left on the backend by [`Model::eval_tensor`]:
+    /// greedy is chosen where the logits are (a GPU reads back 12 bytes, not the vocabulary),
+    /// sampling reads them back.
+    pub async fn choose_async(&self, logits: &B::Tensor, sampler: &mut Sampler) -> Result<Sampled> {
+        if sampler.is_greedy() {
+            self.backend.greedy_async(logits).await?.ok_or_else(|| Error::InvalidArgument("no finite logit to sample from".into()))
+        } else {
+            sampler.sample(&self.backend.to_vec_async(logits).await?)
+        }
+    }
+
     /// Logits for every position of `tokens` `(tokens.len(), vocab)`, from an empty cache.
     pub fn eval_all(&self, s: &mut Session<B>, tokens: &[u32]) -> Result<Vec<f32>> {
         if tokens.len() > s.max_ctx {

@@ -48,9 +48,15 @@ impl Sampler {
         Sampler { config: SamplerConfig::default(), rng: Rng::new(0) }
     }
 
+    /// Whether every choice is the most likely token (the backend may then choose it where
+    /// the logits are: [`crate::backend::Backend::greedy_async`]).
+    pub fn is_greedy(&self) -> bool {
+        self.config.temperature == 0.0 || self.config.top_k == 1
+    }
+
     pub fn sample(&mut self, logits: &[f32]) -> Result<Sampled> {
         let best = argmax(logits).ok_or_else(|| Error::InvalidArgument("no finite logit to sample from".into()))?;
-        if self.config.temperature == 0.0 || self.config.top_k == 1 {
+        if self.is_greedy() {
             return Ok(Sampled { id: best as u32, logprob: log_softmax_at(logits, best) });
         }
         // Candidates, most likely first (ties: lower id first), with tempered probabilities.

@@ -405,10 +405,27 @@ fn argmax_matches_sample_argmax() {
             last[1] = f32::INFINITY;
         }
         let want = nib_engine::sample::argmax(last).map(|i| i as u32);
-        assert_eq!(b.argmax(&b.tensor(rows, cols, &x).unwrap()).unwrap(), want, "argmax ({rows}, {cols})");
+        let t = b.tensor(rows, cols, &x).unwrap();
+        assert_eq!(b.argmax(&t).unwrap(), want, "argmax ({rows}, {cols})");
+        // The greedy choice with its log-probability, from the last row on the GPU.
+        let (want_id, row) = (want.unwrap(), &x[(rows - 1) * cols..]);
+        let got = ready(b.greedy_async(&b.last_row(&t).unwrap())).unwrap().unwrap();
+        let logprob = nib_engine::sample::log_softmax_at(row, want_id as usize);
+        assert_eq!(got.id, want_id, "greedy ({rows}, {cols})");
+        assert!((got.logprob - logprob).abs() <= 1e-4 * logprob.abs().max(1.0), "log-probability {} vs {logprob}", got.logprob);
     }
     let none: GpuTensor = b.tensor(1, 3, &[f32::NAN; 3]).unwrap();
     assert_eq!(b.argmax(&none).unwrap(), None);
+    assert_eq!(ready(b.greedy_async(&none)).unwrap(), None);
+}
+
+/// The value of a future that is ready at once (natively every GPU readback blocks).
+fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a native readback was pending"),
+    }
 }
 
 #[test]

@@ -151,7 +151,7 @@ impl Core {
         let logits = if self.prefilled < self.prompt.len() {
             let end = self.prompt.len().min(self.prefilled.saturating_add(self.chunk));
             let t0 = now_ms();
-            let logits = m.eval_async(s, &self.prompt[..end]).await.map_err(NibError::from_run)?;
+            let logits = m.eval_tensor(s, &self.prompt[..end]).map_err(NibError::from_run)?;
             // Size the next chunk to the budget from this one's time per token. That time grows
             // with the context, so the budget sits well below the 100 ms an abort may take.
             let per_token = (now_ms() - t0) / (end - self.prefilled) as f64;
@@ -166,9 +166,9 @@ impl Core {
             let next = self.pending.take().ok_or_else(|| NibError::new(Code::Internal, "generation has no token to continue from"))?;
             let mut seq = s.tokens().to_vec();
             seq.push(next);
-            m.eval_async(s, &seq).await.map_err(NibError::from_run)?
+            m.eval_tensor(s, &seq).map_err(NibError::from_run)?
         };
-        let next = self.sampler.sample(&logits).map_err(NibError::from_run)?;
+        let next = m.choose_async(&logits, &mut self.sampler).await.map_err(NibError::from_run)?;
         if self.stop.contains(&next.id) {
             self.done = true;
             return Ok(self.idle());

@@ -14,6 +14,7 @@ pub mod gpu;
 
 use crate::error::Result;
 use crate::gguf::{Gguf, TensorInfo};
+use crate::sample::{self, Sampled};
 
 /// Rotary position embedding, as llama.cpp applies it for the GGUF architecture.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -182,5 +183,15 @@ pub trait Backend {
     /// Everywhere else the future is ready at once.
     fn to_vec_async(&self, x: &Self::Tensor) -> impl std::future::Future<Output = Result<Vec<f32>>> {
         std::future::ready(self.to_vec(x))
+    }
+
+    /// Greedy decoding's choice from `(1, vocab)` logits: the most likely token and its
+    /// log-probability, `None` when no logit is finite. The default reads the logits back; the
+    /// GPU computes both where the logits are and reads back 12 bytes instead of the row.
+    fn greedy_async(&self, logits: &Self::Tensor) -> impl std::future::Future<Output = Result<Option<Sampled>>> {
+        async move {
+            let v = self.to_vec_async(logits).await?;
+            Ok(sample::argmax(&v).map(|i| Sampled { id: i as u32, logprob: sample::log_softmax_at(&v, i) }))
+        }
     }
 }

@@ -93,6 +93,8 @@ pub struct Timings {
     pub evaluated_tokens: usize,
     /// Tokens sampled over all candidates.
     pub generated_tokens: usize,
+    /// Evaluating the prompt. A GPU only records that work here and finishes it with the first
+    /// token, which `decode_ms` then includes.
     pub prompt_ms: f64,
     pub decode_ms: f64,
     pub total_ms: f64,
@@ -265,7 +267,7 @@ impl<B: Backend> Completer<B> {
             // Brings the session back to the prompt: the first time, everything after the common
             // prefix; afterwards only the prompt's last token.
             let before = common_prefix(self.session.tokens(), &prompt.ids).min(prompt.ids.len() - 1);
-            let logits = self.model.eval_async(&mut self.session, &prompt.ids).await?;
+            let logits = self.model.eval_tensor(&mut self.session, &prompt.ids)?;
             self.evaluated += (prompt.ids.len() - before) as u64;
             if i == 0 {
                 decode_start = (self.clock)();
@@ -354,7 +356,7 @@ async fn decode<B: Backend, F: Future<Output = ()>>(
     model: &Model<B>,
     session: &mut Session<B>,
     format: &PromptFormat,
-    mut logits: Vec<f32>,
+    mut logits: B::Tensor,
     sampler: &mut Sampler,
     cx: Cursor<'_>,
     mode: Mode,
@@ -375,7 +377,7 @@ async fn decode<B: Backend, F: Future<Output = ()>>(
         if (hooks.cancelled)() {
             break stopper.end(StopReason::Cancelled);
         }
-        let next = sampler.sample(&logits)?;
+        let next = model.choose_async(&logits, sampler).await?;
         // Control tokens (FIM markers, chat markers) are never part of shown text.
         if format.stop_ids().contains(&next.id) || tok.is_special(next.id) {
             break stopper.end(StopReason::EndOfGeneration);
@@ -402,7 +404,7 @@ async fn decode<B: Backend, F: Future<Output = ()>>(
         }
         let mut seq = session.tokens().to_vec();
         seq.push(next.id);
-        logits = model.eval_async(session, &seq).await?;
+        logits = model.eval_tensor(session, &seq)?;
         evaluated += 1;
     };
     Ok(RawCandidate { text: stopper.text().to_string(), stop, logprobs, ends, evaluated })

@@ -36,6 +36,9 @@ test("WebGPU: token ids, logits against llama.cpp, a completion; auto keeps to t
 
     const comp = await h.page.evaluate(() => window.g.complete({ prefix: "def add(a, b):\n    return " }));
     assert.equal(comp.candidates[0].text, "a + b");
+    // Greedy tokens are chosen on the GPU, with their log-probabilities (argmax + log-sum-exp).
+    const lp = comp.candidates[0].meanLogprob;
+    assert.ok(lp < 0 && lp > -10, `mean log-probability ${lp}`);
 
     // "auto" does not take a software adapter: the wasm CPU backend is faster than SwiftShader.
     const auto = await h.page.evaluate(async ({ url, sha256 }) => {

@@ -27,6 +27,7 @@ use crate::backend::{AttnShape, Backend, Rope};
 use crate::error::{Error, GpuFailure, Result};
 use crate::gguf::{Gguf, ModelBytes, TensorInfo};
 use crate::model::Model;
+use crate::sample::Sampled;
 use crate::quant::{self, GgmlType};
 pub use context::GpuStats;
 pub use context::Gpu;
@@ -224,7 +225,7 @@ impl GpuBackend {
     }
 
     /// The index of the largest finite value in the last row of `x`, computed on the GPU: the
-    /// step's only readback is these 4 bytes. `None` when the row has no finite value.
+    /// step's only readback is these 4 bytes (see also [`Backend::greedy_async`]). `None` when the row has no finite value.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn argmax(&self, x: &GpuTensor) -> Result<Option<u32>> {
         let out = self.record_argmax(x)?;
@@ -252,7 +253,7 @@ impl GpuBackend {
         if x.rows == 0 || x.cols == 0 {
             return Err(shape_err("argmax", "empty tensor".into()));
         }
-        let out = self.gpu.alloc(4)?;
+        let out = self.gpu.alloc(ops::ARGMAX_BYTES)?;
         ops::argmax(&self.gpu, x.buffer(), (x.rows - 1) * x.cols, x.cols, &out.buffer)?;
         Ok(out)
     }
@@ -725,5 +726,16 @@ impl Backend for GpuBackend {
             return Ok(Vec::new());
         }
         Ok(f32s(&self.gpu.read_async(x.buffer(), 0, x.len() as u64 * 4).await?))
+    }
+
+    async fn greedy_async(&self, logits: &GpuTensor) -> Result<Option<Sampled>> {
+        let out = self.record_argmax(logits)?;
+        let b = self.gpu.read_async(&out.buffer, 0, ops::ARGMAX_BYTES).await?;
+        let word = |i: usize| b.get(4 * i..4 * i + 4).and_then(|w| w.try_into().ok()).map(u32::from_le_bytes);
+        match (word(0), word(1), word(2)) {
+            (Some(u32::MAX), ..) => Ok(None),
+            (Some(id), Some(logit), Some(lse)) => Ok(Some(Sampled { id, logprob: f32::from_bits(logit) - f32::from_bits(lse) })),
+            _ => Err(Error::gpu(GpuFailure::Failed, "argmax: short readback")),
+        }
     }
 }

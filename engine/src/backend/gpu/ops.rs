@@ -342,9 +342,13 @@ pub fn fill(gpu: &Gpu, out: &wgpu::Buffer, len: usize, value: u32) -> Result<()>
     gpu.dispatch(&k, &[u32_of(len, "elements")?, value], &[Bind { buffer: out, bytes: len as u64 * 4 }], grid_1d(gpu, len)?)
 }
 
-/// out[0] = index of the largest finite value of x[offset .. offset + len] (u32::MAX if none).
+/// What the argmax writes: the index, its value, and the row's log-sum-exp.
+pub const ARGMAX_BYTES: u64 = 12;
+
+/// The largest finite value of `x[offset..offset + len]`: its index (u32::MAX if none), value,
+/// and the row's log-sum-exp, into `out` (`ARGMAX_BYTES`).
 pub fn argmax(gpu: &Gpu, x: &wgpu::Buffer, offset: usize, len: usize, out: &wgpu::Buffer) -> Result<()> {
     let k = gpu.kernel(("argmax", 0), &[Access::Read, Access::ReadWrite], || include_str!("kernels/argmax.wgsl").into())?;
-    let binds = [Bind { buffer: x, bytes: bytes_f32(offset + len) }, Bind { buffer: out, bytes: 4 }];
+    let binds = [Bind { buffer: x, bytes: bytes_f32(offset + len) }, Bind { buffer: out, bytes: ARGMAX_BYTES }];
     gpu.dispatch(&k, &[u32_of(len, "elements")?, u32_of(offset, "offset")?], &binds, [1, 1, 1])
 }
