@@ -57,14 +57,24 @@ const completer = {
     return current?.backend;
   },
   async complete(req: CompleteRequest): Promise<Completion> {
-    const c = current ?? (loading ? await loading : null);
-    if (!c) throw Object.assign(new Error("no model loaded"), { code: "invalid_argument" });
-    const out = await c.complete(req);
+    const out = await (await model()).complete(req);
+    lastCompletion = out;
+    renderStats();
+    return out;
+  },
+  async *stream(req: CompleteRequest): AsyncGenerator<string, Completion> {
+    const out = yield* (await model()).stream(req);
     lastCompletion = out;
     renderStats();
     return out;
   },
 };
+
+async function model(): Promise<Completer> {
+  const c = current ?? (loading ? await loading : null);
+  if (!c) throw Object.assign(new Error("no model loaded"), { code: "invalid_argument" });
+  return c;
+}
 
 const runtimeUrl = new URL("nib/index.js", document.baseURI).href;
 
@@ -212,6 +222,6 @@ function loadSelected(): Promise<void> {
 initControls();
 status.subscribe(() => renderStats());
 // The test and benchmark hooks: the current editor's controller and the status model.
-Object.assign(window, { nibPlayground: { status, get editor() { return editor; }, get completer() { return current; } } });
+Object.assign(window, { nibPlayground: { status, get editor() { return editor; }, get completer() { return current; }, get lastCompletion() { return lastCompletion; } } });
 void remount(SNIPPETS[language]);
 void loadSelected();

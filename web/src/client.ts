@@ -141,8 +141,11 @@ export class Completer {
     return link.call<Completion>({ type: "complete", request, stream: false }, { signal, abortAtOnce: true });
   }
 
-  /** The best candidate's text as it grows; ends with the final (post-processed) text. */
-  async *stream(req: CompleteRequest): AsyncGenerator<string> {
+  /**
+   * The best candidate's text as it grows; ends with the final (post-processed) text. The
+   * generator's return value is the whole `Completion` (timings included).
+   */
+  async *stream(req: CompleteRequest): AsyncGenerator<string, Completion> {
     checkKeys("stream", req, REQUEST_KEYS);
     const { signal, ...request } = req;
     const link = await this.ready();
@@ -158,6 +161,7 @@ export class Completer {
     }
     const final = next.value.candidates[0]?.text ?? "";
     if (final !== last) yield final;
+    return next.value;
   }
 
   /** Token ids of `text` (`special`: parse control-token spellings). */

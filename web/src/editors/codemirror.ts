@@ -93,8 +93,8 @@ export function nibCompletion(completer: CompleterLike, settings: Partial<Contro
     return {
       update(u: ViewUpdate) {
         if (!u.docChanged && !u.selectionSet) return;
-        // No ghost while the autocomplete popup is open: it owns the keys.
-        if (completionStatus(u.state) !== null) {
+        // No ghost while the autocomplete popup is open (it owns the keys) or text is selected.
+        if (completionStatus(u.state) !== null || !u.state.selection.main.empty) {
           controller.dismiss();
           return;
         }

@@ -11,6 +11,8 @@ import type { CompleteRequest, Completion } from "../types.js";
 /** What the controller needs of a `Completer` (a fake one in the unit tests). */
 export interface CompleterLike {
   complete(req: CompleteRequest): Promise<Completion>;
+  /** The best candidate as it grows, returning the whole completion (`Completer.stream`). */
+  stream?(req: CompleteRequest): AsyncGenerator<string, Completion>;
   readonly backend?: string;
 }
 
@@ -39,9 +41,14 @@ export interface ControllerSettings {
   temperature: number;
   maxTokens?: number;
   language?: string;
+  /**
+   * With n = 1, draw the suggestion as it is generated (the first token shows in tens of ms,
+   * the line in hundreds). Off for editors that take one answer per request (Monaco).
+   */
+  stream: boolean;
 }
 
-export const DEFAULT_SETTINGS: ControllerSettings = { debounceMs: 150, mode: "auto", n: 1, temperature: 0 };
+export const DEFAULT_SETTINGS: ControllerSettings = { debounceMs: 150, mode: "auto", n: 1, temperature: 0, stream: true };
 
 /**
  * Copilot's mid-line rule: with text after the cursor, only ask when the rest of the line is
@@ -66,7 +73,8 @@ export class SuggestionController {
   /** Requests sent to the completer (the tests count them). */
   requests = 0;
 
-  private shown: { ctx: CursorContext; candidates: { text: string; meanLogprob: number }[]; index: number } | null = null;
+  /** `partial`: still being generated (streamed); typing then asks again rather than trims it. */
+  private shown: { ctx: CursorContext; candidates: { text: string; meanLogprob: number }[]; index: number; partial?: boolean } | null = null;
   private inflight: AbortController | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private generation = 0;
@@ -144,6 +152,7 @@ export class SuggestionController {
   accept(): string | null {
     const s = this.suggestion;
     if (!s) return null;
+    this.abort();
     this.clear();
     return s.text;
   }
@@ -191,7 +200,7 @@ export class SuggestionController {
   /** Keeps the suggestion if the new context is the old one plus the suggestion's head. */
   private typedThrough(ctx: CursorContext): boolean {
     const s = this.shown;
-    if (!s || ctx.suffix !== s.ctx.suffix || !ctx.prefix.startsWith(s.ctx.prefix)) return false;
+    if (!s || s.partial || ctx.suffix !== s.ctx.suffix || !ctx.prefix.startsWith(s.ctx.prefix)) return false;
     const typed = ctx.prefix.slice(s.ctx.prefix.length);
     if (typed === "") return true;
     const current = s.candidates[s.index].text;
@@ -218,8 +227,9 @@ export class SuggestionController {
     const { mode, n, temperature, maxTokens, language } = this.settings;
     const t0 = this.now();
     this.status.set({ state: "thinking" });
+    const stale = () => gen !== this.generation || abort.signal.aborted;
     try {
-      const out = await this.completer.complete({
+      const req: CompleteRequest = {
         prefix: ctx.prefix,
         suffix: ctx.suffix,
         ...(language ? { language } : {}),
@@ -228,8 +238,9 @@ export class SuggestionController {
         temperature,
         ...(maxTokens ? { maxTokens } : {}),
         signal: abort.signal,
-      });
-      if (gen !== this.generation || abort.signal.aborted) return;
+      };
+      const out = this.settings.stream && n === 1 && this.completer.stream ? await this.streamed(ctx, req, stale) : await this.completer.complete(req);
+      if (!out || stale()) return;
       const t = out.timings;
       this.status.set({
         state: "ready",
@@ -239,7 +250,7 @@ export class SuggestionController {
         mode: t.mode,
       });
       const candidates = out.candidates.filter((c) => c.text.length > 0);
-      if (candidates.length) this.shown = { ctx, candidates: candidates.map((c) => ({ text: c.text, meanLogprob: c.meanLogprob })), index: 0 };
+      this.shown = candidates.length ? { ctx, candidates: candidates.map((c) => ({ text: c.text, meanLogprob: c.meanLogprob })), index: 0 } : null;
       // Emitted even when empty: an adapter waiting for the answer (Monaco's) must hear it.
       this.emit();
     } catch (e) {
@@ -249,6 +260,20 @@ export class SuggestionController {
       this.emit();
     } finally {
       if (this.inflight === abort) this.inflight = null;
+    }
+  }
+
+  /** Shows each growing text of the best candidate; null when the request went stale. */
+  private async streamed(ctx: CursorContext, req: CompleteRequest, stale: () => boolean): Promise<Completion | null> {
+    const it = (this.completer.stream as NonNullable<CompleterLike["stream"]>)(req);
+    for (let r = await it.next(); ; r = await it.next()) {
+      if (stale()) return null;
+      if (r.done) return r.value;
+      // Mean log-probability is known at the end only.
+      if (r.value) {
+        this.shown = { ctx, candidates: [{ text: r.value, meanLogprob: Number.NaN }], index: 0, partial: true };
+        this.emit();
+      }
     }
   }
 

@@ -59,7 +59,8 @@ export function registerMonaco(
 ): NibMonaco {
   // Whoever waits for the controller's next answer (one provider call at a time).
   let waiter: ((s: Suggestion | null) => void) | null = null;
-  const controller = new SuggestionController(completer, (s) => waiter?.(s), settings, options.status);
+  // Monaco takes one answer per call: no streamed partials.
+  const controller = new SuggestionController(completer, (s) => waiter?.(s), { ...settings, stream: false }, options.status);
   let last: CursorContext | null = null;
 
   const items = (s: Suggestion, at: Position): { items: InlineItem[]; enableForwardStability: boolean } => {

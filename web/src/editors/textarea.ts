@@ -85,6 +85,7 @@ export function attachTextarea(
     controller.update(ctx(), true);
   };
   const onCaret = () => {
+    if (ta.selectionStart !== ta.selectionEnd) controller.dismiss();
     if (ta.selectionStart === caret) return;
     caret = ta.selectionStart;
     controller.update(ctx(), false);

@@ -216,3 +216,59 @@ test("adaptive debounce: about 1.5 typing intervals within [base/2, 2 base], hal
   const zero = new SuggestionController(fakeCompleter(), () => {}, { debounceMs: 0 });
   assert.equal(zero.debounceFor({ prefix: "a", suffix: "" }), 0);
 });
+
+test("n = 1 streams: partials drawn as they come, the final text with its log-probability; a change drops a partial", async () => {
+  const gate = [];
+  const next = () => new Promise((r) => gate.push(r));
+  const streams = [];
+  const fake = {
+    backend: "cpu",
+    complete() {
+      throw new Error("complete() called: n = 1 should stream");
+    },
+    async *stream(req) {
+      streams.push(req);
+      for (const t of ["a", "a +", "a + b"]) {
+        await next();
+        if (req.signal.aborted) throw Object.assign(new Error("aborted"), { code: "aborted" });
+        yield t;
+      }
+      await next();
+      return completion(["a + b"]);
+    },
+  };
+  const shown = [];
+  const c = new SuggestionController(fake, (s) => shown.push(s && s.text), { debounceMs: 10 });
+  c.update({ prefix: P, suffix: "" }, true);
+  await sleep(30);
+  assert.equal(streams.length, 1);
+  gate.shift()();
+  await sleep(0);
+  assert.equal(c.suggestion.text, "a");
+  assert.ok(Number.isNaN(c.suggestion.candidates[0].meanLogprob));
+  gate.shift()();
+  await sleep(0);
+  assert.equal(c.suggestion.text, "a +");
+  gate.shift()();
+  await sleep(0);
+  gate.shift()();
+  await sleep(0);
+  assert.equal(c.suggestion.text, "a + b");
+  assert.equal(c.suggestion.candidates[0].meanLogprob, -0.1);
+  assert.equal(c.status.value.state, "ready");
+  assert.deepEqual(shown.filter((x) => x !== null), ["a", "a +", "a + b", "a + b"]);
+  // A change while a partial is shown: it goes, and the next request starts.
+  c.update({ prefix: P + "x", suffix: "" }, true);
+  await sleep(30);
+  gate.shift()();
+  await sleep(0);
+  assert.equal(c.suggestion.text, "a");
+  c.update({ prefix: P + "xa", suffix: "" }, true);
+  assert.equal(c.suggestion, null, "a partial is not trimmed: its request was cut short");
+  assert.equal(streams[1].signal.aborted, true);
+  // Without streaming the same completer is asked with complete().
+  const plain = new SuggestionController({ complete: async () => completion(["z"]), stream: fake.stream }, () => {}, { debounceMs: 0, stream: false });
+  plain.update({ prefix: P, suffix: "" }, true);
+  await sleep(10);
+  assert.equal(plain.suggestion.text, "z");
+});
