@@ -29,6 +29,9 @@ const USAGE: &str = "usage: cargo xtask <setup|test|web|playground|bench|fixture
                         nib CPU wasm and WebGPU beside wllama (1 and 2 threads) in headless
                         Chromium (load, first token, prefill 512, decode 128), medians, with
                         nib's native 1-thread decode
+  bench --playground [--edits N] [--gpu-edits N] [--debounce MS]
+                        keystroke -> first ghost text in the playground, p50/p95, debounce apart,
+                        CPU (30 edits) and WebGPU (3 edits: SwiftShader here)
   fixtures              regenerate tests/fixtures/*.json with llama-cpp-python";
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Some("test") => setup::run().and_then(|()| test()),
         Some("web") => setup::run().and_then(|()| web::build()),
         Some("playground") => playground::run(&args[1..]),
+        Some("bench") if args.iter().any(|a| a == "--playground") => playground::bench(&args[1..]),
         Some("bench") if args.iter().any(|a| a == "--browser") => web::bench_browser(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("fixtures") => fixtures(),
