@@ -123,6 +123,32 @@ impl<B: Backend> Model<B> {
         logits.ok_or_else(|| Error::InvalidArgument("nothing evaluated".into()))
     }
 
+    /// A second session holding the same tokens as `s`, with room for `extra` more: another
+    /// candidate continuing the same prompt. `None` when the backend cannot copy its caches.
+    pub fn fork(&self, s: &Session<B>, extra: usize) -> Result<Option<Session<B>>> {
+        let max_ctx = s.tokens.len().saturating_add(extra).min(s.max_ctx);
+        let cache = self.backend.fork_cache(&s.cache, s.tokens.len(), max_ctx)?;
+        Ok(cache.map(|cache| Session { cache, tokens: s.tokens.clone(), max_ctx }))
+    }
+
+    /// Appends `next[j]` to `sessions[j]`, all in one forward pass (the weights are read once),
+    /// and returns their next-token logits `(sessions.len(), vocab)`, row j for session j.
+    pub fn step_rows(&self, sessions: &mut [&mut Session<B>], next: &[u32]) -> Result<B::Tensor> {
+        if sessions.is_empty() || sessions.len() != next.len() {
+            return Err(Error::InvalidArgument(format!("{} tokens for {} sessions", next.len(), sessions.len())));
+        }
+        if let Some(s) = sessions.iter().find(|s| s.tokens.len() >= s.max_ctx) {
+            return Err(Error::InvalidArgument(format!("context full: a session holds {} of {} tokens", s.tokens.len(), s.max_ctx)));
+        }
+        let positions: Vec<usize> = sessions.iter().map(|s| s.tokens.len()).collect();
+        let mut caches: Vec<&mut B::Cache> = sessions.iter_mut().map(|s| &mut s.cache).collect();
+        let out = self.arch.forward_rows(&self.backend, &mut caches, next, &positions)?;
+        for (s, &t) in sessions.iter_mut().zip(next) {
+            s.tokens.push(t);
+        }
+        Ok(out)
+    }
+
     /// The next token from `(1, vocab)` logits left on the backend by [`Model::eval_tensor`]:
     /// greedy is chosen where the logits are (a GPU reads back 12 bytes, not the vocabulary),
     /// sampling reads them back.

@@ -137,6 +137,36 @@ fn candidates_share_the_prompt_and_are_ranked() {
     assert_eq!(c.complete(&req).unwrap().candidates, r.candidates);
 }
 
+/// n candidates decoded together (forked KV caches, one forward pass per step) are exactly the
+/// candidates decoded one after another: same texts, same mean log-probabilities, same tokens.
+#[test]
+fn candidates_decoded_together_equal_one_after_another() {
+    let together = completer(0);
+    let model = common::load_default_model(2);
+    let mut apart = Completer::new(model, CompleterConfig { cache_entries: 0, batch_candidates: false, ..CompleterConfig::default() }).unwrap();
+    let mut together = together;
+    let prefix = "def moving_average(values, window):\n    \"\"\"Mean of each run of `window` values.\"\"\"\n    ";
+    for (n, temperature, mode) in [(4, 0.8, Mode::Block), (3, 0.2, Mode::Line)] {
+        let req = Request { language: Some("python".into()), n, seed: 11, temperature: Some(temperature), mode: Some(mode), ..Request::new(prefix, "\n") };
+        let (a, b) = (together.complete(&req).unwrap(), apart.complete(&req).unwrap());
+        eprintln!("n={n}: together {:.0} ms, apart {:.0} ms of decode; {:?}", a.timings.decode_ms, b.timings.decode_ms, a.candidates);
+        assert_eq!(a.candidates, b.candidates);
+        assert_eq!(a.timings.generated_tokens, b.timings.generated_tokens);
+        assert!(!a.candidates.is_empty());
+    }
+    // A newer request stops all of them.
+    let calls = Cell::new(0);
+    let cancel = || {
+        calls.set(calls.get() + 1);
+        calls.get() > 2
+    };
+    let req = Request { language: Some("python".into()), n: 3, mode: Some(Mode::Block), ..Request::new("def mul(a, b):\n    ", "\n") };
+    let r = together.complete_with(&req, &cancel, &mut |_| {}).unwrap();
+    assert!(r.cancelled);
+    assert_eq!(r.timings.stop, Some(StopReason::Cancelled));
+    assert!(r.timings.generated_tokens <= 2 * 3, "{:?}", r.timings);
+}
+
 #[test]
 fn typed_through_streaming_and_cancellation() {
     let mut c = completer(16);

@@ -135,6 +135,13 @@ struct Layer<W> {
     w_down: W, // (dim, ffn_dim)
 }
 
+/// Where a forward pass's tokens go: consecutive positions of one sequence, or one token for
+/// each of several sequences.
+enum Seqs<'a, 'c, C> {
+    One { cache: &'a mut C, pos: usize },
+    Rows { caches: &'a mut [&'c mut C], positions: &'a [usize] },
+}
+
 pub struct Llama<B: Backend> {
     pub config: Config,
     tok_embd: B::Weight,       // (vocab, dim)
@@ -234,7 +241,18 @@ impl<B: Backend> Llama<B> {
     }
 
     /// [`Llama::forward`] from embedded tokens `x (n, dim)`.
-    pub fn forward_embedded(&self, b: &B, cache: &mut B::Cache, mut x: B::Tensor, pos: usize, all_logits: bool) -> Result<B::Tensor> {
+    pub fn forward_embedded(&self, b: &B, cache: &mut B::Cache, x: B::Tensor, pos: usize, all_logits: bool) -> Result<B::Tensor> {
+        self.run(b, Seqs::One { cache, pos }, x, all_logits)
+    }
+
+    /// One token for each of several sequences (candidates decoded together): `ids[j]` goes
+    /// to the sequence of `caches[j]` at position `positions[j]`. Returns logits `(n, vocab)`.
+    /// The weights are read once for all rows; only attention runs row by row.
+    pub fn forward_rows(&self, b: &B, caches: &mut [&mut B::Cache], ids: &[u32], positions: &[usize]) -> Result<B::Tensor> {
+        self.run(b, Seqs::Rows { caches, positions }, b.embed(&self.tok_embd, ids)?, true)
+    }
+
+    fn run(&self, b: &B, mut seqs: Seqs<'_, '_, B::Cache>, mut x: B::Tensor, all_logits: bool) -> Result<B::Tensor> {
         let c = &self.config;
         let a = c.attn;
         let first_norm = self.layers.first().map_or(&self.output_norm, |l| &l.attn_norm);
@@ -250,9 +268,15 @@ impl<B: Backend> Llama<B> {
                         b.add_bias(&mut k, bk)?;
                         b.add_bias(&mut v, bv)?;
                     }
-                    b.rope_attention(cache, i, pos, &mut q, &mut k, &v, a, &c.rope)?
+                    match &mut seqs {
+                        Seqs::One { cache, pos } => b.rope_attention(cache, i, *pos, &mut q, &mut k, &v, a, &c.rope)?,
+                        Seqs::Rows { caches, positions } => b.rope_attention_rows(caches, i, positions, &mut q, &mut k, &v, a, &c.rope)?,
+                    }
                 }
-                Qkv::Stacked { w, bias } => b.qkv_attention(cache, i, pos, &h, w, bias.as_ref(), a, &c.rope)?,
+                Qkv::Stacked { w, bias } => match &mut seqs {
+                    Seqs::One { cache, pos } => b.qkv_attention(cache, i, *pos, &h, w, bias.as_ref(), a, &c.rope)?,
+                    Seqs::Rows { .. } => return Err(Error::Unsupported("stacked q/k/v weights with several sequences".into())),
+                },
             }; // (n, n_heads * hd)
             h = b.add_rms_norm(&mut x, &b.matmul(&att, &l.wo)?, &l.ffn_norm, c.eps)?; // (n, dim)
 

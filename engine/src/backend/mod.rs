@@ -154,6 +154,33 @@ pub trait Backend {
         Err(crate::error::Error::Unsupported("stacked gate/up weights on this backend".into()))
     }
 
+    /// A copy of the first `len` positions of `cache` with room for `max_ctx`: one more
+    /// sequence continuing the same prompt (candidates decoded together). `None`: the backend
+    /// keeps one sequence per cache, and candidates are decoded one after another.
+    fn fork_cache(&self, cache: &Self::Cache, len: usize, max_ctx: usize) -> Result<Option<Self::Cache>> {
+        let _ = (cache, len, max_ctx);
+        Ok(None)
+    }
+
+    /// [`Backend::rope_attention`] for one token of each of several sequences: row j of `q`, `k`
+    /// and `v` belongs to the sequence of `caches[j]`, at position `positions[j]` (only for
+    /// backends whose [`Backend::fork_cache`] makes caches).
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention_rows(
+        &self,
+        caches: &mut [&mut Self::Cache],
+        layer: usize,
+        positions: &[usize],
+        q: &mut Self::Tensor,
+        k: &mut Self::Tensor,
+        v: &Self::Tensor,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<Self::Tensor> {
+        let _ = (caches, layer, positions, q, k, v, shape, rope);
+        Err(crate::error::Error::Unsupported("several sequences in one pass on this backend".into()))
+    }
+
     /// Rotates `q` and `k` at positions `pos..`, then [`Backend::attention`]: a backend may
     /// rotate on the way into the cache, so `q` and `k` are left in an unspecified state.
     #[allow(clippy::too_many_arguments)]

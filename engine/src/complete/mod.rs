@@ -6,10 +6,11 @@
 //! ([`stop`]) → post-processing ([`post`]) → dedup and ranking by mean log-probability
 //! ([`rank`]).
 //!
-//! Candidates are decoded one after the other: each starts by evaluating the prompt again,
-//! which, thanks to prefix reuse, re-evaluates only its last token. Decoding them together as a
-//! batch (one forward pass per step for all n) is future work: it needs per-sequence KV
-//! caches in the backend.
+//! n > 1 candidates are decoded together: the others continue copies of the prompt's KV cache
+//! ([`Model::fork`]), and each step is one forward pass for all of them ([`Model::step_rows`]),
+//! so the weights are read once per step instead of once per candidate. A backend that cannot
+//! copy its cache (the GPU, so far) decodes them one after another, each starting from the
+//! prompt again (prefix reuse re-evaluates only its last token).
 
 pub mod cache;
 pub mod post;
@@ -23,7 +24,8 @@ use std::task::{Context, Poll, Waker};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{Model, Session};
-use crate::sample::{Sampler, SamplerConfig};
+use crate::sample::{Sampled, Sampler, SamplerConfig};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 pub use cache::SuggestionCache;
 pub use prompt::{Budget, ContextFile, Family, Prompt, PromptFormat};
@@ -122,11 +124,14 @@ pub struct CompleterConfig {
     pub fim: bool,
     /// Typed-through cache entries (0 turns the cache off).
     pub cache_entries: usize,
+    /// Decode n > 1 candidates together (one forward pass per step) where the backend can copy
+    /// its KV cache; false decodes them one after another (the same candidates, slower).
+    pub batch_candidates: bool,
 }
 
 impl Default for CompleterConfig {
     fn default() -> Self {
-        CompleterConfig { budget: Budget::default(), fim: true, cache_entries: 64 }
+        CompleterConfig { budget: Budget::default(), fim: true, cache_entries: 64, batch_candidates: true }
     }
 }
 
@@ -260,45 +265,72 @@ impl<B: Backend> Completer<B> {
         timings.reused_tokens = reused;
         timings.evaluated_tokens = prompt.ids.len() - reused;
 
-        let mut raw = Vec::with_capacity(req.n);
-        let mut cancel = false;
-        let mut decode_start = t0;
-        for i in 0..req.n {
-            // Brings the session back to the prompt: the first time, everything after the common
-            // prefix; afterwards only the prompt's last token.
-            let before = common_prefix(self.session.tokens(), &prompt.ids).min(prompt.ids.len() - 1);
-            let logits = self.model.eval_tensor(&mut self.session, &prompt.ids)?;
-            self.evaluated += (prompt.ids.len() - before) as u64;
+        let logits = self.model.eval_tensor(&mut self.session, &prompt.ids)?;
+        self.evaluated += (prompt.ids.len() - reused) as u64;
+        let decode_start = (self.clock)();
+        timings.prompt_ms = decode_start - t0;
+        let new_sampler = |i: usize| match sampling {
+            Some(cfg) => Sampler::new(SamplerConfig { seed: cfg.seed.wrapping_add(i as u64), ..cfg }),
+            None => Ok(Sampler::greedy()),
+        };
+        let typed_ws = usize::from(req.prefix.ends_with(' '));
+        // The first candidate's text streams as it grows.
+        let mut stream = |i: usize, partial: &str| {
             if i == 0 {
-                decode_start = (self.clock)();
-                timings.prompt_ms = decode_start - t0;
+                if let Some(r) = post::process(partial, &cx, mode) {
+                    on_partial(partial.get(r).unwrap_or_default());
+                }
             }
-            let mut sampler = match sampling {
-                Some(cfg) => Sampler::new(SamplerConfig { seed: cfg.seed.wrapping_add(i as u64), ..cfg })?,
-                None => Sampler::greedy(),
-            };
-            let deadline = req.time_limit_ms.map(|ms| (self.clock)() + ms);
-            let stream = |partial: &str| {
-                if i == 0 {
-                    if let Some(r) = post::process(partial, &cx, mode) {
-                        on_partial(partial.get(r).unwrap_or_default());
+        };
+        let deadline = || req.time_limit_ms.map(|ms| (self.clock)() + ms);
+        // n > 1: the other candidates continue copies of the prompt's cache, all n decoded
+        // together, one forward pass per step, where the backend can copy caches.
+        let forks = if req.n > 1 && self.config.batch_candidates {
+            (1..req.n).map(|_| self.model.fork(&self.session, max_tokens + 1)).collect::<Result<Option<Vec<_>>>>()?
+        } else {
+            None
+        };
+        let raw = match forks {
+            Some(mut forks) => {
+                let states = (0..req.n).map(|i| Ok(Decoding::new(&self.model, new_sampler(i)?, cx, mode, max_tokens, typed_ws))).collect::<Result<Vec<_>>>()?;
+                let mut sessions: Vec<&mut Session<B>> = std::iter::once(&mut self.session).chain(forks.iter_mut()).collect();
+                let hooks = Hooks { cancelled, deadline: deadline(), clock: &self.clock };
+                let first = self.model.backend.to_vec_async(&logits).await?;
+                decode_together(&self.model, &mut sessions, &self.format, first, states, &hooks, pause, |t| stream(0, t)).await?
+            }
+            None => {
+                let mut raw = Vec::with_capacity(req.n);
+                let mut first = Some(logits);
+                for i in 0..req.n {
+                    // Later candidates bring the session back to the prompt: with prefix reuse,
+                    // only its last token is evaluated again.
+                    let logits = match first.take() {
+                        Some(l) => l,
+                        None => {
+                            let before = common_prefix(self.session.tokens(), &prompt.ids).min(prompt.ids.len() - 1);
+                            let l = self.model.eval_tensor(&mut self.session, &prompt.ids)?;
+                            self.evaluated += (prompt.ids.len() - before) as u64;
+                            l
+                        }
+                    };
+                    let d = Decoding::new(&self.model, new_sampler(i)?, cx, mode, max_tokens, typed_ws);
+                    let hooks = Hooks { cancelled, deadline: deadline(), clock: &self.clock };
+                    let out = decode(&self.model, &mut self.session, &self.format, logits, d, &hooks, pause, |t| stream(i, t)).await?;
+                    let stopped = out.stop.reason == StopReason::Cancelled;
+                    raw.push(out);
+                    if stopped {
+                        break;
                     }
                 }
-            };
-            let hooks = Hooks { cancelled, deadline, clock: &self.clock };
-            let typed_ws = usize::from(req.prefix.ends_with(' '));
-            let out = decode(&self.model, &mut self.session, &self.format, logits, &mut sampler, cx, mode, max_tokens, typed_ws, &hooks, pause, stream).await?;
+                raw
+            }
+        };
+        for out in &raw {
             self.evaluated += out.evaluated;
             timings.generated_tokens += out.logprobs.len();
-            if i == 0 {
-                timings.stop = Some(out.stop.reason);
-            }
-            cancel = out.stop.reason == StopReason::Cancelled;
-            raw.push(out);
-            if cancel {
-                break;
-            }
         }
+        timings.stop = raw.first().map(|o| o.stop.reason);
+        let cancel = raw.iter().any(|o| o.stop.reason == StopReason::Cancelled);
         let candidates = rank::rank(raw.iter().filter_map(|o| finish(o, &cx, mode)).collect());
         let t1 = (self.clock)();
         timings.decode_ms = t1 - decode_start;
@@ -351,63 +383,142 @@ struct Hooks<'h> {
     clock: &'h Clock,
 }
 
+/// One candidate being decoded: its sampler, its text so far and the stop rules on it.
+struct Decoding<'m> {
+    sampler: Sampler,
+    decoder: StreamDecoder<'m>,
+    stopper: Stopper<'m>,
+    logprobs: Vec<f32>,
+    ends: Vec<usize>,
+    /// Leading blanks still to drop: the space the prompt left out and the user already typed.
+    typed_ws: usize,
+    evaluated: u64,
+}
+
+impl<'m> Decoding<'m> {
+    fn new<B: Backend>(model: &'m Model<B>, sampler: Sampler, cx: Cursor<'m>, mode: Mode, max_tokens: usize, typed_ws: usize) -> Self {
+        let (decoder, stopper) = (model.tokenizer.stream_decoder(), Stopper::new(cx, mode, max_tokens));
+        Decoding { sampler, decoder, stopper, logprobs: Vec::new(), ends: Vec::new(), typed_ws, evaluated: 0 }
+    }
+
+    /// Takes the next token; `Some` when the candidate ends with it (it is then not evaluated).
+    fn accept(&mut self, next: Sampled, format: &PromptFormat, tok: &Tokenizer) -> Result<Option<Stop>> {
+        // Control tokens (FIM markers, chat markers) are never part of shown text.
+        if format.stop_ids().contains(&next.id) || tok.is_special(next.id) {
+            return Ok(Some(self.stopper.end(StopReason::EndOfGeneration)));
+        }
+        let mut piece = self.decoder.push(next.id)?;
+        if self.typed_ws > 0 {
+            let skip: usize = piece.bytes().take(self.typed_ws).take_while(|b| *b == b' ' || *b == b'\t').count();
+            self.typed_ws = if skip == piece.len() { self.typed_ws - skip } else { 0 };
+            piece.drain(..skip);
+        }
+        self.logprobs.push(next.logprob);
+        let stopped = self.stopper.push(&piece);
+        self.ends.push(self.stopper.text().len());
+        Ok(stopped)
+    }
+
+    fn finish(self, stop: Stop) -> RawCandidate {
+        RawCandidate { text: self.stopper.text().to_string(), stop, logprobs: self.logprobs, ends: self.ends, evaluated: self.evaluated }
+    }
+}
+
+/// Decodes one candidate from `logits` (the session's next-token logits, left on the backend).
 #[allow(clippy::too_many_arguments)]
 async fn decode<B: Backend, F: Future<Output = ()>>(
     model: &Model<B>,
     session: &mut Session<B>,
     format: &PromptFormat,
     mut logits: B::Tensor,
-    sampler: &mut Sampler,
-    cx: Cursor<'_>,
-    mode: Mode,
-    max_tokens: usize,
-    mut typed_ws: usize,
+    mut d: Decoding<'_>,
     hooks: &Hooks<'_>,
     pause: &mut dyn FnMut() -> F,
     mut on_text: impl FnMut(&str),
 ) -> Result<RawCandidate> {
-    let tok = &model.tokenizer;
-    let mut decoder = tok.stream_decoder();
-    let mut stopper = Stopper::new(cx, mode, max_tokens);
-    let mut logprobs = Vec::new();
-    let mut ends = Vec::new();
-    let mut evaluated = 0;
     let stop = loop {
         pause().await;
         if (hooks.cancelled)() {
-            break stopper.end(StopReason::Cancelled);
+            break d.stopper.end(StopReason::Cancelled);
         }
-        let next = model.choose_async(&logits, sampler).await?;
-        // Control tokens (FIM markers, chat markers) are never part of shown text.
-        if format.stop_ids().contains(&next.id) || tok.is_special(next.id) {
-            break stopper.end(StopReason::EndOfGeneration);
-        }
-        let mut piece = decoder.push(next.id)?;
-        if typed_ws > 0 {
-            // The space the prompt left out and the user already typed.
-            let skip: usize = piece.bytes().take(typed_ws).take_while(|b| *b == b' ' || *b == b'\t').count();
-            typed_ws = if skip == piece.len() { typed_ws - skip } else { 0 };
-            piece.drain(..skip);
-        }
-        logprobs.push(next.logprob);
-        let stopped = stopper.push(&piece);
-        ends.push(stopper.text().len());
-        if let Some(stop) = stopped {
+        let next = model.choose_async(&logits, &mut d.sampler).await?;
+        if let Some(stop) = d.accept(next, format, &model.tokenizer)? {
             break stop;
         }
-        on_text(stopper.text());
-        if hooks.deadline.is_some_and(|d| (hooks.clock)() >= d) {
-            break stopper.time_up();
+        on_text(d.stopper.text());
+        if hooks.deadline.is_some_and(|t| (hooks.clock)() >= t) {
+            break d.stopper.time_up();
         }
         if session.tokens().len() >= session.max_ctx() {
-            break stopper.end(StopReason::MaxTokens);
+            break d.stopper.end(StopReason::MaxTokens);
         }
         let mut seq = session.tokens().to_vec();
         seq.push(next.id);
         logits = model.eval_tensor(session, &seq)?;
-        evaluated += 1;
+        d.evaluated += 1;
     };
-    Ok(RawCandidate { text: stopper.text().to_string(), stop, logprobs, ends, evaluated })
+    Ok(d.finish(stop))
+}
+
+/// Decodes candidate j in `sessions[j]` (each holding the prompt, whose next-token logits are
+/// `first`), all together: one forward pass per step for every candidate still going. Each
+/// candidate makes the same choices as [`decode`] would alone: the backend's rows are
+/// batch-invariant, and every candidate has its own sampler.
+#[allow(clippy::too_many_arguments)]
+async fn decode_together<B: Backend, F: Future<Output = ()>>(
+    model: &Model<B>,
+    sessions: &mut [&mut Session<B>],
+    format: &PromptFormat,
+    first: Vec<f32>,
+    mut states: Vec<Decoding<'_>>,
+    hooks: &Hooks<'_>,
+    pause: &mut dyn FnMut() -> F,
+    mut on_text: impl FnMut(&str),
+) -> Result<Vec<RawCandidate>> {
+    let (n, vocab) = (states.len(), first.len());
+    let mut logits = vec![first; n];
+    let mut stops: Vec<Option<Stop>> = vec![None; n];
+    loop {
+        pause().await;
+        let cancelled = (hooks.cancelled)();
+        let mut rows = Vec::with_capacity(n);
+        let mut next = Vec::with_capacity(n);
+        for (j, (d, stop)) in states.iter_mut().zip(stops.iter_mut()).enumerate().filter(|(_, (_, s))| s.is_none()) {
+            if cancelled {
+                *stop = Some(d.stopper.end(StopReason::Cancelled));
+                continue;
+            }
+            let tok = d.sampler.sample(&logits[j])?;
+            if let Some(end) = d.accept(tok, format, &model.tokenizer)? {
+                *stop = Some(end);
+                continue;
+            }
+            if j == 0 {
+                on_text(d.stopper.text());
+            }
+            if hooks.deadline.is_some_and(|t| (hooks.clock)() >= t) {
+                *stop = Some(d.stopper.time_up());
+            } else if sessions[j].tokens().len() >= sessions[j].max_ctx() {
+                *stop = Some(d.stopper.end(StopReason::MaxTokens));
+            } else {
+                rows.push(j);
+                next.push(tok.id);
+            }
+        }
+        if rows.is_empty() {
+            break;
+        }
+        let mut batch: Vec<&mut Session<B>> = sessions.iter_mut().enumerate().filter(|(j, _)| rows.contains(j)).map(|(_, s)| &mut **s).collect();
+        let out = model.backend.to_vec_async(&model.step_rows(&mut batch, &next)?).await?;
+        for (r, &j) in rows.iter().enumerate() {
+            logits[j] = out.get(r * vocab..(r + 1) * vocab).ok_or_else(|| Error::Model("a batched step gave too few logits".into()))?.to_vec();
+            states[j].evaluated += 1;
+        }
+    }
+    Ok(states.into_iter().zip(stops).map(|(d, stop)| {
+        let stop = stop.unwrap_or_else(|| d.stopper.end(StopReason::MaxTokens));
+        d.finish(stop)
+    }).collect())
 }
 
 /// The shown candidate for a decoded one: stop cut, post-processing, mean log-probability of

@@ -45,6 +45,18 @@ impl KvLayer {
         KvLayer { kt: vec![f16::ZERO; len], v: vec![f16::ZERO; len] }
     }
 
+    /// A layer of shape `to` holding positions `0..len` of this one (shape `s`); the caller
+    /// checked that `len` fits both.
+    pub fn fork(&self, s: KvShape, len: usize, to: KvShape) -> Self {
+        let mut out = KvLayer::new(to);
+        for (dst, src) in out.kt.chunks_exact_mut(to.max_ctx).zip(self.kt.chunks_exact(s.max_ctx)) {
+            dst[..len].copy_from_slice(&src[..len]);
+        }
+        let n = len * s.kv_dim();
+        out.v[..n].copy_from_slice(&self.v[..n]);
+        out
+    }
+
     /// Keys, `(n_kv_heads, head_dim, max_ctx)`.
     pub(super) fn keys(&self) -> &[f16] {
         &self.kt

@@ -370,6 +370,42 @@ impl Backend for CpuBackend {
         CpuTensor::new(n, q_dim, out)
     }
 
+    fn fork_cache(&self, cache: &CpuCache, len: usize, max_ctx: usize) -> Result<Option<CpuCache>> {
+        let s = cache.shape;
+        if len > s.max_ctx || len > max_ctx {
+            return Err(Error::InvalidArgument(format!("cannot fork {len} positions of a cache of {} into one of {max_ctx}", s.max_ctx)));
+        }
+        let to = KvShape { max_ctx, ..s };
+        max_ctx.checked_mul(to.kv_dim()).ok_or_else(|| Error::InvalidArgument(format!("a KV cache of {max_ctx} positions is too large")))?;
+        Ok(Some(CpuCache { layers: cache.layers.iter().map(|l| l.fork(s, len, to)).collect(), shape: to }))
+    }
+
+    /// Row by row: each row's attention is exactly the one-sequence computation, so candidates
+    /// decoded together get the same logits as decoded one after another.
+    fn rope_attention_rows(
+        &self,
+        caches: &mut [&mut CpuCache],
+        layer: usize,
+        positions: &[usize],
+        q: &mut CpuTensor,
+        k: &mut CpuTensor,
+        v: &CpuTensor,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<CpuTensor> {
+        let n = q.rows;
+        if caches.len() != n || positions.len() != n || k.rows != n || v.rows != n {
+            return Err(shape_err("attention", format!("{n} query rows for {} caches, {} positions, {} keys, {} values", caches.len(), positions.len(), k.rows, v.rows)));
+        }
+        let row = |x: &CpuTensor, j: usize| CpuTensor::new(1, x.cols, x.row(j).to_vec());
+        let mut out = Vec::with_capacity(n * shape.q_dim());
+        for (j, (cache, &pos)) in caches.iter_mut().zip(positions).enumerate() {
+            let (mut qj, mut kj) = (row(q, j)?, row(k, j)?);
+            out.extend(self.rope_attention(cache, layer, pos, &mut qj, &mut kj, &row(v, j)?, shape, rope)?.data);
+        }
+        CpuTensor::new(n, shape.q_dim(), out)
+    }
+
     fn swiglu(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
         if (gate.rows, gate.cols) != (up.rows, up.cols) {
             return Err(shape_err("swiglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
