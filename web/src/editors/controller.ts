@@ -81,6 +81,7 @@ export class SuggestionController {
   private lastKey = 0;
   private intervals: number[] = [];
   private destroyed = false;
+  private lastCtx: CursorContext | null = null;
 
   constructor(
     private readonly completer: CompleterLike,
@@ -108,6 +109,10 @@ export class SuggestionController {
    */
   update(ctx: CursorContext, typed: boolean): void {
     if (this.destroyed) return;
+    // The cursor set where it already was (a click on it): nothing to redo.
+    const last = this.lastCtx;
+    this.lastCtx = ctx;
+    if (!typed && last && last.prefix === ctx.prefix && last.suffix === ctx.suffix) return;
     this.abort();
     if (typed) this.noteKeystroke();
     if (this.shown && this.typedThrough(ctx)) return;
