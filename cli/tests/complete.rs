@@ -33,6 +33,13 @@ fn complete_runs_on_the_gpu_backend() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["candidates"][0]["text"], "total += x", "{v}");
     assert_eq!(v["timings"]["prompt_tokens"], 17);
+    // Two sampled candidates decoded together on the GPU (forked KV caches), in line mode.
+    let out = nib(&["complete", "--model", &m, "--backend", "gpu", "--prefix-file", p.to_str().unwrap(), "--mode", "line", "--n", "2", "--seed", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = v["candidates"].as_array().unwrap();
+    assert!(!c.is_empty() && c.len() <= 2, "{v}");
+    assert!(c.iter().all(|c| c["mean_logprob"].as_f64().unwrap() < 0.0 && !c["text"].as_str().unwrap().contains('\n')), "{v}");
 }
 
 #[test]

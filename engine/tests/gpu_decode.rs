@@ -46,3 +46,40 @@ fn pipelined_greedy_matches_step_by_step() {
     .unwrap();
     assert_eq!(got, want[..3]);
 }
+
+/// Candidates decoded together on the GPU: forked caches and one pass for a token of each
+/// sequence give each row the logits that sequence gets alone (the batched product sums in
+/// another order than the one-token one: float noise, held to the whole-model test's 1e-2,
+/// and the same top-1).
+#[test]
+fn forked_sessions_stepped_together_match_each_alone() {
+    let m = gpu::open_model(&common::default_model()).unwrap();
+    let b = &m.backend;
+    let prompt = m.tokenizer.encode("def fibonacci(n):\n    ").unwrap();
+    let next = [m.tokenizer.encode("if").unwrap()[0], m.tokenizer.encode("return").unwrap()[0], m.tokenizer.encode("a").unwrap()[0]];
+
+    let mut s0 = m.session(64).unwrap();
+    m.eval(&mut s0, &prompt).unwrap();
+    let mut forks: Vec<_> = (0..2).map(|_| m.fork(&s0, 8).unwrap().expect("the GPU forks its caches")).collect();
+    let mut sessions: Vec<_> = std::iter::once(&mut s0).chain(forks.iter_mut()).collect();
+    let rows = b.to_vec(&m.step_rows(&mut sessions, &next).unwrap()).unwrap();
+    // A second step, from the sequences as they now stand.
+    let rows2 = b.to_vec(&m.step_rows(&mut sessions, &next).unwrap()).unwrap();
+    let vocab = m.config().vocab;
+    assert_eq!(rows.len(), 3 * vocab);
+
+    for (j, &t) in next.iter().enumerate() {
+        let mut alone = m.session(64).unwrap();
+        let mut ids = prompt.clone();
+        ids.push(t);
+        let want = m.eval(&mut alone, &ids).unwrap();
+        ids.push(t);
+        let want2 = m.eval(&mut alone, &ids).unwrap();
+        for (got, want) in [(&rows[j * vocab..(j + 1) * vocab], &want), (&rows2[j * vocab..(j + 1) * vocab], &want2)] {
+            let delta = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            eprintln!("row {j}: max |Δlogit| {delta:.2e}");
+            assert!(delta < 1e-2, "row {j}: max |Δlogit| {delta}");
+            assert_eq!(nib_engine::sample::argmax(got), nib_engine::sample::argmax(want), "row {j}: top-1");
+        }
+    }
+}

@@ -266,6 +266,55 @@ fn rope_attention_matches_rope_then_attention() {
     }
 }
 
+/// Rows of several sequences (candidates decoded together): forked caches at different
+/// positions, one token each, against each row through `rope_attention` on its own cache; on
+/// the CPU backend too, which must give the same as the GPU within the attention tolerance.
+#[test]
+fn rope_attention_rows_match_each_row_alone() {
+    let (b, cpu) = (gpu(), cpu());
+    let mut rng = Rng(1300);
+    let (shape, rope) = (AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 34 }, Rope { theta: 10_000.0, dims: 34, neox: true, freq_scale: 1.0 });
+    let (qd, kd) = (shape.q_dim(), shape.kv_dim());
+    // A shared prompt of 9 positions, then sequences that already went 0, 2 and 5 tokens further.
+    let prompt = (rng.vec(9 * qd, 2.0), rng.vec(9 * kd, 2.0), rng.vec(9 * kd, 1.0));
+    let mut base = b.new_cache(1, 24, shape).unwrap();
+    let t = |n: usize, data: &[f32], cols| b.tensor(n, cols, data).unwrap();
+    b.rope_attention(&mut base, 0, 0, &mut t(9, &prompt.0, qd), &mut t(9, &prompt.1, kd), &t(9, &prompt.2, kd), shape, &rope).unwrap();
+    let mut caches: Vec<_> = [0usize, 2, 5].iter().map(|_| b.fork_cache(&base, 9, 20).unwrap().unwrap()).collect();
+    let mut alone: Vec<_> = [0usize, 2, 5].iter().map(|_| b.fork_cache(&base, 9, 20).unwrap().unwrap()).collect();
+    let positions: Vec<usize> = [0usize, 2, 5].iter().map(|g| 9 + g).collect();
+    for (j, &pos) in positions.iter().enumerate() {
+        for p in 9..pos {
+            let (q, k, v) = (rng.vec(qd, 2.0), rng.vec(kd, 2.0), rng.vec(kd, 1.0));
+            for c in [&mut caches[j], &mut alone[j]] {
+                b.rope_attention(c, 0, p, &mut t(1, &q, qd), &mut t(1, &k, kd), &t(1, &v, kd), shape, &rope).unwrap();
+            }
+        }
+    }
+    let (q, k, v) = (rng.vec(3 * qd, 2.0), rng.vec(3 * kd, 2.0), rng.vec(3 * kd, 1.0));
+    let mut refs: Vec<_> = caches.iter_mut().collect();
+    let got = b.to_vec(&b.rope_attention_rows(&mut refs, 0, &positions, &mut t(3, &q, qd), &mut t(3, &k, kd), &t(3, &v, kd), shape, &rope).unwrap()).unwrap();
+    for (j, &pos) in positions.iter().enumerate() {
+        let row = |x: &[f32], w: usize| x[j * w..(j + 1) * w].to_vec();
+        let want = b.rope_attention(&mut alone[j], 0, pos, &mut t(1, &row(&q, qd), qd), &mut t(1, &row(&k, kd), kd), &t(1, &row(&v, kd), kd), shape, &rope).unwrap();
+        let e = rel_err(&got[j * qd..(j + 1) * qd], &f64s(&b.to_vec(&want).unwrap()));
+        assert!(e <= TOL, "row {j} at {pos}: {e:.2e}");
+    }
+    // The CPU backend's rows, on caches holding the same keys and values.
+    let mut cpu_base = cpu.new_cache(1, 24, shape).unwrap();
+    let c = |n: usize, data: &[f32], cols| CpuTensor::new(n, cols, data.to_vec()).unwrap();
+    cpu.rope_attention(&mut cpu_base, 0, 0, &mut c(9, &prompt.0, qd), &mut c(9, &prompt.1, kd), &c(9, &prompt.2, kd), shape, &rope).unwrap();
+    let mut cpu_caches: Vec<_> = (0..3).map(|_| cpu.fork_cache(&cpu_base, 9, 12).unwrap().unwrap()).collect();
+    let mut refs: Vec<_> = cpu_caches.iter_mut().collect();
+    let at = [9, 9, 9];
+    let cpu_rows = cpu.rope_attention_rows(&mut refs, 0, &at, &mut c(3, &q, qd), &mut c(3, &k, kd), &c(3, &v, kd), shape, &rope).unwrap();
+    let mut gpu_caches: Vec<_> = (0..3).map(|_| b.fork_cache(&base, 9, 12).unwrap().unwrap()).collect();
+    let mut refs: Vec<_> = gpu_caches.iter_mut().collect();
+    let gpu_rows = b.rope_attention_rows(&mut refs, 0, &at, &mut t(3, &q, qd), &mut t(3, &k, kd), &t(3, &v, kd), shape, &rope).unwrap();
+    let e = rel_err(&b.to_vec(&gpu_rows).unwrap(), &f64s(&cpu_rows.data));
+    assert!(e <= 2e-3, "GPU rows against CPU rows: {e:.2e}");
+}
+
 /// Stacked weights (as `stack_weights` makes them: the rows of each, one after another) through
 /// `glu` and `qkv_attention`, against the same weights apart through the plain ops.
 #[test]

@@ -275,7 +275,7 @@ impl<B: Backend> Llama<B> {
                 }
                 Qkv::Stacked { w, bias } => match &mut seqs {
                     Seqs::One { cache, pos } => b.qkv_attention(cache, i, *pos, &h, w, bias.as_ref(), a, &c.rope)?,
-                    Seqs::Rows { .. } => return Err(Error::Unsupported("stacked q/k/v weights with several sequences".into())),
+                    Seqs::Rows { caches, positions } => b.qkv_attention_rows(caches, i, positions, &h, w, bias.as_ref(), a, &c.rope)?,
                 },
             }; // (n, n_heads * hd)
             h = b.add_rms_norm(&mut x, &b.matmul(&att, &l.wo)?, &l.ffn_norm, c.eps)?; // (n, dim)

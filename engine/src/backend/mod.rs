@@ -181,6 +181,24 @@ pub trait Backend {
         Err(crate::error::Error::Unsupported("several sequences in one pass on this backend".into()))
     }
 
+    /// [`Backend::qkv_attention`] for one token of each of several sequences, as
+    /// [`Backend::rope_attention_rows`] is to [`Backend::rope_attention`].
+    #[allow(clippy::too_many_arguments)]
+    fn qkv_attention_rows(
+        &self,
+        caches: &mut [&mut Self::Cache],
+        layer: usize,
+        positions: &[usize],
+        h: &Self::Tensor,
+        wqkv: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<Self::Tensor> {
+        let _ = (caches, layer, positions, h, wqkv, bias, shape, rope);
+        Err(crate::error::Error::Unsupported("stacked q/k/v weights with several sequences on this backend".into()))
+    }
+
     /// Rotates `q` and `k` at positions `pos..`, then [`Backend::attention`]: a backend may
     /// rotate on the way into the cache, so `q` and `k` are left in an unspecified state.
     #[allow(clippy::too_many_arguments)]

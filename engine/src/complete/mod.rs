@@ -9,8 +9,8 @@
 //! n > 1 candidates are decoded together: the others continue copies of the prompt's KV cache
 //! ([`Model::fork`]), and each step is one forward pass for all of them ([`Model::step_rows`]),
 //! so the weights are read once per step instead of once per candidate. A backend that cannot
-//! copy its cache (the GPU, so far) decodes them one after another, each starting from the
-//! prompt again (prefix reuse re-evaluates only its last token).
+//! copy its cache decodes them one after another, each starting from the prompt again (prefix
+//! reuse re-evaluates only its last token).
 
 pub mod cache;
 pub mod post;

@@ -356,6 +356,52 @@ impl GpuBackend {
     }
 
     /// RoPE on q and k, the KV append, and attention, reading q, k, v from `src`.
+    /// One token for each of several sequences: row j of q, k and v (found in `src` at row
+    /// offsets `row(j)`) goes to `caches[j]` at `positions[j]`. One RoPE + KV append + attention
+    /// per row, each result copied into row j of the output `(n, q_dim)`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_rows(
+        &self,
+        caches: &mut [&mut GpuCache],
+        layer: usize,
+        positions: &[usize],
+        shape: AttnShape,
+        rope: &Rope,
+        src: &ops::QkvSource,
+        row: impl Fn(usize) -> [usize; 3],
+    ) -> Result<GpuTensor> {
+        let n = caches.len();
+        if positions.len() != n {
+            return Err(shape_err("attention", format!("{n} caches, {} positions", positions.len())));
+        }
+        let q_bytes = shape.q_dim() as u64 * 4;
+        let out = self.output(n, shape.q_dim())?;
+        for (j, (cache, &pos)) in caches.iter().zip(positions).enumerate() {
+            let (call, kc, vc) = attn_geometry(cache, layer, pos, 1, shape)?;
+            let at = row(j);
+            let offsets = [src.offsets[0] + at[0], src.offsets[1] + at[1], src.offsets[2] + at[2]];
+            let one = self.rope_attend(&call, rope, &ops::QkvSource { offsets, ..*src }, kc, vc)?; // (1, q_dim)
+            self.gpu.copy(one.buffer(), 0, out.buffer(), j as u64 * q_bytes, q_bytes)?;
+        }
+        Ok(out)
+    }
+
+    /// `h · wqkvᵀ` for a stacked `[q; k; v]` weight, and the stacked bias, which rope_store adds
+    /// as it reads q, k and v (no pass of its own).
+    fn qkv_product<'w>(&self, h: &GpuTensor, wqkv: &'w GpuWeight, bias: Option<&'w GpuWeight>, shape: AttnShape) -> Result<(GpuTensor, Option<&'w wgpu::Buffer>)> {
+        let total = shape.q_dim() + 2 * shape.kv_dim();
+        if wqkv.rows != total {
+            return Err(shape_err("qkv_attention", format!("a stacked weight of {} rows for {shape:?}", wqkv.rows)));
+        }
+        let bias = match bias {
+            None => None,
+            Some(b) => Some(b.vector.as_ref().filter(|_| b.cols == total).ok_or_else(|| {
+                shape_err("qkv_attention", format!("a bias ({}, {}) for a stacked weight of {total} rows", b.rows, b.cols))
+            })?),
+        };
+        Ok((self.matmul(h, wqkv)?, bias))
+    }
+
     fn rope_attend(&self, call: &AttnCall, rope: &Rope, src: &ops::QkvSource, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<GpuTensor> {
         if rope.dims > call.head_dim || !rope.dims.is_multiple_of(2) {
             return Err(shape_err("rope", format!("{} rotated of a head of {}", rope.dims, call.head_dim)));
@@ -466,7 +512,7 @@ impl Backend for GpuBackend {
             self.gpu.create_checked(&wgpu::BufferDescriptor {
                 label: Some(what),
                 size: (bytes as u64).max(4),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         };
@@ -553,6 +599,64 @@ impl Backend for GpuBackend {
         self.rope_attend(&call, rope, &src, kc, vc)
     }
 
+    /// Copies each KV head's first `len` positions: the cache is `(n_kv_heads, max_ctx,
+    /// head_dim)` f16 per layer, so a new `max_ctx` moves every head's start.
+    fn fork_cache(&self, cache: &GpuCache, len: usize, max_ctx: usize) -> Result<Option<GpuCache>> {
+        if len > cache.max_ctx || len > max_ctx {
+            return Err(Error::InvalidArgument(format!("cannot fork {len} positions of a cache of {} into one of {max_ctx}", cache.max_ctx)));
+        }
+        let out = self.new_cache(cache.k.len(), max_ctx, cache.shape)?;
+        let head = cache.shape.head_dim as u64 * 2; // bytes per position of one head (even head_dim: whole words)
+        for (src, dst) in cache.k.iter().zip(&out.k).chain(cache.v.iter().zip(&out.v)) {
+            for g in 0..cache.shape.n_kv_heads as u64 {
+                if len > 0 {
+                    self.gpu.copy(src, g * cache.max_ctx as u64 * head, dst, g * max_ctx as u64 * head, len as u64 * head)?;
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn rope_attention_rows(
+        &self,
+        caches: &mut [&mut GpuCache],
+        layer: usize,
+        positions: &[usize],
+        q: &mut GpuTensor,
+        k: &mut GpuTensor,
+        v: &GpuTensor,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<GpuTensor> {
+        let (n, q_dim, kv_dim) = (caches.len(), shape.q_dim(), shape.kv_dim());
+        if (q.rows, q.cols, k.rows, k.cols, v.rows, v.cols) != (n, q_dim, n, kv_dim, n, kv_dim) {
+            return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {n} rows of {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
+        }
+        let src = ops::QkvSource { q: q.buffer(), k: k.buffer(), v: v.buffer(), q_stride: q_dim, kv_stride: kv_dim, offsets: [0, 0, 0], bias: None };
+        self.attend_rows(caches, layer, positions, shape, rope, &src, |j| [j * q_dim, j * kv_dim, j * kv_dim])
+    }
+
+    fn qkv_attention_rows(
+        &self,
+        caches: &mut [&mut GpuCache],
+        layer: usize,
+        positions: &[usize],
+        h: &GpuTensor,
+        wqkv: &GpuWeight,
+        bias: Option<&GpuWeight>,
+        shape: AttnShape,
+        rope: &Rope,
+    ) -> Result<GpuTensor> {
+        let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
+        let total = q_dim + 2 * kv_dim;
+        if h.rows != caches.len() {
+            return Err(shape_err("qkv_attention", format!("{} rows for {} caches", h.rows, caches.len())));
+        }
+        let (qkv, bias) = self.qkv_product(h, wqkv, bias, shape)?; // (n, q_dim + 2 kv_dim)
+        let src = ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim], bias };
+        self.attend_rows(caches, layer, positions, shape, rope, &src, |j| [j * total; 3])
+    }
+
     fn stack_weights(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<GpuWeight>> {
         let Some(first) = infos.first() else { return Ok(None) };
         if first.dims.len() == 1 {
@@ -590,17 +694,7 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor> {
         let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
         let total = q_dim + 2 * kv_dim;
-        if wqkv.rows != total {
-            return Err(shape_err("qkv_attention", format!("a stacked weight of {} rows for {shape:?}", wqkv.rows)));
-        }
-        // The bias is added where rope_store reads q, k and v: no pass of its own.
-        let bias = match bias {
-            None => None,
-            Some(b) => Some(b.vector.as_ref().filter(|_| b.cols == total).ok_or_else(|| {
-                shape_err("qkv_attention", format!("a bias ({}, {}) for a stacked weight of {total} rows", b.rows, b.cols))
-            })?),
-        };
-        let qkv = self.matmul(h, wqkv)?; // (n, q_dim + 2 kv_dim)
+        let (qkv, bias) = self.qkv_product(h, wqkv, bias, shape)?; // (n, q_dim + 2 kv_dim)
         let (call, kc, vc) = attn_geometry(cache, layer, pos, h.rows, shape)?;
         let src = ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim], bias };
         self.rope_attend(&call, rope, &src, kc, vc)

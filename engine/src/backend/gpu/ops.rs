@@ -213,7 +213,8 @@ pub struct QkvSource<'a> {
     /// Floats per row of q, and of k and v.
     pub q_stride: usize,
     pub kv_stride: usize,
-    /// Column offsets of q, k and v in their rows.
+    /// Offsets of q, k and v in the first row read (columns within it, plus whole rows to
+    /// skip).
     pub offsets: [usize; 3],
     /// `[bq; bk; bv]` `(q_dim + 2 kv_dim)` f32, added to q, k and v as they are read.
     pub bias: Option<&'a wgpu::Buffer>,
@@ -250,12 +251,14 @@ pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox:
         u32_of(src.offsets[1], "k offset")?,
         u32_of(src.offsets[2], "v offset")?,
     ];
-    let in_bytes = |stride: usize| bytes_f32(c.n.saturating_sub(1) * stride + stride.max(1));
+    // Row t of a source is `width` floats at `offset + t * stride` (an offset may skip whole
+    // rows: one sequence's row of a batch).
+    let in_bytes = |stride: usize, offset: usize, width: usize| bytes_f32(c.n.saturating_sub(1) * stride + (offset + width).max(1));
     let mut binds = vec![
         Bind { buffer: cs, bytes: ((c.pos + c.n) * half * 8).max(8) as u64 },
-        Bind { buffer: src.q, bytes: in_bytes(src.q_stride) },
-        Bind { buffer: src.k, bytes: in_bytes(src.kv_stride) },
-        Bind { buffer: src.v, bytes: in_bytes(src.kv_stride) },
+        Bind { buffer: src.q, bytes: in_bytes(src.q_stride, src.offsets[0], q_dim) },
+        Bind { buffer: src.k, bytes: in_bytes(src.kv_stride, src.offsets[1], kv_dim) },
+        Bind { buffer: src.v, bytes: in_bytes(src.kv_stride, src.offsets[2], kv_dim) },
         Bind { buffer: q_out, bytes: bytes_f32(c.n * q_dim) },
         Bind { buffer: kc, bytes: kc.size() },
         Bind { buffer: vc, bytes: vc.size() },
