@@ -15,21 +15,17 @@
 //!   stacked q/k/v cost no dispatch;
 //! - FIM: the completer builds `<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>`
 //!   exactly as llama.cpp tokenizes it (the CLI's prompt is checked in cli/tests/complete.rs).
+//!
+//! All but the GPU tests also run as wasm32-wasip1 (`cargo xtask test`): the simd128 kernels on
+//! qwen2, as the browser's CPU path runs it.
 
 mod common;
 
 use nib_engine::backend::cpu::{CpuBackend, Precision};
-use nib_engine::backend::gpu::{self, decode};
-use nib_engine::backend::Backend;
 use nib_engine::complete::{Completer, CompleterConfig, Family, Request};
 use nib_engine::gguf::{Gguf, ModelBytes};
-use nib_engine::sample::{argmax, top_k};
 use nib_engine::{Error, Model};
 use serde_json::Value;
-
-/// Largest |GPU − CPU reference| logit allowed anywhere in the vocabulary (as for the default model).
-const MAX_DELTA: f32 = 1e-2;
-const GREEDY_TOKENS: usize = 16;
 
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
@@ -123,75 +119,6 @@ fn cpu_logits_and_greedy_match_llama_cpp() {
     common::golden::check(&m, &fx);
 }
 
-/// GPU logits against the CPU reference on every fixture prompt, and greedy continuations
-/// through the GPU's pipelined decode against the reference's.
-#[test]
-fn gpu_matches_the_cpu_reference() {
-    let t0 = std::time::Instant::now();
-    let g = gpu::open_model(&common::tiny_qwen2()).unwrap();
-    g.backend.set_poison(true);
-    println!("{}", g.backend.describe());
-    let r = cpu_model(Precision::Reference);
-    let fx = common::fixture("qwen2_tiny.json");
-    let (mut worst, mut failures) = (0f32, Vec::new());
-    for (ci, case) in fx["cases"].as_array().unwrap().iter().enumerate() {
-        let prompt = ids(&case["ids"]);
-        let gl = g.eval(&mut g.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
-        let rl = r.eval(&mut r.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
-        assert!(gl.iter().all(|x| x.is_finite()), "case {ci}: non-finite GPU logits");
-        let delta = gl.iter().zip(&rl).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        worst = worst.max(delta);
-        let (gt, rt) = (top_k(&gl, 2), top_k(&rl, 2));
-        if delta > MAX_DELTA {
-            failures.push(format!("case {ci}: max |Δlogit| {delta:.2e} > {MAX_DELTA:.0e}"));
-        }
-        if gt[0].0 != rt[0].0 {
-            failures.push(format!("case {ci}: top-1 {} vs the reference's {} (its margin {:.4})", gt[0].0, rt[0].0, rt[0].1 - rt[1].1));
-        }
-
-        // Greedy: the GPU's own decode loop (argmax on the GPU, the host a step behind).
-        let b = &g.backend;
-        let mut cache = b.new_cache(g.config().n_layers, prompt.len() + GREEDY_TOKENS + 1, g.config().attn).unwrap();
-        let logits = g.arch.forward(b, &mut cache, &prompt, 0, false).unwrap();
-        let got = decode::greedy(&g.arch, b, &mut cache, &logits, prompt.len(), GREEDY_TOKENS, |_| true).unwrap();
-        let want = greedy_cpu(&r, &prompt, GREEDY_TOKENS);
-        if got != want {
-            failures.push(format!("case {ci}: greedy gpu {got:?} vs reference {want:?}"));
-        }
-        println!("case {ci}: max |Δlogit| {delta:.2e}, top-1 {} (margin {:.3}), greedy {}", gt[0].0, rt[0].1 - rt[1].1, if got == want { "identical" } else { "differs" });
-    }
-    println!("GPU vs CPU reference: max |Δlogit| over the vocabulary {worst:.2e} ({:.0} s)", t0.elapsed().as_secs_f64());
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// Stacked q/k/v get their biases inside rope_store, so a decode step costs the default
-/// model's 9 dispatches per layer; layer 2, whose q/k/v formats differ, is kept apart: 3
-/// matmuls and 3 add_bias where a stacked layer has one matmul (+5).
-#[test]
-fn gpu_decode_step_dispatches() {
-    let g = gpu::open_model(&common::tiny_qwen2()).unwrap();
-    let b = &g.backend;
-    let prompt = g.tokenizer.encode("def f(x):\n    ").unwrap();
-    let mut cache = b.new_cache(g.config().n_layers, 32, g.config().attn).unwrap();
-    let logits = g.arch.forward(b, &mut cache, &prompt, 0, false).unwrap();
-    let next = b.argmax(&logits).unwrap().unwrap();
-    b.reset_stats();
-    let logits = g.arch.forward(b, &mut cache, &[next], prompt.len(), false).unwrap();
-    b.argmax(&logits).unwrap();
-    // embed + first norm, 9 per layer, +5 for the apart layer, logits + argmax.
-    assert_eq!(b.stats().dispatches, 2 + 9 * 3 + 5 + 2);
-}
-
-fn greedy_cpu<B: Backend>(m: &Model<B>, prompt: &[u32], steps: usize) -> Vec<u32> {
-    let mut s = m.session(prompt.len() + steps + 1).unwrap();
-    let mut seq = prompt.to_vec();
-    for _ in 0..steps {
-        let logits = m.eval(&mut s, &seq).unwrap();
-        seq.push(argmax(&logits).unwrap() as u32);
-    }
-    seq.split_off(prompt.len())
-}
-
 /// The completer detects Qwen2.5-Coder's FIM template from the vocabulary and builds the
 /// documented prompt, id for id as llama.cpp tokenizes its spelled-out form.
 #[test]
@@ -207,5 +134,88 @@ fn fim_prompt_is_the_documented_one() {
     for case in fx["fim"].as_array().unwrap() {
         let req = Request::new(case["prefix"].as_str().unwrap(), case["suffix"].as_str().unwrap());
         assert_eq!(c.prompt(&req).unwrap().ids, ids(&case["ids"]));
+    }
+}
+
+/// The GPU backend (lavapipe where there is no GPU; WASI has none).
+#[cfg(not(target_os = "wasi"))]
+mod on_gpu {
+    use super::*;
+    use nib_engine::backend::gpu::{self, decode};
+    use nib_engine::backend::Backend;
+    use nib_engine::sample::{argmax, top_k};
+
+    /// Largest |GPU − CPU reference| logit allowed anywhere in the vocabulary (as for the
+    /// default model).
+    const MAX_DELTA: f32 = 1e-2;
+    const GREEDY_TOKENS: usize = 16;
+
+    /// GPU logits against the CPU reference on every fixture prompt, and greedy continuations
+    /// through the GPU's pipelined decode against the reference's.
+    #[test]
+    fn gpu_matches_the_cpu_reference() {
+        let t0 = std::time::Instant::now();
+        let g = gpu::open_model(&common::tiny_qwen2()).unwrap();
+        g.backend.set_poison(true);
+        println!("{}", g.backend.describe());
+        let r = cpu_model(Precision::Reference);
+        let fx = common::fixture("qwen2_tiny.json");
+        let (mut worst, mut failures) = (0f32, Vec::new());
+        for (ci, case) in fx["cases"].as_array().unwrap().iter().enumerate() {
+            let prompt = ids(&case["ids"]);
+            let gl = g.eval(&mut g.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+            let rl = r.eval(&mut r.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+            assert!(gl.iter().all(|x| x.is_finite()), "case {ci}: non-finite GPU logits");
+            let delta = gl.iter().zip(&rl).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            worst = worst.max(delta);
+            let (gt, rt) = (top_k(&gl, 2), top_k(&rl, 2));
+            if delta > MAX_DELTA {
+                failures.push(format!("case {ci}: max |Δlogit| {delta:.2e} > {MAX_DELTA:.0e}"));
+            }
+            if gt[0].0 != rt[0].0 {
+                failures.push(format!("case {ci}: top-1 {} vs the reference's {} (its margin {:.4})", gt[0].0, rt[0].0, rt[0].1 - rt[1].1));
+            }
+
+            // Greedy: the GPU's own decode loop (argmax on the GPU, the host a step behind).
+            let b = &g.backend;
+            let mut cache = b.new_cache(g.config().n_layers, prompt.len() + GREEDY_TOKENS + 1, g.config().attn).unwrap();
+            let logits = g.arch.forward(b, &mut cache, &prompt, 0, false).unwrap();
+            let got = decode::greedy(&g.arch, b, &mut cache, &logits, prompt.len(), GREEDY_TOKENS, |_| true).unwrap();
+            let want = greedy_cpu(&r, &prompt, GREEDY_TOKENS);
+            if got != want {
+                failures.push(format!("case {ci}: greedy gpu {got:?} vs reference {want:?}"));
+            }
+            println!("case {ci}: max |Δlogit| {delta:.2e}, top-1 {} (margin {:.3}), greedy {}", gt[0].0, rt[0].1 - rt[1].1, if got == want { "identical" } else { "differs" });
+        }
+        println!("GPU vs CPU reference: max |Δlogit| over the vocabulary {worst:.2e} ({:.0} s)", t0.elapsed().as_secs_f64());
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// Stacked q/k/v get their biases inside rope_store, so a decode step costs the default
+    /// model's 9 dispatches per layer; layer 2, whose q/k/v formats differ, is kept apart: 3
+    /// matmuls and 3 add_bias where a stacked layer has one matmul (+5).
+    #[test]
+    fn gpu_decode_step_dispatches() {
+        let g = gpu::open_model(&common::tiny_qwen2()).unwrap();
+        let b = &g.backend;
+        let prompt = g.tokenizer.encode("def f(x):\n    ").unwrap();
+        let mut cache = b.new_cache(g.config().n_layers, 32, g.config().attn).unwrap();
+        let logits = g.arch.forward(b, &mut cache, &prompt, 0, false).unwrap();
+        let next = b.argmax(&logits).unwrap().unwrap();
+        b.reset_stats();
+        let logits = g.arch.forward(b, &mut cache, &[next], prompt.len(), false).unwrap();
+        b.argmax(&logits).unwrap();
+        // embed + first norm, 9 per layer, +5 for the apart layer, logits + argmax.
+        assert_eq!(b.stats().dispatches, 2 + 9 * 3 + 5 + 2);
+    }
+
+    fn greedy_cpu<B: Backend>(m: &Model<B>, prompt: &[u32], steps: usize) -> Vec<u32> {
+        let mut s = m.session(prompt.len() + steps + 1).unwrap();
+        let mut seq = prompt.to_vec();
+        for _ in 0..steps {
+            let logits = m.eval(&mut s, &seq).unwrap();
+            seq.push(argmax(&logits).unwrap() as u32);
+        }
+        seq.split_off(prompt.len())
     }
 }

@@ -113,7 +113,7 @@ fn test() -> Result<(), String> {
 
 /// Integration tests that also run as wasm (the rest read files through APIs WASI lacks, or
 /// need native-only code).
-const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "session"];
+const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "session", "qwen2"];
 
 fn fixtures() -> Result<(), String> {
     setup::require_llama_cpp()?;
