@@ -322,7 +322,7 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
     let out = model.forward(&b, &mut cache, &ids[..1], 16.min(prompt), false)?;
     b.argmax(&out)?;
 
-    let (mut prefill, mut decode, mut record, mut pipelined) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut prefill, mut decode, mut record, mut pipelined, mut together) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut step_stats = None;
     for _ in 0..runs {
         let mut cache = b.new_cache(c.n_layers, prompt + gen + 1, c.attn)?;
@@ -352,6 +352,21 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
         let t = Instant::now();
         let tokens = decode::greedy(&model, &b, &mut cache, &out, prompt, gen, |_| true)?;
         pipelined.push(tokens.len() as f64 / t.elapsed().as_secs_f64());
+
+        // Three candidates decoded together (as `nib complete --n 3`): forked caches, one pass
+        // per step for the three; tokens per second over all of them.
+        let mut forks = Vec::new();
+        for _ in 0..CANDIDATES {
+            forks.push(b.fork_cache(&cache, prompt, prompt + gen + 1)?.ok_or("the GPU backend cannot fork caches")?);
+        }
+        b.finish()?;
+        let t = Instant::now();
+        for i in 0..gen {
+            let mut caches: Vec<&mut _> = forks.iter_mut().collect();
+            let out = model.forward_rows(&b, &mut caches, &[next; CANDIDATES], &[prompt + i; CANDIDATES])?;
+            next = b.argmax(&out)?.unwrap_or(0);
+        }
+        together.push((CANDIDATES * gen) as f64 / t.elapsed().as_secs_f64());
     }
     let s = step_stats.unwrap_or_default();
     Ok(json!({
@@ -366,6 +381,7 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
         "decode_tok_s": median(decode.clone()),
         "decode_step_ms": 1e3 / median(decode.clone()),
         "decode_pipelined_tok_s": median(pipelined.clone()),
+        "decode_3_candidates_tok_s": median(together),
         "host_record_ms_per_step": median(record) * 1e3,
         "dispatches_per_step": s.dispatches,
         "submits_per_step": s.submits,
@@ -374,6 +390,9 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
         "decode_runs": decode,
     }))
 }
+
+/// Candidates decoded together in the whole-model run.
+const CANDIDATES: usize = 3;
 
 fn main() {
     if let Err(e) = run() {
@@ -444,16 +463,17 @@ fn run() -> Res<()> {
     for o in &ops {
         println!("| {} | {} | {} | {:.1} |", s(o, "model"), s(o, "op"), s(o, "dispatches"), f(o, "us"));
     }
-    println!("\n| model | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | pipelined decode tok/s | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| model | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | pipelined decode tok/s | {CANDIDATES} candidates together, tok/s | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for m in &models {
         println!(
-            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
             s(m, "model"),
             f(m, "load_s"),
             f(m, "prefill_tok_s"),
             f(m, "decode_tok_s"),
             f(m, "decode_pipelined_tok_s"),
+            f(m, "decode_3_candidates_tok_s"),
             f(m, "decode_step_ms"),
             f(m, "host_record_ms_per_step"),
             s(m, "dispatches_per_step"),
