@@ -145,7 +145,10 @@ test("codemirror on WebGPU (SwiftShader): a short line completion appears and Ta
     await h.page.keyboard.press("Control+A");
     await h.page.keyboard.type("def add(a, b): return ", { delay: 20 });
     const before = await text(h.page);
-    const shown = await waitGhost(h.page, "codemirror", null, 240000);
+    // The first token is drawn while the rest streams; Tab takes the finished line.
+    await waitGhost(h.page, "codemirror", null, 240000);
+    await h.page.waitForFunction(() => window.nibPlayground.status.value.state === "ready", null, { timeout: 240000 });
+    const shown = await waitGhost(h.page, "codemirror", null, 5000);
     await h.page.keyboard.press("Tab");
     await h.page.waitForFunction((t) => window.nibPlayground.editor.getValue() === t, before + shown, { timeout: 5000 });
     console.log(`webgpu: ${JSON.stringify(shown)}, ${await h.page.textContent("#status")}`);

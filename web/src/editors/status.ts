@@ -49,7 +49,7 @@ export function describeStatus(s: Status): string {
   const parts = [s.backend ?? "?"];
   if (s.state === "thinking") parts.push("thinking…");
   if (s.lastLatencyMs !== null) parts.push(`${Math.round(s.lastLatencyMs)} ms`);
-  if (s.tokPerS !== null) parts.push(`${s.tokPerS.toFixed(0)} tok/s`);
+  if (s.tokPerS !== null) parts.push(`${s.tokPerS.toFixed(s.tokPerS < 10 ? 1 : 0)} tok/s`);
   if (s.mode) parts.push(s.mode);
   return parts.join(" · ");
 }
