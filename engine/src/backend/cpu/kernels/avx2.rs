@@ -121,6 +121,18 @@ struct KBlock {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k_matmul<const F: u8>(p: &KTile, rows: usize) {
+    if p.n == 1 {
+        let mut r = 0;
+        while r + 4 <= rows {
+            k_decode::<F, 4>(p, r);
+            r += 4;
+        }
+        while r < rows {
+            k_decode::<F, 1>(p, r);
+            r += 1;
+        }
+        return;
+    }
     for r in 0..rows {
         let mut t = 0;
         while t + 4 <= p.n {
@@ -136,10 +148,69 @@ unsafe fn k_matmul<const F: u8>(p: &KTile, rows: usize) {
     }
 }
 
-/// out[t][r] for row `r` and tokens `t0..t0 + RN` (RN ≤ 4; decode is RN = 1): each super-block
-/// is unpacked once and dotted with every token's Q8_K block. Per lane (token) and super-block
-/// the float step is `acc = fma(d_w·d_x, isum, acc)`, then (Q4_K, Q5_K)
-/// `acc = fma(dmin_w·d_x, -msum, acc)`, whatever RN: batch-invariant.
+/// One unpacked super-block against one token's Q8_K block at `a` (256 quants) with its per-16
+/// sums `bs`: (8 lanes summing to `Σ sc·Σ q·a`, Q6_K's offset taken off; 8 lanes summing to
+/// `Σ m·Σ a`, zero for Q6_K). Exact integers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_dot<const F: u8>(kb: &KBlock, a: *const i8, bs: __m256i) -> (__m256i, __m256i) {
+    let mut s = _mm256_setzero_si256();
+    for c in 0..8 {
+        let prod = _mm256_maddubs_epi16(kb.q[c], _mm256_loadu_si256(a.add(32 * c).cast()));
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, kb.sc[c]));
+    }
+    if F == Q6K {
+        // Σ sc·Σ (q - 32)·a = Σ sc·Σ q·a - 32·Σ sc·Σ a, with Σ a per 16 from Q8_K.
+        (_mm256_sub_epi32(s, _mm256_slli_epi32::<5>(_mm256_madd_epi16(kb.sc16, bs))), _mm256_setzero_si256())
+    } else {
+        (s, _mm256_madd_epi16(kb.mins16, bs))
+    }
+}
+
+/// Decode (n = 1): rows `r0..r0 + RM` (RM ≤ 4) with lane = row, so one reduction and one float
+/// step per super-block serve four rows. Per lane the float operations are `k_tile`'s per lane
+/// (`fma(d_w·d_x, isum, acc)`, then `fma(dmin_w·d_x, -msum, acc)`): batch-invariant. The rows
+/// stream from memory, interleaved, so the tile `PREFETCH_TILES` ahead is prefetched as in
+/// `decode`.
+#[inline]
+#[allow(clippy::needless_range_loop)] // r indexes several arrays at once
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_decode<const F: u8, const RM: usize>(p: &KTile, r0: usize) {
+    let block_bytes = block_bytes(F);
+    let mut acc = _mm_setzero_ps();
+    for b in 0..p.nb {
+        let share = p.w.wrapping_add((r0 + PREFETCH_TILES * RM) * p.row_bytes + b * RM * block_bytes);
+        for line in (0..RM * block_bytes).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(share.wrapping_add(line).cast());
+        }
+        let a = p.qs.add(b * 256);
+        let bs = _mm256_loadu_si256(p.bsums.add(b * 16).cast());
+        let mut isum = [_mm256_setzero_si256(); 4];
+        let mut msum = [_mm256_setzero_si256(); 4];
+        let (mut dw, mut dmin) = ([0f32; 4], [0f32; 4]);
+        for r in 0..RM {
+            let kb = k_unpack::<F>(p.w.add((r0 + r) * p.row_bytes + b * block_bytes));
+            (isum[r], msum[r]) = k_dot::<F>(&kb, a, bs);
+            (dw[r], dmin[r]) = (kb.d, kb.dmin);
+        }
+        let dx = _mm_set1_ps(*p.d.add(b));
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(dw.as_ptr()), dx), _mm_cvtepi32_ps(reduce4(isum)), acc);
+        if F != Q6K {
+            let neg = _mm_sub_epi32(_mm_setzero_si128(), reduce4(msum));
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(dmin.as_ptr()), dx), _mm_cvtepi32_ps(neg), acc);
+        }
+    }
+    let mut v = [0f32; 4];
+    _mm_storeu_ps(v.as_mut_ptr(), acc);
+    for r in 0..RM {
+        *p.out.add(r0 + r) = v[r];
+    }
+}
+
+/// out[t][r] for row `r` and tokens `t0..t0 + RN` (RN ≤ 4): each super-block is unpacked once
+/// and dotted with every token's Q8_K block. Per lane (token) and super-block the float step is
+/// `acc = fma(d_w·d_x, isum, acc)`, then (Q4_K, Q5_K) `acc = fma(dmin_w·d_x, -msum, acc)`,
+/// whatever RN, and as `k_decode` per row: batch-invariant.
 #[inline]
 #[allow(clippy::needless_range_loop)] // t indexes several arrays and pointers at once
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -152,19 +223,8 @@ unsafe fn k_tile<const F: u8, const RN: usize>(p: &KTile, r: usize, t0: usize) {
         let mut msum = [_mm256_setzero_si256(); 4];
         for t in 0..RN {
             let a = p.qs.add((t0 + t) * p.k + b * 256);
-            let mut s = _mm256_setzero_si256();
-            for c in 0..8 {
-                let prod = _mm256_maddubs_epi16(kb.q[c], _mm256_loadu_si256(a.add(32 * c).cast()));
-                s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, kb.sc[c]));
-            }
             let bs = _mm256_loadu_si256(p.bsums.add((t0 + t) * (p.k / 16) + b * 16).cast());
-            if F == Q6K {
-                // Σ sc·Σ (q - 32)·a = Σ sc·Σ q·a - 32·Σ sc·Σ a, with Σ a per 16 from Q8_K.
-                s = _mm256_sub_epi32(s, _mm256_slli_epi32::<5>(_mm256_madd_epi16(kb.sc16, bs)));
-            } else {
-                msum[t] = _mm256_madd_epi16(kb.mins16, bs);
-            }
-            isum[t] = s;
+            (isum[t], msum[t]) = k_dot::<F>(&kb, a, bs);
         }
         let dx = load4::<RN>(p.d.add(b * p.n + t0));
         acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(kb.d), dx), _mm_cvtepi32_ps(reduce4(isum)), acc);
