@@ -256,7 +256,8 @@ unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
     let low = _mm256_set1_epi8(0x0F);
     let mut q = [_mm256_setzero_si256(); 8];
     let mut sc = [_mm256_setzero_si256(); 8];
-    let half = |p: *const u8| half::f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32();
+    // f16 → f32 with F16C: the low 4 bytes at `p` as two halves, [h0, h1, 0, 0].
+    let halves = |p: *const u8| _mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned()));
     if F == Q6K {
         let mask = _mm256_set1_epi8(0x30);
         for h in 0..2 {
@@ -270,13 +271,17 @@ unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
             q[4 * h + 3] =
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), mask));
         }
-        let scales = blk.add(192).cast::<i8>();
+        let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192).cast()));
+        // Chunk c: scales 2c and 2c + 1 (one i32 of sc16) into both halves, then the first
+        // repeated in the low 128 bits and the second in the high ones.
+        let spread = _mm256_setr_epi8(
+            0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+        );
         for c in 0..8 {
-            let (s0, s1) = (*scales.add(2 * c) as i16, *scales.add(2 * c + 1) as i16);
-            sc[c] = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
+            sc[c] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(c as i32)), spread);
         }
-        let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales.cast()));
-        return KBlock { q, sc, sc16, mins16: _mm256_setzero_si256(), d: half(blk.add(208)), dmin: 0.0 };
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk.add(208).cast::<u16>().read_unaligned() as i32)));
+        return KBlock { q, sc, sc16, mins16: _mm256_setzero_si256(), d, dmin: 0.0 };
     }
     let bytes = std::slice::from_raw_parts(blk.add(4), 12);
     let (scales, mins) = super::k4_scales_mins(bytes);
@@ -295,12 +300,15 @@ unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
             q[c] = _mm256_or_si256(q[c], _mm256_slli_epi16::<4>(bit));
         }
     }
+    // Scale c as 16 i16 lanes: byte pair (2c, 2c + 1) of the widened scales, repeated.
+    let sc_both = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(scales.as_ptr().cast())));
     for c in 0..8 {
-        sc[c] = _mm256_set1_epi16(scales[c] as i16);
+        sc[c] = _mm256_shuffle_epi8(sc_both, _mm256_set1_epi16((((2 * c + 1) << 8) | (2 * c)) as i16));
     }
     let m = _mm_loadl_epi64(mins.as_ptr().cast());
     let mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
-    KBlock { q, sc, sc16: _mm256_setzero_si256(), mins16, d: half(blk), dmin: half(blk.add(2)) }
+    let dd = halves(blk);
+    KBlock { q, sc, sc16: _mm256_setzero_si256(), mins16, d: _mm_cvtss_f32(dd), dmin: _mm_cvtss_f32(_mm_movehdup_ps(dd)) }
 }
 
 /// Raw views of a validated job (see the module's safety note).
