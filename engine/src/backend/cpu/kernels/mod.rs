@@ -123,8 +123,8 @@ impl Format {
     }
 }
 
-/// The quantized formats as const-generic tags of the SIMD kernels, so one tile body serves all
-/// three.
+/// The quantized formats as const-generic tags of the SIMD kernels, so one tile body serves the
+/// three 32-value formats and one the three K-quants.
 #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 mod tags {
     use crate::quant::GgmlType;
