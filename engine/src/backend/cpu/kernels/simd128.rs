@@ -97,7 +97,7 @@ struct KTile {
 /// mins per 16 values as i16x8 pairs, and the f16 `d`, `dmin`.
 struct KBlock {
     q: [v128; 16],
-    sc: [i32; 16],
+    sc: [i16; 16],
     sc16: [v128; 2],
     mins16: [v128; 2],
     d: f32,
@@ -131,18 +131,31 @@ unsafe fn k_tile<const F: u8, const RN: usize>(p: &KTile, r: usize, t0: usize) {
     let mut acc = f32x4_splat(0.0);
     for b in 0..p.nb {
         let kb = k_unpack::<F>(p.w.add(r * p.row_bytes + b * block_bytes));
+        // Group g's weights times its scale as i16x8 pairs (|q·sc| ≤ 63·128 fits).
+        let scaled: [v128; 32] = if RN > 1 { scaled(&kb.q, kb.sc) } else { [i16x8_splat(0); 32] };
         let mut isum = [i32x4_splat(0); 4];
         let mut msum = [i32x4_splat(0); 4];
         for t in 0..RN {
             let a = p.qs.add((t0 + t) * p.k + b * 256);
             let mut s = i32x4_splat(0);
-            for g in 0..16 {
-                let (q, av) = (kb.q[g], v128_load(a.add(16 * g).cast()));
-                let dot = i32x4_add(
-                    i32x4_dot_i16x8(u16x8_extend_low_u8x16(q), i16x8_extend_low_i8x16(av)),
-                    i32x4_dot_i16x8(u16x8_extend_high_u8x16(q), i16x8_extend_high_i8x16(av)),
-                );
-                s = i32x4_add(s, i32x4_mul(dot, i32x4_splat(kb.sc[g])));
+            if RN == 1 {
+                // One token: widen each group as it is used, scale its i32 sums.
+                for g in 0..16 {
+                    let (q, av) = (kb.q[g], v128_load(a.add(16 * g).cast()));
+                    let dot = i32x4_add(
+                        i32x4_dot_i16x8(u16x8_extend_low_u8x16(q), i16x8_extend_low_i8x16(av)),
+                        i32x4_dot_i16x8(u16x8_extend_high_u8x16(q), i16x8_extend_high_i8x16(av)),
+                    );
+                    s = i32x4_add(s, i32x4_mul(dot, i32x4_splat(kb.sc[g] as i32)));
+                }
+            } else {
+                // Several tokens: the scaled, widened weights once for all of them (the same
+                // exact integers).
+                for g in 0..16 {
+                    let av = v128_load(a.add(16 * g).cast());
+                    s = i32x4_add(s, i32x4_dot_i16x8(scaled[2 * g], i16x8_extend_low_i8x16(av)));
+                    s = i32x4_add(s, i32x4_dot_i16x8(scaled[2 * g + 1], i16x8_extend_high_i8x16(av)));
+                }
             }
             let bs = p.bsums.add((t0 + t) * (p.k / 16) + b * 16);
             let bs = [v128_load(bs.cast()), v128_load(bs.add(8).cast())];
@@ -169,6 +182,16 @@ unsafe fn k_tile<const F: u8, const RN: usize>(p: &KTile, r: usize, t0: usize) {
     }
 }
 
+/// Groups of 16 unsigned bytes widened to i16x8 pairs and multiplied by their group's scale.
+#[inline(always)]
+fn scaled(q: &[v128; 16], sc: [i16; 16]) -> [v128; 32] {
+    core::array::from_fn(|i| {
+        let g = i / 2;
+        let wide = if i % 2 == 0 { u16x8_extend_low_u8x16(q[g]) } else { u16x8_extend_high_u8x16(q[g]) };
+        i16x8_mul(wide, i16x8_splat(sc[g]))
+    })
+}
+
 /// The super-block at `blk` unpacked (see [`KBlock`]).
 #[inline(always)]
 unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
@@ -192,7 +215,7 @@ unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
         let sc: [i8; 16] = core::mem::transmute(scales);
         return KBlock {
             q,
-            sc: sc.map(|s| s as i32),
+            sc: sc.map(|s| s as i16),
             sc16: [i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales)],
             mins16: [i16x8_splat(0); 2],
             d: f16_to_f32(read_u16(blk.add(208))),
@@ -221,7 +244,7 @@ unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
     let dup = i8x16_shuffle::<0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7>(m8, m8);
     KBlock {
         q,
-        sc: core::array::from_fn(|g| scales[g / 2] as i32),
+        sc: core::array::from_fn(|g| scales[g / 2] as i16),
         sc16: [i16x8_splat(0); 2],
         mins16: [u16x8_extend_low_u8x16(dup), u16x8_extend_high_u8x16(dup)],
         d: f16_to_f32(read_u16(blk)),
