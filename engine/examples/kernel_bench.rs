@@ -8,6 +8,9 @@
 //! including its activation quantization. Median ms per token.
 //! Prefill: a 512-token batch through one layer's 7 matrices (hot in cache), ×30, plus the
 //! output matrix for the last token only (as llama-bench counts it). tok/s, median.
+//! K-quants against the 32-value formats: 30 matrices 1536 × 1536 (k a multiple of 256, ~70 MB
+//! of Q4_K streaming from memory) per decode step of 1 and of 4 tokens, and one of them hot at
+//! 512 tokens (prefill), in every format.
 //! Peers (1 thread, from ../shared/anchors/candle-qmatmul.md, same machine): llama.cpp whole
 //! model 8.5 ms/token decode, 237 tok/s prefill; candle's Q4_1 matmuls alone 16.9 ms/token.
 
@@ -20,7 +23,7 @@ use nib_engine::quant::GgmlType;
 
 #[path = "../tests/common/random.rs"]
 mod random;
-use random::Rng;
+use random::{random_weights, Rng};
 
 const LAYERS: usize = 30;
 /// (rows, cols) of one layer's matrices: q, k, v, o, gate, up, down.
@@ -209,5 +212,52 @@ fn main() {
     for &isa in &isas {
         let us = per_call_us(isa, GgmlType::Q8_0, VOCAB, HIDDEN, &output, 1, if isa == Isa::Scalar { 5 } else { 20 });
         println!("output 576→49152 Q8_0, n=1, {isa:?}: {:.2} ms (clock as above)", us / 1e3);
+    }
+    k_quants(&isas, quick);
+}
+
+/// Every quantized format on 30 matrices of 1536 × 1536: decode (streamed, 1 and 4 tokens) and
+/// prefill (512 tokens, one matrix hot), on-CPU time (wall in brackets).
+fn k_quants(isas: &[Isa], quick: bool) {
+    const D: usize = 1536;
+    println!();
+    println!("| format | isa | bits/weight | decode ms/step, 30 × (1536×1536) | 4 tokens, ms/step | prefill, 512 tokens, Mweight·tok/s |");
+    println!("|---|---|---|---|---|---|");
+    let mut rng = Rng(7);
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
+        let mats: Vec<Vec<u8>> = (0..LAYERS).map(|_| random_weights(&mut rng, ty, D, D)).collect();
+        for &isa in isas.iter().filter(|&&i| i != Isa::Scalar) {
+            let steps = if quick { 5 } else { 15 };
+            let mut step_ms = |n: usize| {
+                let x: Vec<f32> = (0..n * D).map(|_| rng.unit()).collect();
+                let mut out = vec![0f32; n * D];
+                let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+                for i in 0..steps + 2 {
+                    let t0 = Clock::start();
+                    for w in &mats {
+                        run(isa, ty, D, D, w, &x, n, &mut out);
+                    }
+                    black_box(&out);
+                    let (c, w) = t0.elapsed();
+                    if i >= 2 {
+                        cpu.push(c * 1e3);
+                        wall.push(w * 1e3);
+                    }
+                }
+                (median(cpu), median(wall))
+            };
+            let (d1, d4) = (step_ms(1), step_ms(4));
+            let us = per_call_us(isa, ty, D, D, &mats[0], 512, if quick { 2 } else { 5 });
+            let bits = ty.type_size() as f64 * 8.0 / ty.block_size() as f64;
+            println!(
+                "| {} | {isa:?} | {bits:.2} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.0} |",
+                ty.name(),
+                d1.0,
+                d1.1,
+                d4.0,
+                d4.1,
+                (D * D * 512) as f64 / us
+            );
+        }
     }
 }

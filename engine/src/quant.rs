@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 
 /// The `ggml_type` ids a GGUF file may name. Types nib can read the size of but not compute with
-/// yet (the K-quants) still parse, so that a model using them gets a clear "unsupported" error.
+/// (Q5_0, Q5_1, Q2_K, Q3_K) still parse, so that a model using them gets a clear "unsupported" error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GgmlType {
     F32,
@@ -139,9 +139,20 @@ impl GgmlType {
 /// - Q4_0 (18 bytes / 32 values): `d`, then 16 bytes; byte `j` holds value `j` in its low nibble
 ///   and value `j + 16` in its high nibble; value = `(nibble - 8) * d`.
 /// - Q4_1 (20 bytes / 32 values): `d`, `m`, then 16 bytes packed as in Q4_0; value = `nibble * d + m`.
+/// - Q4_K (144 bytes / 256 values): `d`, `dmin`, 12 bytes of eight 6-bit (scale, min) pairs
+///   ([`scale_min_k4`]), 128 bytes of nibbles: 64-value chunk `c` takes bytes `32c..32c + 32`, low
+///   nibbles for sub-block `2c`, high for `2c + 1`; value = `(d·sc)·q - dmin·m` per 32-value
+///   sub-block.
+/// - Q5_K (176 bytes / 256 values): as Q4_K with 32 bytes `qh` after the scales: bit `s` of
+///   `qh[l]` is the fifth bit (16) of value `l` of sub-block `s`.
+/// - Q6_K (210 bytes / 256 values): 128 bytes `ql`, 64 bytes `qh`, 16 `i8` scales, then `d` (at
+///   byte 208, so blocks are not 4-byte aligned). Per 128-value half `h`, group `g` (0..4) of 32:
+///   low 4 bits from `ql[64h + 32(g % 2) + l]` (nibble `g / 2`), high 2 from `qh[32h + l] >> 2g`;
+///   value = `(d·sc[i / 16])·(q - 32)`.
 ///
 /// The arithmetic is the one `gguf-py` uses (one f32 product, then one f32 sum for Q4_1, no fused
-/// multiply-add), so results are bit-identical to `gguf.quants.dequantize`.
+/// multiply-add; the K-quants multiply `d` by the sub-block scale first), so results are
+/// bit-identical to `gguf.quants.dequantize`.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
     let (bs, ts) = (ty.block_size(), ty.type_size());
     let n_blocks = data.len() / ts;
@@ -165,7 +176,10 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::Q8_0 => blocks.for_each(|(b, o)| dequantize_q8_0(b, o)),
         GgmlType::Q4_0 => blocks.for_each(|(b, o)| dequantize_q4_0(b, o)),
         GgmlType::Q4_1 => blocks.for_each(|(b, o)| dequantize_q4_1(b, o)),
-        // K-quants and Q5_x get their own `dequantize_*` block function here when a model needs them.
+        GgmlType::Q4K => blocks.for_each(|(b, o)| dequantize_q4_k(b, o)),
+        GgmlType::Q5K => blocks.for_each(|(b, o)| dequantize_q5_k(b, o)),
+        GgmlType::Q6K => blocks.for_each(|(b, o)| dequantize_q6_k(b, o)),
+        // Q5_x and the other K-quants get their own `dequantize_*` block function here when a model needs them.
         _ => return Err(Error::Unsupported(format!("dequantize: block format {}", ty.name()))),
     }
     Ok(())
@@ -206,4 +220,60 @@ fn dequantize_q4_1(block: &[u8], out: &mut [f32]) {
         *l = (q & 0x0F) as f32 * d + m;
         *h = (q >> 4) as f32 * d + m;
     }
+}
+
+/// The 6-bit (scale, min) of sub-block `j` (0..8) from a Q4_K/Q5_K block's 12 scale bytes
+/// (ggml's `get_scale_min_k4`): sub-blocks 0..4 in the low 6 bits of bytes `j` and `j + 4`,
+/// sub-blocks 4..8 in the nibbles of byte `j + 4` plus the top 2 bits of bytes `j - 4` and `j`.
+#[inline]
+pub(crate) fn scale_min_k4(scales: &[u8], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (scales[j] & 63, scales[j + 4] & 63)
+    } else {
+        ((scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4))
+    }
+}
+
+/// One Q4_K block (144 bytes) into 256 values.
+fn dequantize_q4_k(block: &[u8], out: &mut [f32]) {
+    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+    let (scales, qs) = (&block[4..16], &block[16..144]);
+    for (s, o) in out.chunks_exact_mut(32).enumerate() {
+        let (sc, m) = scale_min_k4(scales, s);
+        let (ds, ms) = (d * sc as f32, dmin * m as f32);
+        for (o, &q) in o.iter_mut().zip(&qs[32 * (s / 2)..]) {
+            *o = ds * ((q >> (4 * (s % 2))) & 0x0F) as f32 - ms;
+        }
+    }
+}
+
+/// One Q5_K block (176 bytes) into 256 values.
+fn dequantize_q5_k(block: &[u8], out: &mut [f32]) {
+    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+    let (scales, qh, qs) = (&block[4..16], &block[16..48], &block[48..176]);
+    for (s, o) in out.chunks_exact_mut(32).enumerate() {
+        let (sc, m) = scale_min_k4(scales, s);
+        let (ds, ms) = (d * sc as f32, dmin * m as f32);
+        for ((o, &q), &h) in o.iter_mut().zip(&qs[32 * (s / 2)..]).zip(qh) {
+            let q = ((q >> (4 * (s % 2))) & 0x0F) | (((h >> s) & 1) << 4);
+            *o = ds * q as f32 - ms;
+        }
+    }
+}
+
+/// One Q6_K block (210 bytes) into 256 values.
+fn dequantize_q6_k(block: &[u8], out: &mut [f32]) {
+    let (ql, qh, scales, d) = (&block[..128], &block[128..192], &block[192..208], f16_at(block, 208));
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = d * (scales[i / 16] as i8) as f32 * q6_at(ql, qh, i) as f32;
+    }
+}
+
+/// Value `i` (0..256) of a Q6_K block's quants, `q - 32` in -32..32.
+#[inline]
+pub(crate) fn q6_at(ql: &[u8], qh: &[u8], i: usize) -> i32 {
+    let (h, g, l) = (i / 128, i % 128 / 32, i % 32);
+    let lo = (ql[64 * h + 32 * (g % 2) + l] >> (4 * (g / 2))) & 0x0F;
+    let hi = (qh[32 * h + l] >> (2 * g)) & 3;
+    (lo | (hi << 4)) as i32 - 32
 }

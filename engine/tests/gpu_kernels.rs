@@ -28,6 +28,9 @@ const TOL: f64 = 1e-4;
 /// Seeds that once failed stay here as regression cases (none so far).
 const REGRESSION_SEEDS: [u64; 0] = [];
 
+/// The K-quant formats (256-value super-blocks).
+const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+
 fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
     assert!(got.iter().all(|x| x.is_finite()), "non-finite output (poison left unwritten?)");
@@ -104,6 +107,16 @@ fn matmul_every_format_and_odd_shape() {
             }
         }
     }
+    // The K-quants (256-value super-blocks; Q6_K's 210-byte blocks put every other row off
+    // word alignment).
+    for ty in K_TYPES {
+        for k in [256, 768] {
+            for (rows, n) in [(1, 1), (7, 1), (65, 2), (33, 3), (130, 5), (67, 33), (129, 131)] {
+                worst = worst.max(check_matmul(gpu(), seed, ty, rows, k, n));
+                seed += 1;
+            }
+        }
+    }
     for &s in &REGRESSION_SEEDS {
         check_matmul(gpu(), s, GgmlType::Q4_1, 33, 96, 3);
     }
@@ -120,6 +133,11 @@ fn matmul_and_embed_over_split_weights() {
         }
         check_embed(gpu_split(), 200 + i as u64, ty, 70, 96);
     }
+    // Q6_K rows of 256 are 210 bytes: 4 rows per 1 KiB part, 18 parts.
+    for n in [1, 6] {
+        worst = worst.max(check_matmul(gpu_split(), 110 + n as u64, GgmlType::Q6K, 70, 256, n));
+    }
+    check_embed(gpu_split(), 210, GgmlType::Q6K, 70, 256);
     println!("split weights: worst rel err {worst:.2e}");
 }
 
@@ -141,6 +159,9 @@ fn embed_every_format() {
     for (i, ty) in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32].into_iter().enumerate() {
         let cols = if ty.block_size() == 1 { 45 } else { 96 };
         check_embed(gpu(), 300 + i as u64, ty, 37, cols);
+    }
+    for (i, ty) in K_TYPES.into_iter().enumerate() {
+        check_embed(gpu(), 310 + i as u64, ty, 37, 512);
     }
 }
 
@@ -226,8 +247,10 @@ fn add_rms_norm_matches_add_then_norm() {
 fn swiglu_matmul_matches_swiglu_then_matmul() {
     let b = gpu();
     let mut rng = Rng(1100);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32] {
-        for (rows, k, n) in [(37, 96, 1), (576, 1536, 2), (9, 64, 4), (11, 64, 7)] {
+    let formats = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32].into_iter().chain(K_TYPES);
+    for ty in formats {
+        let shapes = if ty.block_size() == 256 { [(37, 256, 1), (576, 1536, 2), (9, 512, 4), (11, 256, 7)] } else { [(37, 96, 1), (576, 1536, 2), (9, 64, 4), (11, 64, 7)] };
+        for (rows, k, n) in shapes {
             let wb = random_weights(&mut rng, ty, rows, k);
             let w = b.weight("down", ty, rows, k, &wb).unwrap();
             let g = b.tensor(n, k, &rng.vec(n * k, 4.0)).unwrap();
@@ -321,8 +344,9 @@ fn rope_attention_rows_match_each_row_alone() {
 fn stacked_weights_match_separate_ones() {
     let b = gpu();
     let mut rng = Rng(1300);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16] {
-        for (f, k, n) in [(45, 96, 1), (1536, 576, 3), (20, 64, 9)] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16].into_iter().chain(K_TYPES) {
+        let shapes = if ty.block_size() == 256 { [(45, 256, 1), (1536, 512, 3), (20, 256, 9)] } else { [(45, 96, 1), (1536, 576, 3), (20, 64, 9)] };
+        for (f, k, n) in shapes {
             let (gb, ub) = (random_weights(&mut rng, ty, f, k), random_weights(&mut rng, ty, f, k));
             let stacked = b.weight("gate+up", ty, 2 * f, k, &[gb.clone(), ub.clone()].concat()).unwrap();
             let (gate, up) = (b.weight("gate", ty, f, k, &gb).unwrap(), b.weight("up", ty, f, k, &ub).unwrap());

@@ -183,6 +183,41 @@ fn logits_and_greedy_match_cpu_reference() {
     assert!(worst_fast < 1.0, "largest |Δlogit| vs the default CPU over its top-20 {worst_fast}");
 }
 
+/// The K-quant variants of the default model (models/kquant/, whose ffn_down matrices are
+/// Q4_K/Q5_K and Q6_K): GPU against the CPU reference on a few prompts (lavapipe is slow), the
+/// prefill through the tiled matmul and the greedy steps through the matrix-vector kernels.
+#[test]
+fn k_quant_models_match_cpu_reference() {
+    let fx = common::fixture("logits_smollm2_kquant.json");
+    let mut failures = Vec::new();
+    for (name, prompts) in [("Q4_K_M", 1), ("Q5_K_M", 1)] {
+        let entry = &fx["models"][name];
+        let path = common::root().join(entry["file"].as_str().unwrap());
+        assert!(path.is_file(), "{} is missing: run `cargo xtask setup` first", path.display());
+        let g = gpu::open_model(&path).unwrap();
+        let r = Model::open_cpu_with(&path, 2, Precision::Reference).unwrap();
+        for (ci, case) in entry["cases"].as_array().unwrap().iter().take(prompts).enumerate() {
+            let prompt = ids(&case["ids"]);
+            let gl = g.eval(&mut g.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+            let rl = r.eval(&mut r.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+            let delta = max_abs_diff(&gl, &rl);
+            let (gt, rt) = (top_k(&gl, 2), top_k(&rl, 2));
+            println!("{name} case {ci} ({} tokens): max |Δlogit| vs the reference {delta:.2e}, top-1 {} vs {}", prompt.len(), gt[0].0, rt[0].0);
+            if delta > MAX_DELTA || gt[0].0 != rt[0].0 {
+                failures.push(format!("{name} case {ci}: max |Δ| {delta:.2e}, top-1 {} vs {}", gt[0].0, rt[0].0));
+            }
+            if ci == 0 {
+                let got = greedy_gpu(&g, &prompt, 6);
+                let (want, margins) = greedy_cpu(&r, &prompt, 6);
+                if let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) {
+                    failures.push(format!("{name}: greedy diverges at step {step} (reference margin {:.4})", margins[step]));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn decode_step_cost() {
     let m = gpu_model();

@@ -10,7 +10,8 @@
 //!   where activations are quantized to 8 bits (ggml's scheme; measured 4e-3 to 6e-3 on these
 //!   data) once the output has ≥ 64 values and k ≥ 256 (on fewer or shorter dot products the
 //!   ratio is dominated by one or two outputs and is noise; the check above still covers them);
-//!   ≤ 1e-5 for f32 activations;
+//!   ≤ 2e-2 for the K-quants' Q8_K activations (one scale per 256 values); ≤ 1e-5 for f32
+//!   activations;
 //! - every SIMD kernel against the scalar kernel, ‖simd − scalar‖ ≤ 1e-5 · ‖Σ|terms|‖ (same
 //!   integer sums, only the f32 summation order differs), and SIMD activation quantization
 //!   bit-identical to the scalar one;
@@ -56,6 +57,9 @@ const REGRESSION_CASES: &[(u64, GgmlType, usize, usize, usize)] = &[
 const TYPES: [GgmlType; 6] =
     [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16];
 
+/// The K-quants: 256-value super-blocks, so k is a multiple of 256 (they take Q8_K activations).
+const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+
 /// Random activations (n, k): each token has its own magnitude, and a few outliers as real
 /// hidden states do.
 fn random_acts(rng: &mut Rng, n: usize, k: usize) -> Vec<f32> {
@@ -70,8 +74,9 @@ fn random_acts(rng: &mut Rng, n: usize, k: usize) -> Vec<f32> {
     x
 }
 
-/// dequantize(W) · x̂ in f64 (n, rows), with x̂ = q · d, plus for Q4_1 the f16 rounding of s
-/// that ggml's Q8_1 carries into the m·s term: m · (s − d·Σq) per block; and Σ|block terms|.
+/// dequantize(W) · x̂ in f64 (n, rows), with x̂ = q · d (one `d` per `qb` values: 32, or 256
+/// for Q8_K), plus for Q4_1 the f16 rounding of s that ggml's Q8_1 carries into the m·s term:
+/// m · (s − d·Σq) per block; and Σ|block terms|.
 #[allow(clippy::too_many_arguments)]
 fn quantized_reference(
     ty: GgmlType,
@@ -80,11 +85,9 @@ fn quantized_reference(
     rows: usize,
     k: usize,
     n: usize,
-    q: &[i8],
-    d: &[f32],
-    s: &[f32],
+    (q, d, s, qb): (&[i8], &[f32], &[f32], usize),
 ) -> (Vec<f64>, Vec<f64>) {
-    let nb = k / 32;
+    let nb = k / qb;
     let mut out = vec![0f64; n * rows];
     let mut magnitude = vec![0f64; n * rows];
     for t in 0..n {
@@ -92,8 +95,8 @@ fn quantized_reference(
             let (mut sum, mut mag) = (0f64, 0f64);
             for b in 0..nb {
                 let dx = d[b * n + t] as f64;
-                let qs = &q[t * k + b * 32..t * k + b * 32 + 32];
-                let wrow = &wf[r * k + b * 32..r * k + b * 32 + 32];
+                let qs = &q[t * k + b * qb..t * k + (b + 1) * qb];
+                let wrow = &wf[r * k + b * qb..r * k + (b + 1) * qb];
                 let block: f64 = wrow.iter().zip(qs).map(|(&w, &q)| w as f64 * q as f64 * dx).sum();
                 sum += block;
                 mag += block.abs();
@@ -166,7 +169,7 @@ fn check_case(seed: u64, ty: GgmlType, rows: usize, k: usize, n: usize) {
         // m·s terms largely cancel the main terms, so the result itself can be far smaller.
         let (exact, magnitude) = match acts.quants() {
             None => (reference.clone(), magnitude.clone()),
-            Some((q, d, s)) => quantized_reference(ty, &wbytes, &wf, rows, k, n, q, d, s),
+            Some((q, d, s)) => quantized_reference(ty, &wbytes, &wf, rows, k, n, (q, d, s, acts.quant_block())),
         };
         let err = diff_norm(&out, &exact) / norm(&magnitude);
         assert!(err <= 1e-5, "{ctx} {isa:?}: error {err:e} (relative to Σ|terms|) against the quantized-activation reference");
@@ -178,7 +181,13 @@ fn check_case(seed: u64, ty: GgmlType, rows: usize, k: usize, n: usize) {
             println!("ERR {} {isa:?} {err:e} rows {rows} k {k} n {n}", ty.name());
         }
         if !quantized || (rows * n >= 64 && k >= 256) {
-            let tol = if quantized { 1e-2 } else { 1e-5 };
+            // Q8_K has one scale per 256 values, so one outlier coarsens a whole super-block:
+            // measured up to 1.4e-2 on these data (ggml's scheme, not the kernel's error).
+            let tol = match acts.quant_block() {
+                1 => 1e-5,
+                32 => 1e-2,
+                _ => 2e-2,
+            };
             assert!(err <= tol, "{ctx} {isa:?}: relative error {err:e} > {tol:e} against f32 activations");
         }
 
@@ -238,6 +247,34 @@ fn every_format_and_shape_matches_reference() {
             case += 1;
             check_case(0x5EED_0000 + case, ty, rows, k, n);
         }
+    }
+}
+
+fn k_shapes() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for &k in &[256, 512, 1536] {
+        for &rows in &[1, 3, 5, 17] {
+            for &n in &[1, 2, 3, 5, 7, 64] {
+                v.push((rows, k, n));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn k_quants_match_reference() {
+    let mut case = 0u64;
+    for ty in K_TYPES {
+        for (rows, k, n) in k_shapes() {
+            case += 1;
+            check_case(0x4B_0000 + case, ty, rows, k, n);
+        }
+    }
+    // A Q4_K_M model's down projection (1536 -> 576) and a 0.5B-shaped one (4864 -> 896).
+    for (i, ty) in K_TYPES.into_iter().enumerate() {
+        check_case(0x4B_1000 + i as u64, ty, 576, 1536, 13);
+        check_case(0x4B_2000 + i as u64, ty, 896, 4864, 1);
     }
 }
 
@@ -331,6 +368,12 @@ fn batch_invariance_bit_for_bit() {
     check_batch_invariance(0xB2_0001, GgmlType::Q4_1, 1536, 576, 37);
     check_batch_invariance(0xB2_0002, GgmlType::Q4_1, 576, 1536, 12);
     check_batch_invariance(0xB2_0003, GgmlType::Q8_0, 1003, 576, 11);
+    for (i, ty) in K_TYPES.into_iter().enumerate() {
+        for (j, n) in [2, 5, 9, 13].into_iter().enumerate() {
+            check_batch_invariance(0xB3_0000 + 16 * i as u64 + j as u64, ty, 7, 512, n);
+        }
+        check_batch_invariance(0xB4_0000 + i as u64, ty, 576, 1536, 12);
+    }
 }
 
 #[test]
@@ -344,7 +387,13 @@ fn bad_sizes_are_errors() {
     assert!(QMatrix::new(GgmlType::Q4_1, 4, 32, &wb).is_err());
     assert!(QMatrix::new(GgmlType::Q4_1, 4, 48, &wb).is_err(), "cols not a multiple of 32");
     assert!(QMatrix::new(GgmlType::Q4_1, usize::MAX, 64, &wb).is_err(), "overflow");
-    assert!(QMatrix::new(GgmlType::Q4K, 1, 256, &[0u8; 144]).is_err(), "no kernel for K-quants yet");
+    assert!(QMatrix::new(GgmlType::Q3K, 1, 256, &[0u8; 110]).is_err(), "no kernel for Q3_K");
+    assert!(QMatrix::new(GgmlType::Q4K, 1, 256, &[0u8; 144]).is_ok());
+    assert!(QMatrix::new(GgmlType::Q6K, 1, 288, &[0u8; 210]).is_err(), "cols not a multiple of 256");
+    for isa in isas() {
+        let x = random_acts(&mut rng, 2, 288);
+        assert!(prepare_with(isa, GgmlType::Q4K, &x, 2, 288).is_err(), "k not a multiple of 256");
+    }
 
     let w = QMatrix::new(GgmlType::Q4_1, 4, 64, &wb).unwrap();
     let x = random_acts(&mut rng, 2, 64);
@@ -392,6 +441,39 @@ fn q8_quantization_follows_ggml() {
     // All-zero blocks quantize to d = 0 rather than dividing by zero.
     for isa in isas() {
         let acts = prepare_with(isa, GgmlType::Q8_0, &[0f32; 64], 1, 64).unwrap();
+        let (q, d, _) = acts.quants().unwrap();
+        assert!(q.iter().all(|&q| q == 0) && d.iter().all(|&d| d == 0.0));
+    }
+}
+
+#[test]
+fn q8_k_quantization_follows_ggml() {
+    // ggml's quantize_row_q8_K_ref: the first value of largest magnitude sets iscale = -127 / max
+    // (sign kept), q = round-half-even(iscale · x) capped at 127, d = 1 / iscale in f32, and the
+    // per-16 sums.
+    let mut x = vec![0.25f32; 256];
+    x[3] = -127.0;
+    x[4] = 127.0; // same magnitude, later: does not replace x[3]
+    x[5] = 2.5;
+    x[6] = -3.5;
+    x[20] = 0.5;
+    for isa in isas() {
+        for ty in K_TYPES {
+            let acts = prepare_with(isa, ty, &x, 1, 256).unwrap();
+            let (q, d, _) = acts.quants().unwrap();
+            assert_eq!(acts.quant_block(), 256);
+            // iscale = 1: q = round(x), ties to even.
+            assert_eq!(&q[..7], &[0, 0, 0, -127, 127, 2, -4], "{isa:?}");
+            assert_eq!(q[20], 0);
+            assert_eq!(d, &[1.0]);
+        }
+        // A positive max flips the signs: iscale = -1, d = -1.
+        let acts = prepare_with(isa, GgmlType::Q6K, &x.iter().map(|v| -v).collect::<Vec<_>>(), 1, 256).unwrap();
+        let (q, d, _) = acts.quants().unwrap();
+        assert_eq!(&q[3..7], &[-127, 127, 2, -4]);
+        assert_eq!(d, &[-1.0]);
+        // All zeros: d = 0, no division.
+        let acts = prepare_with(isa, GgmlType::Q4K, &[0f32; 512], 1, 512).unwrap();
         let (q, d, _) = acts.quants().unwrap();
         assert!(q.iter().all(|&q| q == 0) && d.iter().all(|&d| d == 0.0));
     }

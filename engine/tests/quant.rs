@@ -31,7 +31,7 @@ fn dequantize_matches_gguf_py_bit_for_bit() {
         }
         seen.push(t);
     }
-    for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+    for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
         assert!(seen.contains(&t), "fixture lacks {}", t.name());
     }
 }
@@ -52,6 +52,6 @@ fn dequantize_rejects_bad_lengths() {
 
 #[test]
 fn dequantize_names_unsupported_types() {
-    let err = dequantize(GgmlType::Q4K, &[0u8; 144], &mut [0f32; 256]).unwrap_err();
-    assert!(err.to_string().contains("Q4_K"), "{err}");
+    let err = dequantize(GgmlType::Q3K, &[0u8; 110], &mut [0f32; 256]).unwrap_err();
+    assert!(err.to_string().contains("Q3_K"), "{err}");
 }

@@ -20,10 +20,12 @@ struct Opts {
     gen_tokens: usize,
     /// `cpu` (beside llama.cpp) or `gpu` (nib's WebGPU backend, with its adapter named).
     backend: String,
+    /// The GGUF both engines load (default: the default model).
+    model: String,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts { runs: 5, threads: vec![1, 2], prompt_tokens: 512, gen_tokens: 128, backend: "cpu".into() };
+    let mut o = Opts { runs: 5, threads: vec![1, 2], prompt_tokens: 512, gen_tokens: 128, backend: "cpu".into(), model: MODEL_PATH.into() };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -32,6 +34,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--runs" => o.runs = num(value()?)?.max(1),
             "--prompt-tokens" => o.prompt_tokens = num(value()?)?,
             "--gen-tokens" => o.gen_tokens = num(value()?)?,
+            "--model" => o.model = value()?.clone(),
             "--threads" => o.threads = value()?.split(',').map(|t| num(&t.to_string())).collect::<Result<_, _>>()?,
             "--backend" => match value()?.as_str() {
                 b @ ("cpu" | "gpu") => o.backend = b.to_string(),
@@ -69,7 +72,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let common = |c: &mut Command, t: usize| {
         c.args(["--threads", &t.to_string(), "--runs", &o.runs.to_string()])
             .args(["--prompt-tokens", &o.prompt_tokens.to_string(), "--gen-tokens", &o.gen_tokens.to_string()])
-            .args(["--model", MODEL_PATH, "--prompt-file", PROMPT_FILE]);
+            .args(["--model", &o.model, "--prompt-file", PROMPT_FILE]);
     };
     let mut rows = Vec::new();
     for &t in &o.threads {
@@ -84,7 +87,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         rows.push((t, n, l));
     }
     println!();
-    println!("nib CPU vs llama.cpp (llama-cpp-python 0.3.36) — {} prompt tokens, {} greedy tokens after it, median of {} runs", o.prompt_tokens, o.gen_tokens, o.runs);
+    println!("nib CPU vs llama.cpp (llama-cpp-python 0.3.36) on {} — {} prompt tokens, {} greedy tokens after it, median of {} runs", o.model, o.prompt_tokens, o.gen_tokens, o.runs);
     println!();
     println!("| threads | prefill nib tok/s | prefill llama.cpp tok/s | ratio | decode nib tok/s | decode llama.cpp tok/s | ratio |");
     println!("|---|---|---|---|---|---|---|");
@@ -104,7 +107,7 @@ fn gpu(o: &Opts, args: &[String]) -> Result<(), String> {
     let mut c = Command::new(root().join("target/release/nib"));
     c.args(["bench", "--backend", "gpu", "--runs", &o.runs.to_string()])
         .args(["--prompt-tokens", &o.prompt_tokens.to_string(), "--gen-tokens", &o.gen_tokens.to_string()])
-        .args(["--model", MODEL_PATH, "--prompt-file", PROMPT_FILE]);
+        .args(["--model", &o.model, "--prompt-file", PROMPT_FILE]);
     let r = json_of(&mut c)?;
     println!();
     println!("nib GPU — {} prompt tokens, {} greedy tokens after it, median of {} runs", o.prompt_tokens, o.gen_tokens, o.runs);

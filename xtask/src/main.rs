@@ -117,7 +117,7 @@ const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "sessio
 
 fn fixtures() -> Result<(), String> {
     setup::require_llama_cpp()?;
-    for script in ["tests/fixtures/make_quant_fixtures.py", "tests/fixtures/make_token_fixtures.py", "tests/fixtures/make_logit_fixtures.py"] {
+    for script in ["tests/fixtures/make_quant_fixtures.py", "tests/fixtures/make_token_fixtures.py", "tests/fixtures/make_logit_fixtures.py", "tests/fixtures/make_kquant_fixtures.py"] {
         run_cmd(Command::new(setup::python()).arg(script))?;
     }
     // The tiny qwen2 model (its tokenizer.json comes from setup) and llama.cpp's results for it.

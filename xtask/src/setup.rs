@@ -35,6 +35,7 @@ pub fn run() -> Result<(), String> {
     lavapipe()?;
     default_model()?;
     tiny_qwen2()?;
+    kquant_models()?;
     wasm_bindgen_cli()?;
     chromium()?;
     web_packages()?;
@@ -239,6 +240,30 @@ fn tiny_qwen2() -> Result<(), String> {
         return Err(format!("{QWEN2_GGUF} came out with sha256 {got}, but {} was made from {want} (another gguf/numpy?)", fixture.display()));
     }
     Ok(())
+}
+
+/// The default model's K-quant variants (models/kquant/), made by llama.cpp's quantizer through
+/// tests/fixtures/make_kquant_fixtures.py; skipped when each file has the sha256 its fixture
+/// was made from. Building them needs llama-cpp-python (and gguf-py), installed on first use.
+fn kquant_models() -> Result<(), String> {
+    let fixture = root().join("tests/fixtures/logits_smollm2_kquant.json");
+    let text = fs::read_to_string(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", fixture.display()))?;
+    let models = json["models"].as_object().ok_or_else(|| format!("{}: no models", fixture.display()))?;
+    let present = models.values().all(|m| {
+        let path = root().join(m["file"].as_str().unwrap_or_default());
+        path.is_file() && sha256_file(&path).ok().as_deref() == m["model_sha256"].as_str()
+    });
+    if present {
+        eprintln!("xtask: K-quant models present (models/kquant/)");
+        return Ok(());
+    }
+    require_llama_cpp()?;
+    let have_gguf = Command::new(python()).args(["-c", "import gguf"]).status().is_ok_and(|s| s.success());
+    if !have_gguf {
+        run_cmd(Command::new(python()).args(["-m", "pip", "install", "--disable-pip-version-check", "gguf==0.19.0"]))?;
+    }
+    run_cmd(Command::new(python()).args(["tests/fixtures/make_kquant_fixtures.py", "--models"]))
 }
 
 /// llama-cpp-python, the reference for fixtures and benchmarks. It compiles llama.cpp (about ten

@@ -40,9 +40,20 @@ fn top(v: &Value) -> Vec<(u32, f32)> {
     v.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect()
 }
 
-/// Holds `model` to llama.cpp's `fx["cases"]` as described above; panics listing every failure.
-pub fn check<B: Backend>(model: &Model<B>, fx: &Value) {
-    let cases = fx["cases"].as_array().unwrap();
+/// Which of the module's rules apply.
+#[derive(PartialEq)]
+#[allow(dead_code)] // each test binary uses the rules it needs
+pub enum Rules {
+    /// All of them.
+    All,
+    /// Those that hold at llama.cpp's own noise level: top-1 equal where llama.cpp's margin is at
+    /// least `NEAR`, the top-5 rule, greedy divergences only where llama.cpp's margin is below
+    /// `NEAR`, the largest |Δlogit| within twice llama.cpp's own spread (or `NEAR`).
+    NoiseLevel,
+}
+
+/// Holds `model` to llama.cpp's `cases` as described above; panics listing every failure.
+pub fn check<B: Backend>(model: &Model<B>, cases: &[Value], rules: Rules) {
     let (mut worst, mut worst_self, mut same, mut same_self, mut ties) = (0f32, 0f32, 0usize, 0usize, 0usize);
     let (mut report, mut failures) = (Vec::new(), Vec::new());
     for (ci, case) in cases.iter().enumerate() {
@@ -56,7 +67,7 @@ pub fn check<B: Backend>(model: &Model<B>, fx: &Value) {
         let reference = top(&case["top"]);
         let batch1 = top(&case["batch1"]["top"]);
         let margin = reference[0].1 - reference[1].1;
-        let stable = batch1[0].0 == reference[0].0;
+        let stable = batch1[0].0 == reference[0].0 && rules == Rules::All;
         let ours = top_k(&logits, 5);
         if ((margin > TIE && stable) || margin >= NEAR) && ours[0].0 != reference[0].0 {
             failures.push(format!("case {ci}: top-1 {} vs llama.cpp {} (margin there {margin:.3})", ours[0].0, reference[0].0));
@@ -114,7 +125,7 @@ pub fn check<B: Backend>(model: &Model<B>, fx: &Value) {
     for r in &report {
         println!("  {r}");
     }
-    if same + ties < same_self {
+    if same + ties < same_self && rules == Rules::All {
         failures.push(format!("greedy identical on {same} prompts (+{ties} parting at a tie), fewer than llama.cpp's own {same_self}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

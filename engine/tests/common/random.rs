@@ -62,6 +62,18 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec
                 out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
                 out.extend((0..16).map(|_| rng.byte()));
             }
+            GgmlType::Q4K | GgmlType::Q5K => {
+                // d, dmin, 12 bytes of 6-bit scales and mins, (Q5_K: 32 bytes of fifth bits,) quants.
+                out.extend_from_slice(&f16_bytes(d.abs() / 8.0));
+                out.extend_from_slice(&f16_bytes(rng.unit() * 0.02));
+                let rest = if ty == GgmlType::Q4K { 140 } else { 172 };
+                out.extend((0..rest).map(|_| rng.byte()));
+            }
+            GgmlType::Q6K => {
+                // ql, qh, 16 i8 scales, then d.
+                out.extend((0..208).map(|_| rng.byte()));
+                out.extend_from_slice(&f16_bytes(d / 64.0));
+            }
             other => panic!("no random weights for {other:?}"),
         }
     }

@@ -24,7 +24,10 @@ pub fn u32_of(x: usize, what: &str) -> Result<u32> {
 
 /// The weight formats the kernels dequantize.
 pub fn supported(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+    matches!(
+        ty,
+        GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K
+    )
 }
 
 /// A kernel that reads weights: quant.wgsl and the format's constants come first.

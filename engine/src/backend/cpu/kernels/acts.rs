@@ -7,6 +7,11 @@
 //! f16 (ggml keeps it as f16). ggml's scalar reference divides by `d` and rounds half away from
 //! zero instead; its AVX2 path (the one llama.cpp runs here) is the one copied, and the two differ
 //! only on exact ties and last-bit differences of `x / d`.
+//!
+//! K-quant weights take Q8_K activations (ggml's `quantize_row_q8_K_ref`, which x86 runs too):
+//! blocks of 256, `max` = the first value of largest magnitude (sign kept), `iscale = -127 / max`,
+//! `q = min(127, round_ties_even(iscale · x))`, scale `d = 1 / iscale` kept in f32, and the sum
+//! of each 16 quants (`bsums`), which the kernels use for the K-quants' min and offset terms.
 
 use super::{Format, Isa};
 use crate::error::{Error, Result};
@@ -34,6 +39,9 @@ pub(super) enum ActsData {
     /// `qs` (n, k): the quants, token after token. `d` and `s` are (k / 32, n): block-major, so
     /// that the prefill kernel loads the scales of consecutive tokens with one load.
     Q8 { kind: Q8Kind, qs: Vec<i8>, d: Vec<f32>, s: Vec<f32> },
+    /// Q8_K: `qs` (n, k); `d` (k / 256, n), block-major as above; `bsums` (n, k / 16), the sum
+    /// of each 16 quants, token after token.
+    Q8K { qs: Vec<i8>, d: Vec<f32>, bsums: Vec<i16> },
 }
 
 impl Acts {
@@ -47,6 +55,7 @@ impl Acts {
             }
             Format::Q4_1 => Q8Kind::Q8_1,
             Format::Q4_0 | Format::Q8_0 => Q8Kind::Q8_0,
+            Format::Q4K | Format::Q5K | Format::Q6K => return quantize_q8_k(x, n, k),
         };
         if !k.is_multiple_of(32) {
             return Err(Error::InvalidArgument(format!("prepare: k = {k} is not a multiple of 32")));
@@ -88,12 +97,23 @@ impl Acts {
         self.k
     }
 
-    /// The 8-bit form, for tests and diagnostics: quants (n, k), scales `d` (k / 32, n) and
-    /// `s = d·Σq` (k / 32, n); `None` when the activations are kept in f32.
+    /// The 8-bit form, for tests and diagnostics: quants (n, k), scales `d` (k / B, n) and
+    /// `s = d·Σq` (k / B, n; empty for Q8_K), B = [`Acts::quant_block`]; `None` when the
+    /// activations are kept in f32.
     pub fn quants(&self) -> Option<(&[i8], &[f32], &[f32])> {
         match &self.data {
             ActsData::Q8 { qs, d, s, .. } => Some((qs, d, s)),
+            ActsData::Q8K { qs, d, .. } => Some((qs, d, &[])),
             ActsData::F32(_) => None,
+        }
+    }
+
+    /// Values per activation scale: 32 (Q8_0/Q8_1), 256 (Q8_K), 1 (f32).
+    pub fn quant_block(&self) -> usize {
+        match &self.data {
+            ActsData::Q8 { .. } => 32,
+            ActsData::Q8K { .. } => 256,
+            ActsData::F32(_) => 1,
         }
     }
 }
@@ -118,4 +138,40 @@ pub(super) fn quantize_q8_scalar(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: 
             *sum += *q as i32;
         }
     }
+}
+
+/// x (n, k) into Q8_K blocks, as ggml's `quantize_row_q8_K_ref` (see the module note). The same
+/// scalar code serves every instruction set: it is linear in n·k, the matmul is not.
+fn quantize_q8_k(x: &[f32], n: usize, k: usize) -> Result<Acts> {
+    if !k.is_multiple_of(256) {
+        return Err(Error::InvalidArgument(format!("prepare: k = {k} is not a multiple of 256")));
+    }
+    let nb = k / 256;
+    let mut qs = vec![0i8; x.len()];
+    let mut d = vec![0f32; n * nb];
+    let mut bsums = vec![0i16; x.len() / 16];
+    let blocks = x.chunks_exact(256).zip(qs.chunks_exact_mut(256)).zip(bsums.chunks_exact_mut(16));
+    for (i, ((xb, qb), sums)) in blocks.enumerate() {
+        let (t, b) = (i / nb, i % nb);
+        // The first value of largest magnitude, with its sign (ggml's `if (ax > amax)`).
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in xb {
+            if v.abs() > amax {
+                (amax, max) = (v.abs(), v);
+            }
+        }
+        if amax == 0.0 {
+            continue; // d = 0, quants and sums 0
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            // |iscale · v| ≤ 127 up to rounding; `as` saturates on anything else.
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        }
+        for (sum, q16) in sums.iter_mut().zip(qb.chunks_exact(16)) {
+            *sum = q16.iter().map(|&q| q as i16).sum();
+        }
+        d[b * n + t] = 1.0 / iscale;
+    }
+    Ok(Acts { n, k, data: ActsData::Q8K { qs, d, bsums } })
 }

@@ -29,7 +29,7 @@ use std::arch::x86_64::*;
 use super::acts::ActsData;
 use super::{Format, Job};
 
-use super::tags::{block_bytes, Q4_0, Q4_1, Q8_0};
+use super::tags::{block_bytes, Q4K, Q4_0, Q4_1, Q5K, Q6K, Q8_0};
 
 /// Rows per n > 1 tile (× 4 tokens): 4 measured best (2: 360, 3 and 4: 383 tok/s on Q4_1).
 const PREFILL_RM: usize = 4;
@@ -68,7 +68,247 @@ pub(super) unsafe fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mu
                 _ => q_matmul::<Q8_0>(&p, job.rows),
             }
         }
+        ActsData::Q8K { qs, d, bsums } => {
+            let p = KTile {
+                w: job.w.as_ptr(),
+                row_bytes: job.row_bytes,
+                nb: job.k / 256,
+                qs: qs.as_ptr(),
+                k: job.k,
+                d: d.as_ptr(),
+                bsums: bsums.as_ptr(),
+                n: job.n,
+                out: out.as_mut_ptr(),
+                out_stride: job.out_stride,
+            };
+            match format {
+                Format::Q4K => k_matmul::<Q4K>(&p, job.rows),
+                Format::Q5K => k_matmul::<Q5K>(&p, job.rows),
+                _ => k_matmul::<Q6K>(&p, job.rows),
+            }
+        }
     }
+}
+
+/// Raw views of a validated K-quant job: as [`Tile`], with Q8_K activations (`nb` super-blocks
+/// per row, `d` (nb, n), `bsums` (n, k / 16)).
+struct KTile {
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
+    qs: *const i8,
+    k: usize,
+    d: *const f32,
+    bsums: *const i16,
+    n: usize,
+    out: *mut f32,
+    out_stride: usize,
+}
+
+/// A K-quant super-block unpacked for the integer dot product: 256 quants as unsigned bytes
+/// (`q[c]` holds values `32c..32c + 32`), the scale of each chunk's two halves of 16 as i16
+/// lanes (`sc[c]`: lanes 0..8 the first half, 8..16 the second, matching `maddubs`' output),
+/// the mins per 16 values (Q4_K/Q5_K, each sub-block's min twice), and the f16 `d`, `dmin`.
+/// Q6_K's quants are stored as `q + 32` (0..64); the kernel takes `32·Σ sc·Σa` back off.
+struct KBlock {
+    q: [__m256i; 8],
+    sc: [__m256i; 8],
+    sc16: __m256i,
+    mins16: __m256i,
+    d: f32,
+    dmin: f32,
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_matmul<const F: u8>(p: &KTile, rows: usize) {
+    if p.n == 1 {
+        let mut r = 0;
+        while r + 4 <= rows {
+            k_decode::<F, 4>(p, r);
+            r += 4;
+        }
+        while r < rows {
+            k_decode::<F, 1>(p, r);
+            r += 1;
+        }
+        return;
+    }
+    for r in 0..rows {
+        let mut t = 0;
+        while t + 4 <= p.n {
+            k_tile::<F, 4>(p, r, t);
+            t += 4;
+        }
+        match p.n - t {
+            3 => k_tile::<F, 3>(p, r, t),
+            2 => k_tile::<F, 2>(p, r, t),
+            1 => k_tile::<F, 1>(p, r, t),
+            _ => {}
+        }
+    }
+}
+
+/// One unpacked super-block against one token's Q8_K block at `a` (256 quants) with its per-16
+/// sums `bs`: (8 lanes summing to `Σ sc·Σ q·a`, Q6_K's offset taken off; 8 lanes summing to
+/// `Σ m·Σ a`, zero for Q6_K). Exact integers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_dot<const F: u8>(kb: &KBlock, a: *const i8, bs: __m256i) -> (__m256i, __m256i) {
+    let mut s = _mm256_setzero_si256();
+    for c in 0..8 {
+        let prod = _mm256_maddubs_epi16(kb.q[c], _mm256_loadu_si256(a.add(32 * c).cast()));
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, kb.sc[c]));
+    }
+    if F == Q6K {
+        // Σ sc·Σ (q - 32)·a = Σ sc·Σ q·a - 32·Σ sc·Σ a, with Σ a per 16 from Q8_K.
+        (_mm256_sub_epi32(s, _mm256_slli_epi32::<5>(_mm256_madd_epi16(kb.sc16, bs))), _mm256_setzero_si256())
+    } else {
+        (s, _mm256_madd_epi16(kb.mins16, bs))
+    }
+}
+
+/// Decode (n = 1): rows `r0..r0 + RM` (RM ≤ 4) with lane = row, so one reduction and one float
+/// step per super-block serve four rows. Per lane the float operations are `k_tile`'s per lane
+/// (`fma(d_w·d_x, isum, acc)`, then `fma(dmin_w·d_x, -msum, acc)`): batch-invariant. The rows
+/// stream from memory, interleaved, so the tile `PREFETCH_TILES` ahead is prefetched as in
+/// `decode`.
+#[inline]
+#[allow(clippy::needless_range_loop)] // r indexes several arrays at once
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_decode<const F: u8, const RM: usize>(p: &KTile, r0: usize) {
+    let block_bytes = block_bytes(F);
+    let mut acc = _mm_setzero_ps();
+    for b in 0..p.nb {
+        let share = p.w.wrapping_add((r0 + PREFETCH_TILES * RM) * p.row_bytes + b * RM * block_bytes);
+        for line in (0..RM * block_bytes).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(share.wrapping_add(line).cast());
+        }
+        let a = p.qs.add(b * 256);
+        let bs = _mm256_loadu_si256(p.bsums.add(b * 16).cast());
+        let mut isum = [_mm256_setzero_si256(); 4];
+        let mut msum = [_mm256_setzero_si256(); 4];
+        let (mut dw, mut dmin) = ([0f32; 4], [0f32; 4]);
+        for r in 0..RM {
+            let kb = k_unpack::<F>(p.w.add((r0 + r) * p.row_bytes + b * block_bytes));
+            (isum[r], msum[r]) = k_dot::<F>(&kb, a, bs);
+            (dw[r], dmin[r]) = (kb.d, kb.dmin);
+        }
+        let dx = _mm_set1_ps(*p.d.add(b));
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(dw.as_ptr()), dx), _mm_cvtepi32_ps(reduce4(isum)), acc);
+        if F != Q6K {
+            let neg = _mm_sub_epi32(_mm_setzero_si128(), reduce4(msum));
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(dmin.as_ptr()), dx), _mm_cvtepi32_ps(neg), acc);
+        }
+    }
+    let mut v = [0f32; 4];
+    _mm_storeu_ps(v.as_mut_ptr(), acc);
+    for r in 0..RM {
+        *p.out.add(r0 + r) = v[r];
+    }
+}
+
+/// out[t][r] for row `r` and tokens `t0..t0 + RN` (RN ≤ 4): each super-block is unpacked once
+/// and dotted with every token's Q8_K block. Per lane (token) and super-block the float step is
+/// `acc = fma(d_w·d_x, isum, acc)`, then (Q4_K, Q5_K) `acc = fma(dmin_w·d_x, -msum, acc)`,
+/// whatever RN, and as `k_decode` per row: batch-invariant.
+#[inline]
+#[allow(clippy::needless_range_loop)] // t indexes several arrays and pointers at once
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_tile<const F: u8, const RN: usize>(p: &KTile, r: usize, t0: usize) {
+    let block_bytes = block_bytes(F);
+    let mut acc = _mm_setzero_ps();
+    for b in 0..p.nb {
+        let kb = k_unpack::<F>(p.w.add(r * p.row_bytes + b * block_bytes));
+        let mut isum = [_mm256_setzero_si256(); 4];
+        let mut msum = [_mm256_setzero_si256(); 4];
+        for t in 0..RN {
+            let a = p.qs.add((t0 + t) * p.k + b * 256);
+            let bs = _mm256_loadu_si256(p.bsums.add((t0 + t) * (p.k / 16) + b * 16).cast());
+            (isum[t], msum[t]) = k_dot::<F>(&kb, a, bs);
+        }
+        let dx = load4::<RN>(p.d.add(b * p.n + t0));
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(kb.d), dx), _mm_cvtepi32_ps(reduce4(isum)), acc);
+        if F != Q6K {
+            let neg = _mm_sub_epi32(_mm_setzero_si128(), reduce4(msum));
+            acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(kb.dmin), dx), _mm_cvtepi32_ps(neg), acc);
+        }
+    }
+    let mut v = [0f32; 4];
+    _mm_storeu_ps(v.as_mut_ptr(), acc);
+    for t in 0..RN {
+        *p.out.add((t0 + t) * p.out_stride + r) = v[t];
+    }
+}
+
+/// `[Σ v[0], Σ v[1], Σ v[2], Σ v[3]]`, each over its eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn reduce4(v: [__m256i; 4]) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+}
+
+/// The super-block at `blk` unpacked (see [`KBlock`]).
+#[inline]
+#[allow(clippy::needless_range_loop)] // c indexes q and sc together
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
+    let low = _mm256_set1_epi8(0x0F);
+    let mut q = [_mm256_setzero_si256(); 8];
+    let mut sc = [_mm256_setzero_si256(); 8];
+    // f16 → f32 with F16C: the low 4 bytes at `p` as two halves, [h0, h1, 0, 0].
+    let halves = |p: *const u8| _mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned()));
+    if F == Q6K {
+        let mask = _mm256_set1_epi8(0x30);
+        for h in 0..2 {
+            let ql0 = _mm256_loadu_si256(blk.add(64 * h).cast());
+            let ql1 = _mm256_loadu_si256(blk.add(64 * h + 32).cast());
+            let qh = _mm256_loadu_si256(blk.add(128 + 32 * h).cast());
+            // Group g of the half: low 4 bits from a nibble of ql, bits 4..6 from qh >> 2g.
+            q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), mask));
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), mask));
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low), _mm256_and_si256(qh, mask));
+            q[4 * h + 3] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), mask));
+        }
+        let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192).cast()));
+        // Chunk c: scales 2c and 2c + 1 (one i32 of sc16) into both halves, then the first
+        // repeated in the low 128 bits and the second in the high ones.
+        let spread = _mm256_setr_epi8(
+            0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+        );
+        for c in 0..8 {
+            sc[c] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(c as i32)), spread);
+        }
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk.add(208).cast::<u16>().read_unaligned() as i32)));
+        return KBlock { q, sc, sc16, mins16: _mm256_setzero_si256(), d, dmin: 0.0 };
+    }
+    let bytes = std::slice::from_raw_parts(blk.add(4), 12);
+    let (scales, mins) = super::k4_scales_mins(bytes);
+    let qs = blk.add(if F == Q5K { 48 } else { 16 });
+    for c in 0..4 {
+        let raw = _mm256_loadu_si256(qs.add(32 * c).cast());
+        q[2 * c] = _mm256_and_si256(raw, low);
+        q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low);
+    }
+    if F == Q5K {
+        // Bit c of qh[l] is the fifth bit of value l of sub-block c.
+        let qh = _mm256_loadu_si256(blk.add(16).cast());
+        let one = _mm256_set1_epi8(1);
+        for c in 0..8 {
+            let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(c as i32)), one);
+            q[c] = _mm256_or_si256(q[c], _mm256_slli_epi16::<4>(bit));
+        }
+    }
+    // Scale c as 16 i16 lanes: byte pair (2c, 2c + 1) of the widened scales, repeated.
+    let sc_both = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(scales.as_ptr().cast())));
+    for c in 0..8 {
+        sc[c] = _mm256_shuffle_epi8(sc_both, _mm256_set1_epi16((((2 * c + 1) << 8) | (2 * c)) as i16));
+    }
+    let m = _mm_loadl_epi64(mins.as_ptr().cast());
+    let mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+    let dd = halves(blk);
+    KBlock { q, sc, sc16: _mm256_setzero_si256(), mins16, d: _mm_cvtss_f32(dd), dmin: _mm_cvtss_f32(_mm_movehdup_ps(dd)) }
 }
 
 /// Raw views of a validated job (see the module's safety note).

@@ -11,6 +11,12 @@
 //! unsigned nibbles and `m_w = -8·d_w` (saves the sign fix-ups ggml does per block); Q8_0 has
 //! no `m` term.
 //!
+//! K-quant weights (Q4_K, Q5_K, Q6_K: 256-value super-blocks of 32- or 16-value sub-blocks with
+//! their own 6- or 8-bit scales) take Q8_K activations (256 values, f32 `d`, per-16 sums), as in
+//! ggml. Per super-block the kernels compute two exact integers, `Σ_sub sc·Σ q_w·q_x` (Q6_K with
+//! its `q - 32` folded in through the per-16 sums) and, for Q4_K/Q5_K, `Σ_sub m·Σ q_x`; then
+//! `acc += (d_w·d_x)·isum` and `acc += (dmin_w·d_x)·(-msum)`.
+//!
 //! Prefill (n > 1) runs a register-tiled kernel: each weight block, once unpacked, is used for
 //! several tokens, and each activation block for several rows (see `avx2.rs`).
 //!
@@ -96,6 +102,9 @@ enum Format {
     Q4_0,
     Q4_1,
     Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl Format {
@@ -107,12 +116,15 @@ impl Format {
             Format::Q4_0 => GgmlType::Q4_0,
             Format::Q4_1 => GgmlType::Q4_1,
             Format::Q8_0 => GgmlType::Q8_0,
+            Format::Q4K => GgmlType::Q4K,
+            Format::Q5K => GgmlType::Q5K,
+            Format::Q6K => GgmlType::Q6K,
         }
     }
 }
 
-/// The quantized formats as const-generic tags of the SIMD kernels, so one tile body serves all
-/// three.
+/// The quantized formats as const-generic tags of the SIMD kernels, so one tile body serves the
+/// three 32-value formats and one the three K-quants.
 #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 mod tags {
     use crate::quant::GgmlType;
@@ -120,12 +132,18 @@ mod tags {
     pub const Q4_0: u8 = 0;
     pub const Q4_1: u8 = 1;
     pub const Q8_0: u8 = 2;
+    pub const Q4K: u8 = 3;
+    pub const Q5K: u8 = 4;
+    pub const Q6K: u8 = 5;
 
     /// Bytes per block of the format a tag names.
     pub const fn block_bytes(tag: u8) -> usize {
         match tag {
             Q4_0 => GgmlType::Q4_0.type_size(),
             Q4_1 => GgmlType::Q4_1.type_size(),
+            Q4K => GgmlType::Q4K.type_size(),
+            Q5K => GgmlType::Q5K.type_size(),
+            Q6K => GgmlType::Q6K.type_size(),
             _ => GgmlType::Q8_0.type_size(),
         }
     }
@@ -139,6 +157,9 @@ fn kernel_format(ty: GgmlType) -> Option<Format> {
         GgmlType::Q4_0 => Format::Q4_0,
         GgmlType::Q4_1 => Format::Q4_1,
         GgmlType::Q8_0 => Format::Q8_0,
+        GgmlType::Q4K => Format::Q4K,
+        GgmlType::Q5K => Format::Q5K,
+        GgmlType::Q6K => Format::Q6K,
         _ => return None,
     })
 }
@@ -267,6 +288,22 @@ pub fn matmul_strided_with(
     Ok(())
 }
 
+/// The 6-bit scales and mins of a Q4_K/Q5_K super-block's 8 sub-blocks from its 12 scale bytes
+/// (ggml's `utmp` bit shuffle, a few word operations instead of eight `scale_min_k4` calls).
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn k4_scales_mins(b: &[u8]) -> ([u8; 8], [u8; 8]) {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let sc_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
+    let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
+    let join = |lo: u32, hi: u32| ((lo as u64) | ((hi as u64) << 32)).to_le_bytes();
+    (join(u0 & K1, sc_hi), join(u1 & K1, m_hi))
+}
+
 /// One validated matmul: `w` holds `rows` rows of `row_bytes` bytes (already offset to the first
 /// row asked for), `k` values each; the output of token `t`, row `r` goes to `out[t * out_stride + r]`.
 struct Job<'a> {
@@ -285,6 +322,7 @@ impl Acts {
             (Format::F32 | Format::F16 | Format::BF16, ActsData::F32(_))
                 | (Format::Q4_1, ActsData::Q8 { kind: Q8Kind::Q8_1, .. })
                 | (Format::Q4_0 | Format::Q8_0, ActsData::Q8 { kind: Q8Kind::Q8_0, .. })
+                | (Format::Q4K | Format::Q5K | Format::Q6K, ActsData::Q8K { .. })
         )
     }
 }

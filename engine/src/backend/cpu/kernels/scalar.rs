@@ -3,7 +3,7 @@
 
 use super::acts::ActsData;
 use super::{Format, Job};
-use crate::quant::f16_at;
+use crate::quant::{f16_at, q6_at, scale_min_k4};
 
 pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
     let rows = job.w.chunks_exact(job.row_bytes).take(job.rows);
@@ -30,7 +30,71 @@ pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]
                 }
             }
         }
+        ActsData::Q8K { qs, d, bsums } => {
+            let n = job.n;
+            for (r, wrow) in rows.enumerate() {
+                for (t, (xq, sums)) in qs.chunks_exact(job.k).zip(bsums.chunks_exact(job.k / 16)).enumerate() {
+                    let dx = d.iter().skip(t).step_by(n);
+                    if let Some(o) = out.get_mut(t * job.out_stride + r) {
+                        *o = dot_q8k(format, wrow, xq, sums, dx);
+                    }
+                }
+            }
+        }
     }
+}
+
+/// dot(W row of K-quant super-blocks, x row of Q8_K blocks with scales `dx` and per-16 sums).
+fn dot_q8k<'a>(format: Format, w: &[u8], xq: &[i8], bsums: &[i16], dx: impl Iterator<Item = &'a f32>) -> f32 {
+    let mut acc = 0f32;
+    let bytes = format.ggml().type_size();
+    for (((wb, xb), sums), &dx) in w.chunks_exact(bytes).zip(xq.chunks_exact(256)).zip(bsums.chunks_exact(16)).zip(dx) {
+        let (isum, msum) = k_sums(format, wb, xb, sums);
+        let (d, dmin) = k_scales(format, wb);
+        acc += d * dx * isum as f32;
+        acc += dmin * dx * -msum as f32;
+    }
+    acc
+}
+
+/// A K-quant super-block's `(d, dmin)` (f16 in the block; Q6_K has no dmin: 0).
+pub(super) fn k_scales(format: Format, wb: &[u8]) -> (f32, f32) {
+    match format {
+        Format::Q6K => (f16_at(wb, 208), 0.0),
+        _ => (f16_at(wb, 0), f16_at(wb, 2)),
+    }
+}
+
+/// One super-block's exact integer sums against Q8_K quants `a` (256) and their per-16 sums:
+/// `(Σ_sub sc·Σ q·a, Σ_sub m·Σ a)` for Q4_K/Q5_K, `(Σ_16 sc·Σ (q - 32)·a, 0)` for Q6_K.
+pub(super) fn k_sums(format: Format, wb: &[u8], a: &[i8], bsums: &[i16]) -> (i32, i32) {
+    if format == Format::Q6K {
+        let (ql, qh, scales) = (&wb[..128], &wb[128..192], &wb[192..208]);
+        let isum = (0..16)
+            .map(|g| {
+                let dot: i32 = (16 * g..16 * g + 16).map(|i| q6_at(ql, qh, i) * a[i] as i32).sum();
+                (scales[g] as i8) as i32 * dot
+            })
+            .sum();
+        return (isum, 0);
+    }
+    let (mut isum, mut msum) = (0, 0);
+    for s in 0..8 {
+        let (sc, m) = scale_min_k4(&wb[4..16], s);
+        let qs = &wb[if format == Format::Q5K { 48 } else { 16 } + 32 * (s / 2)..];
+        let dot: i32 = (0..32)
+            .map(|l| {
+                let mut q = (qs[l] >> (4 * (s % 2))) & 0x0F;
+                if format == Format::Q5K {
+                    q |= ((wb[16 + l] >> s) & 1) << 4;
+                }
+                q as i32 * a[32 * s + l] as i32
+            })
+            .sum();
+        isum += sc as i32 * dot;
+        msum += m as i32 * (bsums[2 * s] as i32 + bsums[2 * s + 1] as i32);
+    }
+    (isum, msum)
 }
 
 /// dot(W row in f32/f16/bf16, x row).

@@ -17,7 +17,7 @@ use core::arch::wasm32::*;
 use super::acts::ActsData;
 use super::{Format, Job};
 
-use super::tags::{block_bytes, Q4_0, Q4_1, Q8_0};
+use super::tags::{block_bytes, Q4K, Q4_0, Q4_1, Q5K, Q6K, Q8_0};
 
 /// Rows per prefill tile (× 4 tokens): each widened activation block serves this many rows.
 const PREFILL_RM: usize = 4;
@@ -52,6 +52,203 @@ pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]
                 }
             }
         }
+        ActsData::Q8K { qs, d, bsums } => {
+            let p = KTile {
+                w: job.w.as_ptr(),
+                row_bytes: job.row_bytes,
+                nb: job.k / 256,
+                qs: qs.as_ptr(),
+                k: job.k,
+                d: d.as_ptr(),
+                bsums: bsums.as_ptr(),
+                n: job.n,
+                out: out.as_mut_ptr(),
+                out_stride: job.out_stride,
+            };
+            // SAFETY: `p` describes a validated job (module note).
+            unsafe {
+                match format {
+                    Format::Q4K => k_matmul::<Q4K>(&p, job.rows),
+                    Format::Q5K => k_matmul::<Q5K>(&p, job.rows),
+                    _ => k_matmul::<Q6K>(&p, job.rows),
+                }
+            }
+        }
+    }
+}
+
+/// Raw views of a validated K-quant job, as in `avx2.rs`: Q8_K activations, `nb` super-blocks
+/// per row, `d` (nb, n), `bsums` (n, k / 16).
+struct KTile {
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
+    qs: *const i8,
+    k: usize,
+    d: *const f32,
+    bsums: *const i16,
+    n: usize,
+    out: *mut f32,
+    out_stride: usize,
+}
+
+/// A K-quant super-block unpacked for the integer dot (as `avx2.rs`'s `KBlock`): `q[g]` the 16
+/// values of group `g` as unsigned bytes (Q6_K: `q + 32`), `sc[g]` their scale, the scales and
+/// mins per 16 values as i16x8 pairs, and the f16 `d`, `dmin`.
+struct KBlock {
+    q: [v128; 16],
+    sc: [i16; 16],
+    sc16: [v128; 2],
+    mins16: [v128; 2],
+    d: f32,
+    dmin: f32,
+}
+
+unsafe fn k_matmul<const F: u8>(p: &KTile, rows: usize) {
+    for r in 0..rows {
+        let mut t = 0;
+        while t + 4 <= p.n {
+            k_tile::<F, 4>(p, r, t);
+            t += 4;
+        }
+        match p.n - t {
+            3 => k_tile::<F, 3>(p, r, t),
+            2 => k_tile::<F, 2>(p, r, t),
+            1 => k_tile::<F, 1>(p, r, t),
+            _ => {}
+        }
+    }
+}
+
+/// out[t][r] for row `r` and tokens `t0..t0 + RN` (RN ≤ 4; decode is RN = 1): each super-block
+/// unpacked once, dotted with every token's block. Per lane (token) and super-block the float
+/// step is `acc += (d_w·d_x)·isum`, then (Q4_K, Q5_K) `acc += (dmin_w·d_x)·(-msum)`, whatever
+/// RN: batch-invariant.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // t indexes several arrays and pointers at once
+unsafe fn k_tile<const F: u8, const RN: usize>(p: &KTile, r: usize, t0: usize) {
+    let block_bytes = block_bytes(F);
+    let mut acc = f32x4_splat(0.0);
+    for b in 0..p.nb {
+        let kb = k_unpack::<F>(p.w.add(r * p.row_bytes + b * block_bytes));
+        // Group g's weights times its scale as i16x8 pairs (|q·sc| ≤ 63·128 fits).
+        let scaled: [v128; 32] = if RN > 1 { scaled(&kb.q, kb.sc) } else { [i16x8_splat(0); 32] };
+        let mut isum = [i32x4_splat(0); 4];
+        let mut msum = [i32x4_splat(0); 4];
+        for t in 0..RN {
+            let a = p.qs.add((t0 + t) * p.k + b * 256);
+            let mut s = i32x4_splat(0);
+            if RN == 1 {
+                // One token: widen each group as it is used, scale its i32 sums.
+                for g in 0..16 {
+                    let (q, av) = (kb.q[g], v128_load(a.add(16 * g).cast()));
+                    let dot = i32x4_add(
+                        i32x4_dot_i16x8(u16x8_extend_low_u8x16(q), i16x8_extend_low_i8x16(av)),
+                        i32x4_dot_i16x8(u16x8_extend_high_u8x16(q), i16x8_extend_high_i8x16(av)),
+                    );
+                    s = i32x4_add(s, i32x4_mul(dot, i32x4_splat(kb.sc[g] as i32)));
+                }
+            } else {
+                // Several tokens: the scaled, widened weights once for all of them (the same
+                // exact integers).
+                for g in 0..16 {
+                    let av = v128_load(a.add(16 * g).cast());
+                    s = i32x4_add(s, i32x4_dot_i16x8(scaled[2 * g], i16x8_extend_low_i8x16(av)));
+                    s = i32x4_add(s, i32x4_dot_i16x8(scaled[2 * g + 1], i16x8_extend_high_i8x16(av)));
+                }
+            }
+            let bs = p.bsums.add((t0 + t) * (p.k / 16) + b * 16);
+            let bs = [v128_load(bs.cast()), v128_load(bs.add(8).cast())];
+            if F == Q6K {
+                // Σ sc·Σ (q - 32)·a = Σ sc·Σ q·a - 32·Σ sc·Σ a, with Σ a per 16 from Q8_K.
+                let corr = i32x4_add(i32x4_dot_i16x8(kb.sc16[0], bs[0]), i32x4_dot_i16x8(kb.sc16[1], bs[1]));
+                s = i32x4_sub(s, i32x4_shl(corr, 5));
+            } else {
+                msum[t] = i32x4_add(i32x4_dot_i16x8(kb.mins16[0], bs[0]), i32x4_dot_i16x8(kb.mins16[1], bs[1]));
+            }
+            isum[t] = s;
+        }
+        let dx = load4::<RN>(p.d.add(b * p.n + t0));
+        acc = f32x4_add(acc, f32x4_mul(f32x4_mul(f32x4_splat(kb.d), dx), f32x4_convert_i32x4(transpose_add(isum))));
+        if F != Q6K {
+            let neg = i32x4_neg(transpose_add(msum));
+            acc = f32x4_add(acc, f32x4_mul(f32x4_mul(f32x4_splat(kb.dmin), dx), f32x4_convert_i32x4(neg)));
+        }
+    }
+    let mut v = [0f32; 4];
+    v128_store(v.as_mut_ptr().cast(), acc);
+    for t in 0..RN {
+        *p.out.add((t0 + t) * p.out_stride + r) = v[t];
+    }
+}
+
+/// Groups of 16 unsigned bytes widened to i16x8 pairs and multiplied by their group's scale.
+#[inline(always)]
+fn scaled(q: &[v128; 16], sc: [i16; 16]) -> [v128; 32] {
+    core::array::from_fn(|i| {
+        let g = i / 2;
+        let wide = if i % 2 == 0 { u16x8_extend_low_u8x16(q[g]) } else { u16x8_extend_high_u8x16(q[g]) };
+        i16x8_mul(wide, i16x8_splat(sc[g]))
+    })
+}
+
+/// The super-block at `blk` unpacked (see [`KBlock`]).
+#[inline(always)]
+unsafe fn k_unpack<const F: u8>(blk: *const u8) -> KBlock {
+    let low = u8x16_splat(0x0F);
+    let mut q = [u8x16_splat(0); 16];
+    let ld = |off: usize| v128_load(blk.add(off).cast());
+    if F == Q6K {
+        let three = u8x16_splat(3);
+        for h in 0..2 {
+            for j in 0..2 {
+                // Values 128h + 32g + 16j + (0..16) of group g: nibble g / 2 of ql, bits 2g of qh.
+                let (ql0, ql1, qh) = (ld(64 * h + 16 * j), ld(64 * h + 32 + 16 * j), ld(128 + 32 * h + 16 * j));
+                let hi = |g: u32| u8x16_shl(v128_and(u8x16_shr(qh, 2 * g), three), 4);
+                q[8 * h + j] = v128_or(v128_and(ql0, low), hi(0));
+                q[8 * h + 2 + j] = v128_or(v128_and(ql1, low), hi(1));
+                q[8 * h + 4 + j] = v128_or(u8x16_shr(ql0, 4), hi(2));
+                q[8 * h + 6 + j] = v128_or(u8x16_shr(ql1, 4), hi(3));
+            }
+        }
+        let scales = ld(192);
+        let sc: [i8; 16] = core::mem::transmute(scales);
+        return KBlock {
+            q,
+            sc: sc.map(|s| s as i16),
+            sc16: [i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales)],
+            mins16: [i16x8_splat(0); 2],
+            d: f16_to_f32(read_u16(blk.add(208))),
+            dmin: 0.0,
+        };
+    }
+    let (scales, mins) = super::k4_scales_mins(core::slice::from_raw_parts(blk.add(4), 12));
+    let qs = if F == Q5K { 48 } else { 16 };
+    for c in 0..4 {
+        for j in 0..2 {
+            // Sub-block 2c: low nibbles of bytes 32c.., sub-block 2c + 1: the high ones.
+            let raw = ld(qs + 32 * c + 16 * j);
+            q[4 * c + j] = v128_and(raw, low);
+            q[4 * c + 2 + j] = u8x16_shr(raw, 4);
+        }
+    }
+    if F == Q5K {
+        let (qh, one) = ([ld(16), ld(32)], u8x16_splat(1));
+        for g in 0..16 {
+            let bit = v128_and(u8x16_shr(qh[g % 2], (g / 2) as u32), one);
+            q[g] = v128_or(q[g], u8x16_shl(bit, 4));
+        }
+    }
+    // Each sub-block's min twice: one per 16 values, as the per-16 sums come.
+    let m8 = v128_load64_zero(mins.as_ptr().cast());
+    let dup = i8x16_shuffle::<0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7>(m8, m8);
+    KBlock {
+        q,
+        sc: core::array::from_fn(|g| scales[g / 2] as i16),
+        sc16: [i16x8_splat(0); 2],
+        mins16: [u16x8_extend_low_u8x16(dup), u16x8_extend_high_u8x16(dup)],
+        d: f16_to_f32(read_u16(blk)),
+        dmin: f16_to_f32(read_u16(blk.add(2))),
     }
 }
 

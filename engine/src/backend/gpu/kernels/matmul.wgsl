@@ -1,5 +1,6 @@
 // out (n, m) = x (n, k) · wᵀ for many tokens (prefill): a 64-row × 64-token tile per
-// workgroup. Each step of 32 columns (one block of the quantized formats) dequantizes a 64 × 32
+// workgroup. Each step of 32 columns (one block of the quantized formats, an eighth of a
+// K-quant super-block) dequantizes a 64 × 32
 // slice of w (four invocations per row, a quarter block each, as in matvec.wgsl) and loads a
 // 64 × 32 slice of x into workgroup memory, both column-major so that every invocation reads
 // its 4 rows and 4 tokens as two vec4s; each invocation accumulates a 4 × 4 tile in f32.
@@ -58,6 +59,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     v = deq(gr * p.row_bytes, k0 + c);
                 }
                 put_w(c, lr, v);
+            }
+        } else if (IS_K && gr < p.rows) {
+            // K-quants: the step's 32 columns are chunk (k0 / 32) % 8 of a super-block.
+            let e = k_eight(gr * p.row_bytes + (k0 / BLK) * BLK_BYTES, (k0 / 32u) % 8u, sub);
+            let lo = e.scale * e.lo - e.mn;
+            let hi = e.scale * e.hi - e.mn;
+            for (var i = 0u; i < 4u; i++) {
+                put_w(8u * sub + i, lr, lo[i]);
+                put_w(8u * sub + 4u + i, lr, hi[i]);
             }
         } else if (gr < p.rows) {
             let b = gr * p.row_bytes + (k0 / BLK) * BLK_BYTES;

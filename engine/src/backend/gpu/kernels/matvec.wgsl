@@ -2,7 +2,8 @@
 // workgroup, one token per workgroup row of the grid. f32 accumulation, lanes summed in
 // workgroup memory.
 // Quantized rows: four lanes share a block, each taking one quarter of its quants, so one pass of
-// the 32 lanes reads 8 consecutive blocks and the x values under them as contiguous vec4s: the
+// the 32 lanes reads 8 consecutive blocks (K-quants: 32-value chunks of super-blocks) and the x
+// values under them as contiguous vec4s: the
 // loads of neighbouring lanes touch neighbouring bytes (coalesced), which is what lets a matvec
 // run at memory bandwidth on a GPU.
 // With GLU (stacked [gate; up] weights, `glu` rows each), a workgroup computes 4 outputs with
@@ -65,6 +66,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             for (var c = lane; c < p.k; c += 32u) {
                 let i = xo + c;
                 s += deq(row, c) * xin(i >> 2u)[i & 3u];
+            }
+        } else if (IS_K) {
+            // K-quants: the same pass over 32-value chunks (8 per super-block), four lanes each.
+            let sub = lane & 3u;
+            for (var ci = lane >> 2u; ci < p.k / 32u; ci += 8u) {
+                let e = k_eight(row + (ci / 8u) * BLK_BYTES, ci % 8u, sub);
+                let xv = (xo + ci * 32u) >> 2u;
+                let xa = xin(xv + 2u * sub);
+                let xb = xin(xv + 2u * sub + 1u);
+                s += e.scale * (dot(e.lo, xa) + dot(e.hi, xb)) - e.mn * dot(xa + xb, vec4<f32>(1.0));
             }
         } else {
             let nb = p.k / BLK;

@@ -1,6 +1,6 @@
 // Shared by the kernels that read weights: GGML blocks read in place from `w`, the weight's
 // bytes as little-endian u32 words (padded by 4 bytes past the end). Every block of these
-// formats starts at an even byte, so a u32 at a block-relative offset is either one word or the
+// formats (Q6_K's 210 bytes included) starts at an even byte, so a u32 at a block-relative offset is either one word or the
 // high half of one word joined to the low half of the next: no repacking on upload.
 // The launcher prepends FMT (the ggml type id), BLK (values per block), BLK_BYTES.
 
@@ -9,6 +9,10 @@ const F16: u32 = 1u;
 const Q4_0: u32 = 2u;
 const Q4_1: u32 = 3u;
 const Q8_0: u32 = 8u;
+const Q4_K: u32 = 12u;
+const Q5_K: u32 = 13u;
+const Q6_K: u32 = 14u;
+const IS_K: bool = FMT == Q4_K || FMT == Q5_K || FMT == Q6_K;
 
 // The 4 bytes at byte offset `b` (even).
 fn word_at(b: u32) -> u32 {
@@ -43,6 +47,57 @@ fn bytes_i8(q: u32) -> vec4<f32> {
     return vec4<f32>(v >> vec4<u32>(24u));
 }
 
+// The 4 unsigned bytes of `q`, in byte order.
+fn bytes_u8(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(255u));
+}
+
+// The 6-bit (scale, min) of sub-block `s` of the Q4_K/Q5_K super-block at byte `b` (ggml's
+// get_scale_min_k4 over the 12 scale bytes at b + 4).
+fn k_scale_min(b: u32, s: u32) -> vec2<f32> {
+    if (s < 4u) {
+        return vec2<f32>(f32(byte_at(b + 4u + s) & 63u), f32(byte_at(b + 8u + s) & 63u));
+    }
+    let x = byte_at(b + 8u + s);
+    let sc = (x & 15u) | ((byte_at(b + s) >> 6u) << 4u);
+    let mn = (x >> 4u) | ((byte_at(b + 4u + s) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(mn));
+}
+
+// Eight values of the K-quant super-block at byte `b`: values 8·sub .. 8·sub + 8 of its 32-value
+// chunk `s`, each `scale · q - mn` with q in lo (the first four) and hi.
+struct KEight {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+    scale: f32,
+    mn: f32,
+}
+
+fn k_eight(b: u32, s: u32, sub: u32) -> KEight {
+    if (FMT == Q6_K) {
+        // Half h, group g: low 4 bits from nibble g / 2 of ql, high 2 from qh >> 2g; q - 32.
+        let h = s / 4u;
+        let g = s % 4u;
+        let ql = b + 64u * h + 32u * (g % 2u) + 8u * sub;
+        let qh = b + 128u + 32u * h + 8u * sub;
+        let nib = 4u * (g / 2u);
+        let q0 = ((word_at(ql) >> nib) & 0x0f0f0f0fu) | (((word_at(qh) >> (2u * g)) & 0x03030303u) << 4u);
+        let q1 = ((word_at(ql + 4u) >> nib) & 0x0f0f0f0fu) | (((word_at(qh + 4u) >> (2u * g)) & 0x03030303u) << 4u);
+        let sc = f32(i32(byte_at(b + 192u + 2u * s + sub / 2u) << 24u) >> 24u);
+        return KEight(bytes_u8(q0) - 32.0, bytes_u8(q1) - 32.0, f16_at(b + 208u) * sc, 0.0);
+    }
+    // Q4_K / Q5_K: nibble s % 2 of bytes 32·(s / 2) + l; Q5_K's fifth bit is bit s of qh[l].
+    let sm = k_scale_min(b, s);
+    let qs = b + select(16u, 48u, FMT == Q5_K) + 32u * (s / 2u) + 8u * sub;
+    var q0 = (word_at(qs) >> (4u * (s % 2u))) & 0x0f0f0f0fu;
+    var q1 = (word_at(qs + 4u) >> (4u * (s % 2u))) & 0x0f0f0f0fu;
+    if (FMT == Q5_K) {
+        q0 |= ((word_at(b + 16u + 8u * sub) >> s) & 0x01010101u) << 4u;
+        q1 |= ((word_at(b + 20u + 8u * sub) >> s) & 0x01010101u) << 4u;
+    }
+    return KEight(bytes_u8(q0), bytes_u8(q1), f16_at(b) * sm.x, f16_at(b + 2u) * sm.y);
+}
+
 // Value `c` of the row that starts at byte `row`.
 fn deq(row: u32, c: u32) -> f32 {
     if (FMT == F32) {
@@ -53,6 +108,11 @@ fn deq(row: u32, c: u32) -> f32 {
     }
     let b = row + (c / BLK) * BLK_BYTES;
     let j = c % BLK;
+    if (IS_K) {
+        let e = k_eight(b, j / 32u, (j % 32u) / 8u);
+        let i = j % 8u;
+        return e.scale * select(e.lo[i & 3u], e.hi[i & 3u], i >= 4u) - e.mn;
+    }
     if (FMT == Q8_0) {
         let q = i32(byte_at(b + 2u + j) << 24u) >> 24u;
         return f32(q) * f16_at(b);
