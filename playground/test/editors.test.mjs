@@ -112,6 +112,16 @@ async function scenario(editor) {
     assert.ok(indented.length > edited.length && indented.replace(/[ \t]/g, "") === edited.replace(/[ \t]/g, ""), `Tab did not indent: ${JSON.stringify(indented.slice(-60))}`);
 
     if (editor === "codemirror") {
+      // No ghost while the autocomplete popup is open: typed text, then Ctrl+Space before the
+      // debounce ends, then time for an answer to have come back.
+      await h.page.keyboard.type(" ma");
+      await h.page.keyboard.press("Control+Space");
+      await h.page.waitForSelector(".cm-tooltip-autocomplete", { timeout: 5000 });
+      await h.page.waitForTimeout(2500);
+      assert.equal(await drawn(h.page, editor), "", "ghost text under the autocomplete popup");
+      assert.equal(await suggestion(h.page), null);
+      await h.page.keyboard.press("Escape");
+
       // Privacy: the page's own files and the model, nothing else.
       const dist = path.join(PLAYGROUND, "dist");
       const foreign = h.seen.filter((u) => {

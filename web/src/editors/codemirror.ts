@@ -56,6 +56,9 @@ const ghostTheme = EditorView.baseTheme({
   ".nib-ghost": { opacity: "0.45", whiteSpace: "pre", fontStyle: "italic", pointerEvents: "none" },
 });
 
+/** The popup is open or opening, or text is selected: nib stays out of the way. */
+const blocked = (state: EditorState) => completionStatus(state) !== null || !state.selection.main.empty;
+
 function context(state: EditorState): { prefix: string; suffix: string } {
   const pos = state.selection.main.head;
   return { prefix: state.doc.sliceString(0, pos), suffix: state.doc.sliceString(pos) };
@@ -76,6 +79,8 @@ export function nibCompletion(completer: CompleterLike, settings: Partial<Contro
     queued = false;
     const v = view;
     if (!v) return;
+    // An answer that lands after the popup opened is dropped.
+    if (controller.suggestion && blocked(v.state)) controller.dismiss();
     const s = controller.suggestion;
     const have = v.state.field(ghostField, false);
     if (!s && !have) return;
@@ -92,13 +97,12 @@ export function nibCompletion(completer: CompleterLike, settings: Partial<Contro
     view = v;
     return {
       update(u: ViewUpdate) {
-        if (!u.docChanged && !u.selectionSet) return;
         // No ghost while the autocomplete popup is open (it owns the keys) or text is selected.
-        if (completionStatus(u.state) !== null || !u.state.selection.main.empty) {
+        if (blocked(u.state)) {
           controller.dismiss();
           return;
         }
-        controller.update(context(u.state), u.docChanged);
+        if (u.docChanged || u.selectionSet) controller.update(context(u.state), u.docChanged);
       },
       destroy() {
         controller.destroy();
