@@ -291,3 +291,77 @@ fn quantize_option_is_checked() {
     assert_eq!(hf::parse_quantize("Q4_0").unwrap(), GgmlType::Q4_0);
     assert!(matches!(hf::parse_quantize("q4_k"), Err(Error::InvalidArgument(_))));
 }
+
+/// A byte-level BPE tokenizer.json with `n` tokens `t0..`, one merge given as a pair, and two
+/// added tokens: `<|end|>` (looks special) and `foo` (user-defined).
+fn mini_tokenizer(n: usize) -> Vec<u8> {
+    let vocab: serde_json::Map<String, Value> = (0..n).map(|i| (format!("t{i}"), json!(i))).collect();
+    serde_json::to_vec(&json!({
+        "model": {"type": "BPE", "vocab": vocab, "merges": [["t1", "t2"]]},
+        "added_tokens": [{"id": n, "content": "<|end|>", "special": false}, {"id": n + 1, "content": "foo", "special": false}],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+    }))
+    .unwrap()
+}
+
+/// Which GGUF type each source dtype becomes, and the tokenizer metadata, on the mini checkpoint.
+#[test]
+fn dtypes_and_tokenizer_metadata_follow_the_converter() {
+    let bf16 = |x: f32, n: usize| half::bf16::from_f32(x).to_le_bytes().repeat(n);
+    let mut t = mini_tensors();
+    t[0] = ("model.embed_tokens.weight".into(), "BF16", vec![64, 32], bf16(0.5, 64 * 32)); // exact in f16
+    t[2] = ("model.layers.0.self_attn.q_proj.weight".into(), "BF16", vec![32, 32], bf16(1e10, 32 * 32)); // past f16's range
+    t[1] = ("model.layers.0.input_layernorm.weight".into(), "F16", vec![32], half::f16::from_f32(1.5).to_le_bytes().repeat(32));
+    t[4] = ("model.layers.0.self_attn.k_proj.weight".into(), "F16", vec![16, 32], half::f16::from_f32(-2.0).to_le_bytes().repeat(16 * 32));
+    let list: Vec<(&str, &str, Vec<u64>, Vec<u8>)> = t.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.clone(), b.clone())).collect();
+    let bytes = safetensors(&list, |_| {});
+    let mut config = mini_config();
+    config["bos_token_id"] = json!(62);
+    config["eos_token_id"] = json!([62, 63]);
+    let convert = |q| {
+        let shard = Shard { file: "model.safetensors".into(), header: Safetensors::parse(&bytes).unwrap(), bytes: &bytes };
+        hf::to_gguf(&serde_json::to_vec(&config).unwrap(), &mini_tokenizer(62), Some(br#"{"add_bos_token": true}"#), &[shard], None, q).unwrap()
+    };
+    let out = convert(None);
+    let g = Gguf::parse(&out).unwrap();
+    let ty = |n: &str| g.tensor(n).unwrap().ty;
+    assert_eq!(ty("token_embd.weight"), GgmlType::F16, "BF16 exactly representable in F16");
+    assert_eq!(ty("blk.0.attn_q.weight"), GgmlType::F32, "BF16 out of F16's range");
+    assert_eq!(ty("blk.0.attn_k.weight"), GgmlType::F16, "F16 kept");
+    assert_eq!(ty("blk.0.attn_norm.weight"), GgmlType::F32, "1-D as F32");
+    assert_eq!(g.tensor("token_embd.weight").unwrap().dims, vec![32, 64], "GGML order");
+    let f32_at = |n: &str| {
+        let d = g.tensor_data(&out, g.tensor(n).unwrap()).unwrap();
+        f32::from_le_bytes([d[0], d[1], d[2], d[3]])
+    };
+    assert_eq!((f32_at("blk.0.attn_q.weight"), f32_at("blk.0.attn_norm.weight")), (half::bf16::from_f32(1e10).to_f32(), 1.5));
+
+    let tokens = g.get("tokenizer.ggml.tokens").unwrap().as_array().unwrap();
+    let types: Vec<u64> = g.get("tokenizer.ggml.token_type").unwrap().as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(tokens.len(), 64);
+    assert_eq!((tokens[5].as_str(), tokens[62].as_str(), tokens[63].as_str()), (Some("t5"), Some("<|end|>"), Some("foo")));
+    assert_eq!((types[5], types[62], types[63]), (1, 3, 4), "normal, control, user-defined");
+    assert_eq!(g.get("tokenizer.ggml.merges").unwrap().as_array().unwrap()[0].as_str(), Some("t1 t2"));
+    assert_eq!(g.get("tokenizer.ggml.pre").unwrap().as_str(), Some("gpt-2"));
+    assert_eq!(g.get("tokenizer.ggml.bos_token_id").unwrap().as_u64(), Some(62));
+    assert_eq!(g.get("tokenizer.ggml.eos_token_id").unwrap().as_u64(), Some(62), "the first of a list");
+    assert_eq!(g.get("tokenizer.ggml.add_bos_token").unwrap().as_bool(), Some(true));
+    assert_eq!(g.get("qwen2.rope.freq_base").unwrap().as_f32(), Some(1e6));
+
+    // Quantized: every 2-D tensor, whatever its dtype; 1-D stays F32.
+    let out = convert(Some(GgmlType::Q4_0));
+    let g = Gguf::parse(&out).unwrap();
+    for t in &g.tensors {
+        assert_eq!(t.ty, if t.dims.len() == 2 { GgmlType::Q4_0 } else { GgmlType::F32 }, "{}", t.name);
+    }
+
+    // A token id past vocab_size, and an unknown pre-tokenizer, are typed errors.
+    let shard = Shard { file: "model.safetensors".into(), header: Safetensors::parse(&bytes).unwrap(), bytes: &bytes };
+    let e = hf::to_gguf(&serde_json::to_vec(&config).unwrap(), &mini_tokenizer(63), None, &[shard], None, None).unwrap_err();
+    assert!(matches!(&e, Error::Tokenizer(m) if m.contains("past vocab_size 64")), "{e:?}");
+    let mut tj: Value = serde_json::from_slice(&mini_tokenizer(62)).unwrap();
+    tj["pre_tokenizer"] = json!({"type": "Whitespace"});
+    let shard = Shard { file: "model.safetensors".into(), header: Safetensors::parse(&bytes).unwrap(), bytes: &bytes };
+    let e = hf::to_gguf(&serde_json::to_vec(&config).unwrap(), &serde_json::to_vec(&tj).unwrap(), None, &[shard], None, None).unwrap_err();
+    assert!(matches!(&e, Error::Unsupported(m) if m.contains("pre-tokenizer") && m.contains("Whitespace")), "{e:?}");
+}
