@@ -238,6 +238,9 @@ fn model_bytes(ctx: &Ctx) -> Result<ModelBytes, Error> {
     if nib_engine::hf::is_checkpoint(dir) {
         return nib_engine::hf::load_dir(dir, ctx.quantize);
     }
+    if dir.is_dir() {
+        return Err(Error::InvalidArgument(format!("{:?} is a directory without config.json (a Hugging Face checkpoint has config.json, tokenizer.json and safetensors)", ctx.model_path)));
+    }
     if ctx.quantize.is_some() {
         return Err(Error::InvalidArgument("--quantize applies to a Hugging Face checkpoint directory (a GGUF file is already quantized)".into()));
     }

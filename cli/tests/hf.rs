@@ -35,4 +35,7 @@ fn checkpoint_directory_quantized_on_load_is_its_gguf_twin() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--quantize applies to a Hugging Face checkpoint directory"));
     assert_eq!(nib(&["tokenize", "--model", &dir, "--quantize", "q5_k"], "x").status.code(), Some(2));
+    let out = nib(&["tokenize", "--model", &hf("")], "x");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory without config.json"));
 }

@@ -8,8 +8,9 @@
 //! - Llama's q/k rows are permuted (`permute` there): HF rotates the halves of a head
 //!   ("rotate_half"), GGUF `llama` rotates adjacent pairs; Qwen2 is NEOX in GGUF and unpermuted;
 //! - weights: F32 stays F32, F16 stays F16, BF16 becomes F16 when every value of the tensor is
-//!   exactly an f16 (weights almost always are) and F32 otherwise; 1-D tensors (norms, biases)
-//!   are F32; with `quantize`, every 2-D tensor whose rows are whole blocks is quantized to
+//!   within f16's range (bf16's 8 significant bits fit f16's 11, so only values below 2^-14 lose
+//!   bits, by less than 2^-25; llama.cpp's `--outtype f16` rounds the same way) and F32
+//!   otherwise; 1-D tensors (norms, biases) are F32; with `quantize`, every 2-D tensor whose rows are whole blocks is quantized to
 //!   Q8_0 or Q4_0 exactly as gguf-py's reference does ([`crate::quant::quantize`]);
 //! - tokenizer.json → `tokenizer.ggml.*`: tokens padded to `vocab_size` with `[PAD{i}]`, merges,
 //!   token types (added tokens that are special or look like `<|...|>` are control tokens), BOS
@@ -279,12 +280,12 @@ fn row_f32(src: &[u8], dtype: Dtype, out: &mut [f32]) {
     }
 }
 
-/// Whether every BF16 value of `data` is exactly an f16 (so F16 keeps it losslessly).
+/// Whether every BF16 value of `data` is within f16's range (NaN and infinities stay what they
+/// are), so F16 holds it to f16's precision.
 fn bf16_fits_f16(data: &[u8]) -> bool {
     data.chunks_exact(2).all(|b| {
         let x = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
-        let y = half::f16::from_f32(x).to_f32();
-        y == x || (x.is_nan() && y.is_nan())
+        !x.is_finite() || x.abs() <= f32::from(half::f16::MAX)
     })
 }
 
