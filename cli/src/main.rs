@@ -15,6 +15,7 @@ use nib_engine::backend::cpu::CpuBackend;
 use nib_engine::backend::gpu::GpuBackend;
 use nib_engine::backend::Backend;
 use nib_engine::sample::{self, Sampler, SamplerConfig};
+use nib_engine::gguf::ModelBytes;
 use nib_engine::{Error, Model};
 use serde_json::json;
 
@@ -25,6 +26,8 @@ const DEFAULT_MODEL: &str = "models/default/SmolLM2-135M-Instruct.Q4_1.gguf";
 const DEFAULT_CTX: usize = 2048;
 
 const USAGE: &str = "usage: nib <tokenize|logits|generate|bench|bench-complete|complete|eval> [--model PATH] [--backend cpu|gpu|auto] [--threads N]
+       [--quantize q8_0|q4_0]       --model may be a Hugging Face checkpoint directory (config.json,
+                                    tokenizer.json, *.safetensors); --quantize quantizes its weights on load
   nib tokenize                      stdin text -> {\"ids\":[...]}
   nib logits [--top K]              stdin prompt -> {\"ids\":[...],\"top\":[[id,logit],...]}
   nib generate --max-tokens N [--temperature T] [--top-p P] [--top-k K] [--seed S]
@@ -139,19 +142,20 @@ fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
     let model_path = args.string("model")?.unwrap_or_else(|| DEFAULT_MODEL.into());
     let backend = args.string("backend")?.unwrap_or_else(|| "auto".into());
     let threads = args.usize("threads")?.unwrap_or_else(default_threads);
+    let quantize = args.string("quantize")?.map(|q| nib_engine::hf::parse_quantize(&q).map_err(|e| UsageError(e.to_string()))).transpose()?;
     let command = parse_command(&name, eval_task.as_deref(), &mut args)?;
     args.finish()?;
-    let ctx = Ctx { model_path: &model_path, threads };
+    let ctx = Ctx { model_path: &model_path, threads, quantize };
     match backend.as_str() {
         "cpu" => {}
-        "gpu" => return execute_gpu(load_gpu(&model_path)?, command, &ctx),
+        "gpu" => return execute_gpu(load_gpu(&ctx)?, command, &ctx),
         // The GPU when there is a real one; a software adapter (lavapipe, SwiftShader) is slower
         // than the CPU backend, so auto takes the CPU then, and says so (after the result, so
         // that a failure stays one line).
         "auto" => match nib_engine::backend::gpu::probe_adapter() {
-            Some((_, false)) => match load_gpu(&model_path) {
+            Some((_, false)) => match load_gpu(&ctx) {
                 Ok(m) => return execute_gpu(m, command, &ctx),
-                Err(e @ (Error::InvalidArgument(_) | Error::Gguf(_))) => return Err(e.into()),
+                Err(e @ (Error::InvalidArgument(_) | Error::Gguf(_) | Error::Safetensors(_))) => return Err(e.into()),
                 Err(e) => note(format!("the GPU failed ({e}); using the CPU backend")),
             },
             Some((name, true)) => note(format!("only a software GPU adapter ({name}); using the CPU backend")),
@@ -159,10 +163,10 @@ fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
         },
         other => return Err(UsageError(format!("--backend {other:?}: expected cpu, gpu or auto")).into()),
     }
-    let model = load(&model_path, threads)?;
+    let model = load(&ctx)?;
     match command {
         Command::Complete(opts) => Ok(complete::run(model, &opts)?),
-        Command::BenchComplete(opts) => Ok(bench_complete::run(model, ctx.threads, &|| load(ctx.model_path, ctx.threads), &opts)?),
+        Command::BenchComplete(opts) => Ok(bench_complete::run(model, ctx.threads, &|| load(&ctx), &opts)?),
         Command::Eval(opts) => Ok(eval::run(model, &opts)?),
         other => execute(&model, other),
     }
@@ -171,13 +175,15 @@ fn run(mut argv: Vec<String>) -> Result<serde_json::Value, Failure> {
 struct Ctx<'a> {
     model_path: &'a str,
     threads: usize,
+    /// `--quantize`: for a Hugging Face checkpoint.
+    quantize: Option<nib_engine::quant::GgmlType>,
 }
 
 /// Every command on the GPU backend (a reload for bench-complete's cold runs opens the GPU again).
 fn execute_gpu(model: Model<GpuBackend>, command: Command, ctx: &Ctx) -> Result<serde_json::Value, Failure> {
     match command {
         Command::Complete(opts) => Ok(complete::run(model, &opts)?),
-        Command::BenchComplete(opts) => Ok(bench_complete::run(model, 1, &|| load_gpu(ctx.model_path), &opts)?),
+        Command::BenchComplete(opts) => Ok(bench_complete::run(model, 1, &|| load_gpu(ctx), &opts)?),
         Command::Eval(opts) => Ok(eval::run(model, &opts)?),
         other => execute(&model, other),
     }
@@ -225,12 +231,28 @@ fn model_file(path: &str) -> Result<&std::path::Path, Error> {
     Ok(p)
 }
 
-fn load(path: &str, threads: usize) -> Result<Model<CpuBackend>, Error> {
-    Model::open_cpu(model_file(path)?, threads)
+/// The model's GGUF bytes: the file memory-mapped, or a Hugging Face checkpoint directory
+/// converted in memory.
+fn model_bytes(ctx: &Ctx) -> Result<ModelBytes, Error> {
+    let dir = std::path::Path::new(ctx.model_path);
+    if nib_engine::hf::is_checkpoint(dir) {
+        return nib_engine::hf::load_dir(dir, ctx.quantize);
+    }
+    if dir.is_dir() {
+        return Err(Error::InvalidArgument(format!("{:?} is a directory without config.json (a Hugging Face checkpoint has config.json, tokenizer.json and safetensors)", ctx.model_path)));
+    }
+    if ctx.quantize.is_some() {
+        return Err(Error::InvalidArgument("--quantize applies to a Hugging Face checkpoint directory (a GGUF file is already quantized)".into()));
+    }
+    ModelBytes::open(model_file(ctx.model_path)?)
 }
 
-fn load_gpu(path: &str) -> Result<Model<GpuBackend>, Error> {
-    nib_engine::backend::gpu::open_model(model_file(path)?)
+fn load(ctx: &Ctx) -> Result<Model<CpuBackend>, Error> {
+    Model::load_cpu(model_bytes(ctx)?, ctx.threads)
+}
+
+fn load_gpu(ctx: &Ctx) -> Result<Model<GpuBackend>, Error> {
+    nib_engine::backend::gpu::load_model(model_bytes(ctx)?)
 }
 
 fn stdin_text() -> Result<String, Error> {

@@ -13,10 +13,22 @@ pub struct GgufError {
     pub reason: String,
 }
 
+/// Where a safetensors file is wrong: the header field or tensor being read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid safetensors: {field}: {reason}")]
+pub struct SafetensorsError {
+    /// `header.len`, `header`, or the tensor, e.g. `"model.norm.weight".data_offsets`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Safetensors(#[from] SafetensorsError),
     /// The file is a valid GGUF but lacks something the architecture needs, or holds a value
     /// nib cannot use (e.g. a missing tensor, a shape that does not match the config).
     #[error("model: {0}")]

@@ -277,3 +277,53 @@ pub(crate) fn q6_at(ql: &[u8], qh: &[u8], i: usize) -> i32 {
     let hi = (qh[32 * h + l] >> (2 * g)) & 3;
     (lo | (hi << 4)) as i32 - 32
 }
+
+/// Reference quantization of `src` (whole blocks) to `ty`, appended to `out`: the arithmetic of
+/// gguf-py's `quants.py` (ggml's reference `quantize_row_*_ref`), all in f32, so blocks are
+/// bit-identical to `gguf.quants.quantize`. Used to quantize Hugging Face weights on load.
+pub fn quantize(ty: GgmlType, src: &[f32], out: &mut Vec<u8>) -> Result<()> {
+    let bs = ty.block_size();
+    if !src.len().is_multiple_of(bs) {
+        return Err(Error::InvalidArgument(format!("quantize {}: {} values are not whole blocks of {bs}", ty.name(), src.len())));
+    }
+    match ty {
+        GgmlType::Q8_0 => src.chunks_exact(bs).for_each(|b| quantize_q8_0(b, out)),
+        GgmlType::Q4_0 => src.chunks_exact(bs).for_each(|b| quantize_q4_0(b, out)),
+        _ => return Err(Error::Unsupported(format!("quantize to {}", ty.name()))),
+    }
+    Ok(())
+}
+
+/// numpy's `np_roundf` of quants.py: round half away from zero, as `roundf`.
+fn round_half_away(x: f32) -> f32 {
+    let a = x.abs();
+    let floored = a.floor();
+    let b = floored + (2.0 * (a - floored)).floor();
+    if x < 0.0 { -b } else { b }
+}
+
+/// One Q8_0 block: `d = max|x| / 127`, `q = round(x / d)` (via the f32 reciprocal).
+fn quantize_q8_0(block: &[f32], out: &mut Vec<u8>) {
+    let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let d = amax / 127.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+    out.extend(block.iter().map(|&x| round_half_away(x * id) as i8 as u8));
+}
+
+/// One Q4_0 block: `d = x_max / -8` where `x_max` is the first value of largest magnitude,
+/// `q = min(15, trunc(x / d + 8.5))`; value `j` in the low nibble of byte `j`, `j + 16` high.
+fn quantize_q4_0(block: &[f32], out: &mut Vec<u8>) {
+    let mut max = block.first().copied().unwrap_or(0.0);
+    for &x in block {
+        if x.abs() > max.abs() {
+            max = x;
+        }
+    }
+    let d = max / -8.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+    let q = |x: f32| ((x * id + 8.5).trunc() as u8).min(15);
+    let (lo, hi) = block.split_at(block.len() / 2);
+    out.extend(lo.iter().zip(hi).map(|(&l, &h)| q(l) | (q(h) << 4)));
+}

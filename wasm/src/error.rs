@@ -74,7 +74,7 @@ impl NibError {
     pub fn from_load(e: Error) -> Self {
         let code = match e {
             Error::Unsupported(_) => Code::ModelUnsupported,
-            Error::Gguf(_) | Error::Model(_) | Error::Tokenizer(_) | Error::InvalidArgument(_) => Code::ModelCorrupt,
+            Error::Gguf(_) | Error::Safetensors(_) | Error::Model(_) | Error::Tokenizer(_) | Error::InvalidArgument(_) => Code::ModelCorrupt,
             Error::Gpu { kind, .. } => Code::of_gpu(kind),
             Error::Io(_) => Code::Internal,
         };

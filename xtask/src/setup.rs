@@ -36,6 +36,7 @@ pub fn run() -> Result<(), String> {
     default_model()?;
     tiny_qwen2()?;
     kquant_models()?;
+    tiny_hf()?;
     wasm_bindgen_cli()?;
     chromium()?;
     web_packages()?;
@@ -271,6 +272,20 @@ fn kquant_models() -> Result<(), String> {
     // held to, recorded by the same script into the fixture (which git then shows as changed).
     eprintln!("xtask: WARNING: this llama.cpp quantizes to other bytes than the committed fixture's; regenerating {} for these files", fixture.display());
     run_cmd(Command::new(python()).arg("tests/fixtures/make_kquant_fixtures.py"))
+}
+
+/// The Hugging Face twins of the tiny qwen2 model and their GGUF twins (engine/tests/hf.rs),
+/// written by tests/fixtures/make_tiny_hf.py into target/xtask/hf/ (one rename, so the folder is
+/// whole or absent); made again when the model or the script is newer than the folder.
+fn tiny_hf() -> Result<(), String> {
+    let (out, script) = (root().join("target/xtask/hf"), root().join("tests/fixtures/make_tiny_hf.py"));
+    let mtime = |p: &std::path::Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let made = mtime(&out);
+    if made.is_some() && made >= mtime(&root().join(QWEN2_GGUF)) && made >= mtime(&script) {
+        eprintln!("xtask: tiny Hugging Face checkpoints present (target/xtask/hf)");
+        return Ok(());
+    }
+    run_cmd(Command::new(python()).arg(&script))
 }
 
 /// llama-cpp-python, the reference for fixtures and benchmarks. It compiles llama.cpp (about ten

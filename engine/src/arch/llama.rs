@@ -14,9 +14,9 @@ use crate::gguf::Gguf;
 
 /// Upper bounds that keep a hostile config from asking for absurd allocations (the KV cache is
 /// sized from these) while leaving room for every real model nib targets.
-const MAX_LAYERS: usize = 512;
-const MAX_DIM: usize = 1 << 16;
-const MAX_HEADS: usize = 1024;
+pub(crate) const MAX_LAYERS: usize = 512;
+pub(crate) const MAX_DIM: usize = 1 << 16;
+pub(crate) const MAX_HEADS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
