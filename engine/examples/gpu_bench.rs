@@ -30,6 +30,7 @@ use nib_engine::arch::llama::Llama;
 use nib_engine::backend::gpu::{decode, ops, GpuBackend};
 use nib_engine::backend::Backend;
 use nib_engine::gguf::{Gguf, ModelBytes};
+use nib_engine::gguf_writer::{self, TensorSpec};
 use nib_engine::quant::GgmlType;
 use serde_json::{json, Value};
 
@@ -97,32 +98,31 @@ impl Shape {
 }
 
 /// A GGUF v3 file holding a `llama` model of `shape` with random weights.
-fn synthetic_gguf(shape: &Shape, rng: &mut Rng) -> Vec<u8> {
-    fn str(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
+fn synthetic_gguf(shape: &Shape, rng: &mut Rng) -> Res<Vec<u8>> {
+    use nib_engine::gguf::Value as V;
     let s = shape;
-    let kv: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), json!("llama")),
-        ("llama.block_count".into(), json!(s.layers)),
-        ("llama.embedding_length".into(), json!(s.dim)),
-        ("llama.feed_forward_length".into(), json!(s.ffn)),
-        ("llama.attention.head_count".into(), json!(s.heads)),
-        ("llama.attention.head_count_kv".into(), json!(s.kv_heads)),
-        ("llama.vocab_size".into(), json!(s.vocab)),
-        ("llama.context_length".into(), json!(32768)),
-        ("llama.rope.freq_base".into(), json!(s.rope_base)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), json!(1e-6)),
+    let u = |x: usize| V::U32(x as u32);
+    let metadata: Vec<(String, V)> = vec![
+        ("general.architecture".into(), V::String("llama".into())),
+        ("llama.block_count".into(), u(s.layers)),
+        ("llama.embedding_length".into(), u(s.dim)),
+        ("llama.feed_forward_length".into(), u(s.ffn)),
+        ("llama.attention.head_count".into(), u(s.heads)),
+        ("llama.attention.head_count_kv".into(), u(s.kv_heads)),
+        ("llama.vocab_size".into(), u(s.vocab)),
+        ("llama.context_length".into(), u(32768)),
+        ("llama.rope.freq_base".into(), V::F32(s.rope_base)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), V::F32(1e-6)),
     ];
     let ones = |n: usize| -> Vec<u8> { (0..n).flat_map(|_| 1f32.to_le_bytes()).collect() };
-    let mut tensors: Vec<(String, Vec<u64>, GgmlType, Vec<u8>)> = Vec::new();
-    tensors.push(("token_embd.weight".into(), vec![s.dim as u64, s.vocab as u64], s.embd_ty, random_weights(rng, s.embd_ty, s.vocab, s.dim)));
-    tensors.push(("output_norm.weight".into(), vec![s.dim as u64], GgmlType::F32, ones(s.dim)));
+    let mut tensors: Vec<(TensorSpec, Vec<u8>)> = Vec::new();
+    let mut add = |name: String, dims: Vec<usize>, ty: GgmlType, data: Vec<u8>| tensors.push((TensorSpec { name, dims: dims.iter().map(|&d| d as u64).collect(), ty }, data));
+    add("token_embd.weight".into(), vec![s.dim, s.vocab], s.embd_ty, random_weights(rng, s.embd_ty, s.vocab, s.dim));
+    add("output_norm.weight".into(), vec![s.dim], GgmlType::F32, ones(s.dim));
     for l in 0..s.layers {
         let name = |n: &str| format!("blk.{l}.{n}.weight");
-        tensors.push((name("attn_norm"), vec![s.dim as u64], GgmlType::F32, ones(s.dim)));
-        tensors.push((name("ffn_norm"), vec![s.dim as u64], GgmlType::F32, ones(s.dim)));
+        add(name("attn_norm"), vec![s.dim], GgmlType::F32, ones(s.dim));
+        add(name("ffn_norm"), vec![s.dim], GgmlType::F32, ones(s.dim));
         for (n, rows, cols) in [
             ("attn_q", s.dim, s.dim),
             ("attn_k", s.kv_dim(), s.dim),
@@ -132,49 +132,14 @@ fn synthetic_gguf(shape: &Shape, rng: &mut Rng) -> Vec<u8> {
             ("ffn_up", s.ffn, s.dim),
             ("ffn_down", s.dim, s.ffn),
         ] {
-            tensors.push((name(n), vec![cols as u64, rows as u64], s.ty, random_weights(rng, s.ty, rows, cols)));
+            add(name(n), vec![cols, rows], s.ty, random_weights(rng, s.ty, rows, cols));
         }
     }
-    let mut out = Vec::new();
-    out.extend_from_slice(b"GGUF");
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(kv.len() as u64).to_le_bytes());
-    for (k, v) in &kv {
-        str(&mut out, k);
-        match v {
-            Value::String(text) => {
-                out.extend_from_slice(&8u32.to_le_bytes());
-                str(&mut out, text);
-            }
-            Value::Number(n) if n.is_u64() => {
-                out.extend_from_slice(&4u32.to_le_bytes());
-                out.extend_from_slice(&(n.as_u64().unwrap_or(0) as u32).to_le_bytes());
-            }
-            _ => {
-                out.extend_from_slice(&6u32.to_le_bytes());
-                out.extend_from_slice(&(v.as_f64().unwrap_or(0.0) as f32).to_le_bytes());
-            }
-        }
-    }
-    let align = |x: usize| x.div_ceil(32) * 32;
-    let mut offset = 0usize;
-    for (name, dims, ty, data) in &tensors {
-        str(&mut out, name);
-        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-        for d in dims {
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        out.extend_from_slice(&ty.id().to_le_bytes());
-        out.extend_from_slice(&(offset as u64).to_le_bytes());
-        offset = align(offset + data.len());
-    }
-    out.resize(align(out.len()), 0);
-    for (_, _, _, data) in &tensors {
-        out.extend_from_slice(data);
-        out.resize(align(out.len()), 0);
-    }
-    out
+    let (specs, data): (Vec<TensorSpec>, Vec<Vec<u8>>) = tensors.into_iter().unzip();
+    Ok(gguf_writer::write(&metadata, &specs, |i, out| {
+        out.extend_from_slice(&data[i]);
+        Ok(())
+    })?)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -432,10 +397,10 @@ fn run() -> Res<()> {
     let mut models = Vec::new();
     let smollm = match &model_file {
         Some(path) => (ModelBytes::open(std::path::Path::new(path))?, format!("{} (file {path})", SMOLLM.name)),
-        None => (ModelBytes::Owned(synthetic_gguf(&SMOLLM, &mut rng)), format!("{} (shapes, random weights)", SMOLLM.name)),
+        None => (ModelBytes::Owned(synthetic_gguf(&SMOLLM, &mut rng)?), format!("{} (shapes, random weights)", SMOLLM.name)),
     };
     models.push(whole_model(smollm.0, &smollm.1, runs, prompt, gen, &mut rng)?);
-    let qwen = ModelBytes::Owned(synthetic_gguf(&QWEN, &mut rng));
+    let qwen = ModelBytes::Owned(synthetic_gguf(&QWEN, &mut rng)?);
     models.push(whole_model(qwen, &format!("{} (shapes, Q4_0, random weights)", QWEN.name), runs, prompt, gen, &mut rng)?);
 
     let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);

@@ -142,70 +142,16 @@ fn plain_encode_never_yields_control_tokens() {
     }
 }
 
-/// Writes `g`'s metadata (no tensors) as a GGUF v3 file, replacing the values in `replace`.
+/// `g`'s metadata (no tensors) as a GGUF v3 file, with the values in `replace` replaced or added.
 fn rewrite_metadata(g: &Gguf, replace: &[(&str, Value)]) -> Vec<u8> {
-    fn type_id(v: &Value) -> u32 {
-        match v {
-            Value::U8(_) => 0,
-            Value::I8(_) => 1,
-            Value::U16(_) => 2,
-            Value::I16(_) => 3,
-            Value::U32(_) => 4,
-            Value::I32(_) => 5,
-            Value::F32(_) => 6,
-            Value::Bool(_) => 7,
-            Value::String(_) => 8,
-            Value::Array(_) => 9,
-            Value::U64(_) => 10,
-            Value::I64(_) => 11,
-            Value::F64(_) => 12,
-        }
-    }
-    fn string(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    fn value(out: &mut Vec<u8>, v: &Value) {
-        match v {
-            Value::U8(x) => out.push(*x),
-            Value::I8(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::Bool(x) => out.push(u8::from(*x)),
-            Value::String(s) => string(out, s),
-            Value::Array(a) => {
-                out.extend_from_slice(&a.first().map_or(0, type_id).to_le_bytes());
-                out.extend_from_slice(&(a.len() as u64).to_le_bytes());
-                a.iter().for_each(|x| value(out, x));
-            }
-        }
-    }
-    let mut kvs: Vec<(String, Value)> = g
-        .metadata()
-        .map(|(k, v)| (k.to_owned(), v.clone()))
-        .collect();
+    let mut kvs: Vec<(String, Value)> = g.metadata().map(|(k, v)| (k.to_owned(), v.clone())).collect();
     for (key, v) in replace {
         match kvs.iter_mut().find(|(k, _)| k == key) {
             Some(kv) => kv.1 = v.clone(),
             None => kvs.push(((*key).to_owned(), v.clone())),
         }
     }
-    let mut out = b"GGUF".to_vec();
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes());
-    out.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
-    for (k, v) in &kvs {
-        string(&mut out, k);
-        out.extend_from_slice(&type_id(v).to_le_bytes());
-        value(&mut out, v);
-    }
-    out
+    nib_engine::gguf_writer::write(&kvs, &[], |_, _| Ok(())).unwrap()
 }
 
 fn with_pre(g: &Gguf, pre: &str) -> Result<Tokenizer, Error> {
