@@ -125,7 +125,7 @@ pub struct CompleterConfig {
     /// Typed-through cache entries (0 turns the cache off).
     pub cache_entries: usize,
     /// Decode n > 1 candidates together (one forward pass per step) where the backend can copy
-    /// its KV cache; false decodes them one after another (the same candidates, slower).
+    /// its KV cache and n ≤ 8; false decodes them one after another (the same candidates, slower).
     pub batch_candidates: bool,
 }
 
@@ -284,8 +284,9 @@ impl<B: Backend> Completer<B> {
         };
         let deadline = || req.time_limit_ms.map(|ms| (self.clock)() + ms);
         // n > 1: the other candidates continue copies of the prompt's cache, all n decoded
-        // together, one forward pass per step, where the backend can copy caches.
-        let forks = if req.n > 1 && self.config.batch_candidates {
+        // together, one forward pass per step, where the backend can copy caches (and n is
+        // small enough that n caches are: each holds the prompt).
+        let forks = if (2..=MAX_TOGETHER).contains(&req.n) && self.config.batch_candidates {
             (1..req.n).map(|_| self.model.fork(&self.session, max_tokens + 1)).collect::<Result<Option<Vec<_>>>>()?
         } else {
             None
@@ -358,6 +359,9 @@ pub(crate) fn ready_now<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
         Poll::Pending => Err(Error::Unsupported("this backend reads results asynchronously: use Completer::complete_async".into())),
     }
 }
+
+/// The most candidates decoded together; more are decoded one after another.
+const MAX_TOGETHER: usize = 8;
 
 /// Generation room kept in the session beyond the prompt budget.
 const BLOCK_MAX_TOKENS_CAP: usize = 256;
