@@ -1,9 +1,9 @@
 // End to end, in headless Chromium, on the playground page with the real model: for each
 // editor (CodeMirror 6, textarea, Monaco) on the CPU backend, typing code makes ghost text
 // appear, Alt+] / Alt+[ cycle candidates, typing the suggestion's first characters keeps it
-// with no new request, Tab inserts it, Esc dismisses, and Tab with nothing shown indents. One
-// short line completion runs on WebGPU (SwiftShader). Screenshots of the ghost text go to
-// docs/screenshots/. The CodeMirror run also checks that the page requests only its own
+// with no new request, Tab inserts it, Esc dismisses, and Tab with nothing shown indents. In
+// each editor one short line completion also runs on WebGPU (SwiftShader). Screenshots of the
+// ghost text go to docs/screenshots/. The CodeMirror run also checks that the page requests only its own
 // assets and the model; the textarea run loads the model through ?model=&sha256=; a model that
 // cannot be fetched puts the status in the error state.
 import test from "node:test";
@@ -146,29 +146,35 @@ for (const editor of ["codemirror", "textarea", "monaco"]) {
   test(`${editor} on the CPU: ghost text, cycling, typed-through, Tab, Esc, Tab indents`, () => scenario(editor));
 }
 
-test("codemirror on WebGPU (SwiftShader): a short line completion appears and Tab inserts it", async () => {
-  const h = await openPlayground("backend=webgpu&editor=codemirror&lang=python&mode=line&n=1&debounce=60&maxTokens=2");
-  try {
-    assert.equal(await h.page.getAttribute("#status", "data-nib-backend"), "webgpu");
-    await h.page.click("#host");
-    // A one-line document: SwiftShader takes seconds per token, prefill included.
-    await h.page.keyboard.press("Control+A");
-    await h.page.keyboard.type("def add(a, b): return ", { delay: 20 });
-    const before = await text(h.page);
-    // The first token is drawn while the rest streams; Tab takes the finished line.
-    await waitGhost(h.page, "codemirror", null, 240000);
-    await h.page.waitForFunction(() => window.nibPlayground.status.value.state === "ready", null, { timeout: 240000 });
-    const shown = await waitGhost(h.page, "codemirror", null, 5000);
-    await h.page.keyboard.press("Tab");
-    await h.page.waitForFunction((t) => window.nibPlayground.editor.getValue() === t, before + shown, { timeout: 5000 });
-    console.log(`webgpu: ${JSON.stringify(shown)}, ${await h.page.textContent("#status")}`);
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
-});
+for (const editor of ["codemirror", "textarea", "monaco"]) {
+  test(`${editor} on WebGPU (SwiftShader): a short line completion appears and Tab inserts it`, async () => {
+    const h = await openPlayground(`backend=webgpu&editor=${editor}&lang=python&mode=line&n=1&debounce=60&maxTokens=2`);
+    try {
+      assert.equal(await h.page.getAttribute("#status", "data-nib-backend"), "webgpu");
+      await h.page.click("#host");
+      // A one-line document: SwiftShader takes seconds per token, prefill included.
+      await h.page.keyboard.press("Control+A");
+      await h.page.keyboard.type("def add(a, b): return ", { delay: 20 });
+      const before = await text(h.page);
+      // The first token is drawn while the rest streams; Tab takes the finished line.
+      await waitGhost(h.page, editor, null, 240000);
+      await h.page.waitForFunction(() => window.nibPlayground.status.value.state === "ready", null, { timeout: 240000 });
+      await waitGhost(h.page, editor, null, 5000);
+      // The suggestion as text (Monaco draws spaces as no-break spaces).
+      const shown = await h.page.evaluate(() => window.nibPlayground.editor.controller.suggestion.text);
+      await h.page.keyboard.press("Tab");
+      await h.page.waitForFunction((t) => window.nibPlayground.editor.getValue() === t, before + shown, { timeout: 5000 }).catch(async (e) => {
+        throw new Error(`${e.message}: the editor holds ${JSON.stringify(await text(h.page))}, not ${JSON.stringify(before + shown)}`);
+      });
+      console.log(`${editor} on webgpu: ${JSON.stringify(shown)}, ${await h.page.textContent("#status")}`);
+    } catch (e) {
+      console.log(h.logs.join("\n"));
+      throw e;
+    } finally {
+      await h.close();
+    }
+  });
+}
 
 test("a model that cannot be fetched: data-nib-state is error and the status says why", async () => {
   const h = await openPlayground(`backend=cpu&model=${encodeURIComponent("/bad/404.gguf")}`, "error");
