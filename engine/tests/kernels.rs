@@ -227,12 +227,13 @@ fn check_case(seed: u64, ty: GgmlType, rows: usize, k: usize, n: usize) {
     }
 }
 
-fn shapes() -> Vec<(usize, usize, usize)> {
+/// Every (rows, k, n) of the given row counts and widths, with token counts 1..64.
+fn shapes(ks: &[usize], rows: &[usize]) -> Vec<(usize, usize, usize)> {
     let mut v = Vec::new();
-    for &k in &[32, 64, 576, 1536] {
-        for &rows in &[1, 3, 4, 5, 9, 17] {
+    for &k in ks {
+        for &r in rows {
             for &n in &[1, 2, 3, 5, 7, 64] {
-                v.push((rows, k, n));
+                v.push((r, k, n));
             }
         }
     }
@@ -243,30 +244,18 @@ fn shapes() -> Vec<(usize, usize, usize)> {
 fn every_format_and_shape_matches_reference() {
     let mut case = 0u64;
     for ty in TYPES {
-        for (rows, k, n) in shapes() {
+        for (rows, k, n) in shapes(&[32, 64, 576, 1536], &[1, 3, 4, 5, 9, 17]) {
             case += 1;
             check_case(0x5EED_0000 + case, ty, rows, k, n);
         }
     }
 }
 
-fn k_shapes() -> Vec<(usize, usize, usize)> {
-    let mut v = Vec::new();
-    for &k in &[256, 512, 1536] {
-        for &rows in &[1, 3, 5, 17] {
-            for &n in &[1, 2, 3, 5, 7, 64] {
-                v.push((rows, k, n));
-            }
-        }
-    }
-    v
-}
-
 #[test]
 fn k_quants_match_reference() {
     let mut case = 0u64;
     for ty in K_TYPES {
-        for (rows, k, n) in k_shapes() {
+        for (rows, k, n) in shapes(&[256, 512, 1536], &[1, 3, 5, 17]) {
             case += 1;
             check_case(0x4B_0000 + case, ty, rows, k, n);
         }

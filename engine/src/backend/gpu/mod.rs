@@ -424,6 +424,13 @@ impl GpuBackend {
     }
 }
 
+/// q, k and v as the columns of one stacked product `(n, q_dim + 2 kv_dim)`.
+fn stacked_source<'a>(qkv: &'a GpuTensor, bias: Option<&'a wgpu::Buffer>, shape: AttnShape) -> ops::QkvSource<'a> {
+    let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
+    let total = q_dim + 2 * kv_dim;
+    ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim], bias }
+}
+
 fn index_of(b: &[u8]) -> Result<Option<u32>> {
     match *b {
         [a, b, c, d] => Ok(Some(u32::from_le_bytes([a, b, c, d])).filter(|&i| i != u32::MAX)),
@@ -647,14 +654,12 @@ impl Backend for GpuBackend {
         shape: AttnShape,
         rope: &Rope,
     ) -> Result<GpuTensor> {
-        let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
-        let total = q_dim + 2 * kv_dim;
         if h.rows != caches.len() {
             return Err(shape_err("qkv_attention", format!("{} rows for {} caches", h.rows, caches.len())));
         }
         let (qkv, bias) = self.qkv_product(h, wqkv, bias, shape)?; // (n, q_dim + 2 kv_dim)
-        let src = ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim], bias };
-        self.attend_rows(caches, layer, positions, shape, rope, &src, |j| [j * total; 3])
+        let src = stacked_source(&qkv, bias, shape);
+        self.attend_rows(caches, layer, positions, shape, rope, &src, |j| [j * src.q_stride; 3])
     }
 
     fn stack_weights(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<GpuWeight>> {
@@ -692,12 +697,9 @@ impl Backend for GpuBackend {
         shape: AttnShape,
         rope: &Rope,
     ) -> Result<GpuTensor> {
-        let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
-        let total = q_dim + 2 * kv_dim;
         let (qkv, bias) = self.qkv_product(h, wqkv, bias, shape)?; // (n, q_dim + 2 kv_dim)
         let (call, kc, vc) = attn_geometry(cache, layer, pos, h.rows, shape)?;
-        let src = ops::QkvSource { q: qkv.buffer(), k: qkv.buffer(), v: qkv.buffer(), q_stride: total, kv_stride: total, offsets: [0, q_dim, q_dim + kv_dim], bias };
-        self.rope_attend(&call, rope, &src, kc, vc)
+        self.rope_attend(&call, rope, &stacked_source(&qkv, bias, shape), kc, vc)
     }
 
     fn glu(&self, h: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
