@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nib_engine::arch::llama::Llama;
-use nib_engine::backend::gpu::{decode, ops, GpuBackend};
+use nib_engine::backend::gpu::context::{Access, Bind};
+use nib_engine::backend::gpu::{decode, ops, GpuBackend, Tuning};
 use nib_engine::backend::Backend;
 use nib_engine::gguf::{Gguf, ModelBytes};
 use nib_engine::gguf_writer::{self, TensorSpec};
@@ -175,22 +176,84 @@ fn dispatch_floor(b: &GpuBackend, reps: usize) -> Res<f64> {
     })
 }
 
-/// GB/s of weight read by one matrix-vector product of each matrix of `shape`.
+/// The matvec variants timed side by side: rows per 32-lane group; lane sums in workgroup
+/// memory or in subgroups (where the device has them); x in f32 or in 8 bits.
+fn variants(b: &GpuBackend) -> Vec<Tuning> {
+    let sg = b.context().tuning().subgroup;
+    let mut v = Vec::new();
+    for (subgroup, q8) in [(None, false)].into_iter().chain(sg.map(|n| [(Some(n), false), (Some(n), true)]).into_iter().flatten()) {
+        for rows in [1, 2, 4] {
+            v.push(Tuning { subgroup, matvec_rows: Some(rows), matvec_q8: Some(q8) });
+        }
+    }
+    v
+}
+
+fn variant_name(t: &Tuning) -> String {
+    let rows = t.matvec_rows.map_or("auto".to_string(), |r| r.to_string());
+    let sums = t.subgroup.map_or("workgroup sums".to_string(), |n| format!("subgroups of {n}"));
+    let x = match t.matvec_q8 {
+        Some(true) => ", 8-bit x",
+        Some(false) => "",
+        None => ", 8-bit x when R=4",
+    };
+    format!("R={rows}, {sums}{x}")
+}
+
+/// GB/s of weight read by one matrix-vector product of each matrix of `shape`, for each matvec
+/// variant, then for the backend's own choice.
 fn matvec_rates(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, copy_bw: f64) -> Res<Vec<Value>> {
+    let gpu = b.context();
+    let auto = gpu.tuning();
     let mut rows = Vec::new();
     for (name, r, c, ty) in shape.matrices() {
         let data = random_weights(rng, ty, r, c);
         let w = b.weight(name, ty, r, c, &data)?;
         let xv: Vec<f32> = (0..c).map(|_| rng.unit()).collect();
         let x = b.tensor(1, c, &xv)?;
+        let mut by_variant = Vec::new();
+        for t in variants(b) {
+            gpu.set_tuning(t)?;
+            let us = time_us(b, reps, || b.matmul(&x, &w))?;
+            by_variant.push(json!({ "variant": variant_name(&t), "us": us, "gb_s": data.len() as f64 / us / 1e3 }));
+        }
+        gpu.set_tuning(auto)?;
+        let per = ops::matvec_rows(gpu, r);
+        let chosen = Tuning { matvec_rows: Some(per), matvec_q8: Some(ops::matvec_q8(gpu, ty, per)), ..auto };
         let t = time_us(b, reps, || b.matmul(&x, &w))? * 1e-6;
         let gbs = data.len() as f64 / t / 1e9;
         rows.push(json!({
             "model": shape.name, "matrix": name, "rows": r, "cols": c, "format": ty.name(),
-            "weight_bytes": data.len(), "us": t * 1e6, "gb_s": gbs, "share_of_copy": gbs * 1e9 / copy_bw,
+            "weight_bytes": data.len(), "variant": variant_name(&chosen), "us": t * 1e6, "gb_s": gbs, "share_of_copy": gbs * 1e9 / copy_bw,
+            "variants": by_variant,
         }));
     }
     Ok(rows)
+}
+
+/// GB/s a WGSL kernel reads from a buffer of `bytes` (vec4<u32> loads, coalesced, a grid-stride
+/// loop): the roof for a kernel that only reads, through the same shader path as matvec.
+fn read_bandwidth(b: &GpuBackend, bytes: u64, reps: usize) -> Res<f64> {
+    const READ: &str = "struct P { n: u32, lanes: u32 }\n\
+        @group(0) @binding(0) var<uniform> p: P;\n\
+        @group(0) @binding(1) var<storage, read> src: array<vec4<u32>>;\n\
+        @group(0) @binding(2) var<storage, read_write> dst: array<u32>;\n\
+        @compute @workgroup_size(256)\n\
+        fn main(@builtin(global_invocation_id) id: vec3<u32>) {\n\
+            var acc = vec4<u32>(0u);\n\
+            for (var i = id.x; i < p.n; i += p.lanes) { acc ^= src[i]; }\n\
+            let s = acc.x ^ acc.y ^ acc.z ^ acc.w;\n\
+            if (s == 0x12345678u) { dst[id.x & 255u] = s; }\n\
+        }\n";
+    let gpu = b.context();
+    let k = gpu.kernel(("bench_read", 0), &[Access::Read, Access::ReadWrite], || READ.to_string())?;
+    let src = gpu.create_checked(&wgpu::BufferDescriptor { label: Some("bench read src"), size: bytes, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false })?;
+    let dst = gpu.alloc(1024)?;
+    let groups = 132 * 16; // enough workgroups for the largest GPU's cores, several each
+    let params = [(bytes / 16) as u32, groups * 256];
+    let binds = [Bind { buffer: &src, bytes }, Bind { buffer: &dst.buffer, bytes: 1024 }];
+    let us = time_us(b, reps, || gpu.dispatch(&k, &params, &binds, [groups, 1, 1]))?;
+    Ok(bytes as f64 / (us * 1e-6))
 }
 
 /// Median µs of `f`, run `reps` times into one submit, over 3 timed rounds after a warm-up.
@@ -237,6 +300,8 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     })?);
     row("add + norm", 1, time_us(b, reps, || b.add_rms_norm(&mut x, &y, &norm, 1e-6))?);
     row("gate/up + SwiGLU (stacked matvec)", 1, time_us(b, reps, || b.glu(&h, &wgu))?);
+    let logits = b.tensor(1, shape.vocab, &rng.vec(shape.vocab, 8.0))?;
+    row("argmax + log-sum-exp over the vocabulary", 1, time_us(b, reps, || b.record_argmax(&logits))?);
 
     // The same ops over a prefill batch of `pos` tokens at position 0.
     let n = pos;
@@ -267,13 +332,17 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     Ok(rows)
 }
 
-/// Prefill and greedy decode of a whole model on the GPU backend.
-fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: usize, rng: &mut Rng) -> Res<Value> {
+/// Prefill and greedy decode of a whole model on the GPU backend, with the matvec variant
+/// `tuning` (`None`: the backend's choice).
+fn whole_model(bytes: &Arc<ModelBytes>, label: &str, tuning: Option<Tuning>, runs: usize, prompt: usize, gen: usize, rng: &mut Rng) -> Res<Value> {
     let file_bytes = bytes.len();
-    let bytes = Arc::new(bytes);
-    let gguf = Gguf::parse(&bytes)?;
+    let gguf = Gguf::parse(bytes)?;
     let t = Instant::now();
-    let b = GpuBackend::new(Arc::clone(&bytes))?;
+    let b = GpuBackend::new(Arc::clone(bytes))?;
+    if let Some(t) = tuning {
+        b.context().set_tuning(t)?;
+    }
+    let variant = tuning.map_or_else(|| format!("backend's choice ({})", variant_name(&b.context().tuning())), |t| variant_name(&t));
     let model = Llama::load(&b, &gguf)?;
     b.finish()?;
     let load_s = t.elapsed().as_secs_f64();
@@ -336,6 +405,7 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
     let s = step_stats.unwrap_or_default();
     Ok(json!({
         "model": label,
+        "variant": variant,
         "adapter": b.name(),
         "file_bytes": file_bytes,
         "load_s": load_s,
@@ -383,6 +453,9 @@ fn run() -> Res<()> {
     }
     let copy_bw = copy_bandwidth(&probe, copy_bytes, copy_reps)?;
     eprintln!("copy bandwidth: {:.1} GB/s (read + written)", copy_bw / 1e9);
+    let read_bytes = (if quick { 16u64 << 20 } else { 1 << 30 }).min(probe.context().max_binding() / 16 * 16);
+    let read_bw = read_bandwidth(&probe, read_bytes, copy_reps)?;
+    eprintln!("WGSL read kernel: {:.1} GB/s", read_bw / 1e9);
     let floor_us = dispatch_floor(&probe, if quick { 50 } else { 2000 })?;
     eprintln!("dependent dispatch: {floor_us:.2} µs");
 
@@ -392,48 +465,68 @@ fn run() -> Res<()> {
         matvec.extend(matvec_rates(&probe, &shape, &mut rng, mv_reps, copy_bw)?);
         ops.extend(layer_ops(&probe, &shape, &mut rng, mv_reps, if quick { 40 } else { 576 })?);
     }
+    let variant_names: Vec<String> = variants(&probe).iter().map(variant_name).collect();
     drop(probe);
 
+    // Each model with the backend's choice of matvec variant, then with the first kernel's
+    // (one row per 32 lanes, workgroup sums) for comparison.
+    let first = Tuning { subgroup: None, matvec_rows: Some(1), matvec_q8: Some(false) };
     let mut models = Vec::new();
     let smollm = match &model_file {
         Some(path) => (ModelBytes::open(std::path::Path::new(path))?, format!("{} (file {path})", SMOLLM.name)),
         None => (ModelBytes::Owned(synthetic_gguf(&SMOLLM, &mut rng)?), format!("{} (shapes, random weights)", SMOLLM.name)),
     };
-    models.push(whole_model(smollm.0, &smollm.1, runs, prompt, gen, &mut rng)?);
     let qwen = ModelBytes::Owned(synthetic_gguf(&QWEN, &mut rng)?);
-    models.push(whole_model(qwen, &format!("{} (shapes, Q4_0, random weights)", QWEN.name), runs, prompt, gen, &mut rng)?);
+    for (bytes, label) in [(Arc::new(smollm.0), smollm.1), (Arc::new(qwen), format!("{} (shapes, Q4_0, random weights)", QWEN.name))] {
+        for tuning in [None, Some(first)] {
+            models.push(whole_model(&bytes, &label, tuning, runs, prompt, gen, &mut rng)?);
+        }
+    }
 
     let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let s = |v: &Value, k: &str| v.get(k).map(|x| x.to_string().trim_matches('"').to_string()).unwrap_or_default();
     println!("adapter: {}", models.first().map(|m| s(m, "adapter")).unwrap_or_default());
     println!("copy bandwidth (read + written): {:.1} GB/s", copy_bw / 1e9);
     println!("one dependent dispatch of an empty kernel: {floor_us:.2} µs\n");
-    println!("| model | matrix | rows × cols | format | µs | GB/s | share of copy |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("WGSL kernel reading a {} MiB buffer: {:.1} GB/s\n", read_bytes >> 20, read_bw / 1e9);
+    println!("Each matrix-vector product alone, the backend's choice of variant (GB/s of weight read; shares of the copy and of the read kernel):\n");
+    println!("| model | matrix | rows × cols | format | variant | µs | GB/s | share of copy | share of read |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for m in &matvec {
         println!(
-            "| {} | {} | {} × {} | {} | {:.1} | {:.1} | {:.0}% |",
+            "| {} | {} | {} × {} | {} | {} | {:.1} | {:.1} | {:.0}% | {:.0}% |",
             s(m, "model"),
             s(m, "matrix"),
             s(m, "rows"),
             s(m, "cols"),
             s(m, "format"),
+            s(m, "variant"),
             f(m, "us"),
             f(m, "gb_s"),
-            100.0 * f(m, "share_of_copy")
+            100.0 * f(m, "share_of_copy"),
+            100.0 * f(m, "gb_s") * 1e9 / read_bw
         );
+    }
+    let names = &variant_names;
+    println!("\nµs of each matvec variant (R: weight rows per 32 lanes):\n");
+    println!("| model | matrix | {} |", names.join(" | "));
+    println!("|---|---|{}", "---|".repeat(names.len()));
+    for m in &matvec {
+        let us: Vec<String> = m["variants"].as_array().map(|v| v.iter().map(|x| format!("{:.1}", f(x, "us"))).collect()).unwrap_or_default();
+        println!("| {} | {} | {} |", s(m, "model"), s(m, "matrix"), us.join(" | "));
     }
     println!("\n| model | op of a decode layer | dispatches | µs |");
     println!("|---|---|---|---|");
     for o in &ops {
         println!("| {} | {} | {} | {:.1} |", s(o, "model"), s(o, "op"), s(o, "dispatches"), f(o, "us"));
     }
-    println!("\n| model | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | pipelined decode tok/s | {CANDIDATES} candidates together, tok/s | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| model | matvec variant | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | pipelined decode tok/s | {CANDIDATES} candidates together, tok/s | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for m in &models {
         println!(
-            "| {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
             s(m, "model"),
+            s(m, "variant"),
             f(m, "load_s"),
             f(m, "prefill_tok_s"),
             f(m, "decode_tok_s"),
@@ -446,7 +539,7 @@ fn run() -> Res<()> {
             s(m, "bytes_read_per_step")
         );
     }
-    let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "layer_ops": ops, "models": models, "quick": quick });
+    let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "read_kernel_gb_s": read_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "layer_ops": ops, "models": models, "quick": quick });
     if let Some(path) = out_file {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     }

@@ -14,7 +14,7 @@
 use std::sync::{Arc, OnceLock};
 
 use nib_engine::backend::cpu::{CpuBackend, CpuTensor};
-use nib_engine::backend::gpu::{GpuBackend, GpuTensor};
+use nib_engine::backend::gpu::{GpuBackend, GpuTensor, Tuning};
 use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::{dequantize, GgmlType};
@@ -121,6 +121,87 @@ fn matmul_every_format_and_odd_shape() {
         check_matmul(gpu(), s, GgmlType::Q4_1, 33, 96, 3);
     }
     println!("matmul: worst rel err {worst:.2e}");
+}
+
+/// Every matvec variant (rows per lane group, lane sums in workgroup memory or in subgroups
+/// where the adapter has them) against the reference, plain and fused (GLU, SwiGLU input), on a
+/// backend of its own so the other tests keep the chosen variant.
+#[test]
+fn matvec_variants_match_the_reference() {
+    let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
+    b.set_poison(true);
+    let gpu = b.context();
+    let auto = gpu.tuning();
+    let subgroups: Vec<Option<u32>> = [None].into_iter().chain(auto.subgroup.map(Some)).collect();
+    println!("matvec variants: subgroups {subgroups:?}");
+    let mut seed = 5000;
+    let mut rng = Rng(5001);
+    for sg in subgroups {
+        for per in [1, 2, 4] {
+            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(false) }).unwrap();
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32].into_iter().chain(K_TYPES) {
+                let k = if ty.block_size() == 256 { 512 } else if ty.block_size() == 1 { 37 } else { 96 };
+                // Row counts around 8 groups × `per` rows, with the last group partly empty.
+                for (rows, n) in [(1, 1), (7, 2), (8 * per as usize + 3, 1), (33, 4), (70, 3)] {
+                    check_matmul(&b, seed, ty, rows, k, n);
+                    seed += 1;
+                }
+                for (f, n) in [(13, 1), (4 * per as usize + 1, 3)] {
+                    let (gb, ub) = (random_weights(&mut rng, ty, f, k), random_weights(&mut rng, ty, f, k));
+                    let stacked = b.weight("gate+up", ty, 2 * f, k, &[gb.clone(), ub.clone()].concat()).unwrap();
+                    let (gate, up) = (b.weight("gate", ty, f, k, &gb).unwrap(), b.weight("up", ty, f, k, &ub).unwrap());
+                    let h = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
+                    let got = b.to_vec(&b.glu(&h, &stacked).unwrap()).unwrap();
+                    let (gh, uh) = (b.matmul(&h, &gate).unwrap(), b.matmul(&h, &up).unwrap());
+                    let want = b.to_vec(&b.swiglu(&gh, &uh).unwrap()).unwrap();
+                    let e = rel_err(&got, &f64s(&want));
+                    assert!(e <= TOL, "glu {ty:?} ({f}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
+                    let down = b.weight("down", ty, f, k, &gb).unwrap();
+                    let u = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
+                    let got = b.to_vec(&b.swiglu_matmul(&h, &u, &down).unwrap()).unwrap();
+                    let want = b.to_vec(&b.matmul(&b.swiglu(&h, &u).unwrap(), &down).unwrap()).unwrap();
+                    let e = rel_err(&got, &f64s(&want));
+                    assert!(e <= TOL, "swiglu_matmul {ty:?} ({f}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
+                }
+            }
+        }
+    }
+}
+
+/// matvec with x in 8 bits (quantize_x + matvec_q8) against the CPU backend, which quantizes
+/// x the same way (ggml's Q8_0 / Q8_1): the order of the f32 sums differs, and x · (127 / amax)
+/// is not correctly rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a
+/// rounding boundary may quantize one step apart (up to 2.4e-3 for one row of one block on an
+/// H100, whose sum can be small next to its terms: hence rows of several blocks, or many rows).
+#[test]
+fn matvec_q8_matches_the_cpu_backend() {
+    let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
+    b.set_poison(true);
+    let gpu = b.context();
+    let subgroups: Vec<Option<u32>> = [None].into_iter().chain(gpu.tuning().subgroup.map(Some)).collect();
+    let mut rng = Rng(5100);
+    let mut worst = 0f64;
+    for sg in subgroups {
+        for per in [1, 2, 4] {
+            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true) }).unwrap();
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+                for (rows, k, n) in [(37, 32, 1), (8 * per as usize + 3, 96, 1), (70, 576, 3), (33, 896, 4)] {
+                    let wb = random_weights(&mut rng, ty, rows, k);
+                    let x: Vec<f32> = (0..n).flat_map(|_| {
+                        let scale = 10f32.powf(rng.unit());
+                        rng.vec(k, scale)
+                    }).collect();
+                    let c = CpuBackend::new(Arc::new(ModelBytes::Owned(wb.clone())), 1);
+                    let want = c.matmul(&CpuTensor::new(n, k, x.clone()).unwrap(), &c.weight_at(ty, rows, k, 0).unwrap()).unwrap().data;
+                    let got = b.to_vec(&b.matmul(&b.tensor(n, k, &x).unwrap(), &b.weight("w", ty, rows, k, &wb).unwrap()).unwrap()).unwrap();
+                    let e = rel_err(&got, &f64s(&want));
+                    assert!(e <= 1e-3, "matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
+                    worst = worst.max(e);
+                }
+            }
+        }
+    }
+    println!("matvec_q8 vs CPU backend: worst rel err {worst:.2e}");
 }
 
 #[test]
@@ -466,7 +547,8 @@ fn attention_prefill_then_decode() {
 fn argmax_matches_sample_argmax() {
     let b = gpu();
     let mut rng = Rng(800);
-    for (rows, cols) in [(1, 49152), (3, 1001), (2, 7)] {
+    // One slice of 4096 values per workgroup: ties and maxima in different slices.
+    for (rows, cols) in [(1, 49152), (1, 151_936), (2, 4097), (3, 1001), (2, 7)] {
         let mut x = rng.vec(rows * cols, 5.0);
         let last = &mut x[(rows - 1) * cols..];
         // A tie for the maximum (the first one wins), and non-finite values to skip.

@@ -106,6 +106,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// What the kernels may use beyond plain WGSL, and the bench's overrides.
+    tuning: Mutex<Tuning>,
     /// Set by the device-lost callback; every op checks it first.
     lost: Arc<Mutex<Option<String>>>,
     /// The first error the device reported outside an error scope (validation, out of memory).
@@ -114,6 +116,20 @@ pub struct Gpu {
     param_stride: u64,
     pool: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
     state: Mutex<State>,
+}
+
+/// Kernel variants. Chosen from the adapter at device creation; the bench overrides them to
+/// compare (`gpu_bench`), the kernel tests to cover each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// min(32, the adapter's smallest subgroup size) when the device has subgroups and the
+    /// kernels may use them (matvec's lane sums).
+    pub subgroup: Option<u32>,
+    /// Weight rows per 32 lanes in matvec; `None`: by the matrix's size (`ops::matvec_rows`).
+    pub matvec_rows: Option<u32>,
+    /// Whether a plain matvec of a 32-value format takes x in 8 bits (`matvec_q8.wgsl`);
+    /// `None`: where it takes 4 rows per lane group (`ops::matvec_q8`).
+    pub matvec_q8: Option<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -227,7 +243,7 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("nib"),
-                required_features: wgpu::Features::empty(),
+                required_features: adapter.features() & wgpu::Features::SUBGROUP,
                 required_limits: want.clone(),
                 ..Default::default()
             })
@@ -252,13 +268,17 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let features = adapter.features();
+        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        // Subgroup shuffles serve lane sums within 32-lane groups: sizes that are powers of two.
+        let sg = info.subgroup_min_size.min(32);
+        let subgroup = (features.contains(wgpu::Features::SUBGROUP) && sg >= 4 && sg.is_power_of_two()).then_some(sg);
         Ok(Gpu {
             device,
             queue,
             info,
             limits: want,
             features,
+            tuning: Mutex::new(Tuning { subgroup, matvec_rows: None, matvec_q8: None }),
             lost,
             error,
             params,
@@ -287,10 +307,13 @@ impl Gpu {
 
     /// A one-line account of the adapter and the limits the device got.
     pub fn describe(&self) -> String {
-        let f = |x: wgpu::Features| if self.features.contains(x) { "yes" } else { "no" };
+        let subgroups = match lock(&self.tuning).subgroup {
+            Some(n) => format!("subgroups (lane sums in subgroups of {n})"),
+            None if self.features.contains(wgpu::Features::SUBGROUP) => "subgroups unused".into(),
+            None => "no subgroups (lane sums in workgroup memory)".into(),
+        };
         format!(
-            "{} ({:?}, {:?}, driver {:?}); max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB; \
-             adapter has shader-f16: {}, subgroups: {} (unused: the plain f32 kernels run everywhere)",
+            "{} ({:?}, {:?}, driver {:?}); max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB; {subgroups}",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -298,9 +321,23 @@ impl Gpu {
             self.limits.max_storage_buffer_binding_size >> 20,
             self.limits.max_buffer_size >> 20,
             self.limits.max_compute_workgroup_storage_size >> 10,
-            f(wgpu::Features::SHADER_F16),
-            f(wgpu::Features::SUBGROUP),
         )
+    }
+
+    pub fn tuning(&self) -> Tuning {
+        *lock(&self.tuning)
+    }
+
+    /// Overrides the kernel variants (the bench and the kernel tests): subgroups only where the
+    /// device has them.
+    pub fn set_tuning(&self, t: Tuning) -> Result<()> {
+        if let Some(n) = t.subgroup {
+            if !self.features.contains(wgpu::Features::SUBGROUP) || !n.is_power_of_two() || n > self.info.subgroup_min_size.min(32) {
+                return Err(Error::Unsupported(format!("lane sums in subgroups of {n} on {:?}", self.info.name)));
+            }
+        }
+        *lock(&self.tuning) = t;
+        Ok(())
     }
 
     /// Fails once the device is lost or has reported an error; the backend is unusable then.

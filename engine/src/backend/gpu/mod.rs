@@ -30,7 +30,7 @@ use crate::model::Model;
 use crate::sample::Sampled;
 use crate::quant::{self, GgmlType};
 pub use context::GpuStats;
-pub use context::Gpu;
+pub use context::{Gpu, Tuning};
 use context::PooledBuffer;
 use ops::{AttnCall, WeightView};
 
@@ -249,7 +249,9 @@ impl GpuBackend {
         Ok(out)
     }
 
-    pub(crate) fn record_argmax(&self, x: &GpuTensor) -> Result<PooledBuffer> {
+    /// Records the argmax of the last row of `x` (index, value, log-sum-exp) into a buffer of
+    /// [`ops::ARGMAX_BYTES`] without reading it back.
+    pub fn record_argmax(&self, x: &GpuTensor) -> Result<PooledBuffer> {
         if x.rows == 0 || x.cols == 0 {
             return Err(shape_err("argmax", "empty tensor".into()));
         }

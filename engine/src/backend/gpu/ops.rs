@@ -80,20 +80,80 @@ pub enum Fused<'a> {
     Glu,
 }
 
+/// Weight rows per 32 lanes of matvec: 4 for the largest matrices (the output projection:
+/// each lane's x loads serve 4 rows and it has 4 weight loads in flight), else 1, so that a
+/// small matrix still spreads over the cores of a large GPU (132 on an H100, where 2 rows were
+/// slower than 1 on every layer matrix of `gpu_bench`).
+pub fn matvec_rows(gpu: &Gpu, rows: usize) -> u32 {
+    gpu.tuning().matvec_rows.unwrap_or(if rows >= 16384 { 4 } else { 1 })
+}
+
+/// Whether a plain matvec of `ty` with `rows_per_group` takes x in 8 bits: where the product
+/// is large enough to take 4 rows per lane group, since quantizing x costs a dispatch.
+pub fn matvec_q8(gpu: &Gpu, ty: GgmlType, rows_per_group: u32) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) && gpu.tuning().matvec_q8.unwrap_or(rows_per_group == 4)
+}
+
+/// A matvec kernel's source (`file`: matvec.wgsl or matvec_q8.wgsl) for `r` rows per group:
+/// the lane sums in subgroups of `sg` lanes, or in workgroup memory.
+fn matvec_source(file: &str, ty: GgmlType, xin: &str, glu: bool, r: u32, sg: Option<u32>) -> String {
+    let (enable, sum) = match sg {
+        // The browser needs the extension enabled; naga (natively) rejects the directive and
+        // takes the device's feature instead.
+        Some(n) => (
+            if cfg!(target_arch = "wasm32") { "enable subgroups;\n" } else { "" },
+            format!("const SG: u32 = {n}u;\n{}", include_str!("kernels/group_sum_subgroup.wgsl")),
+        ),
+        None => ("", include_str!("kernels/group_sum.wgsl").to_string()),
+    };
+    let body = format!("const GLU: bool = {glu};\nconst R: u32 = {r}u;\n{xin}{sum}\n{file}");
+    format!("{enable}{}", quant_source(&body, ty))
+}
+
+const MATVEC: &str = include_str!("kernels/matvec.wgsl");
+
+/// matmul's matvec with x quantized to 8 bits first (quantize_x.wgsl, then matvec_q8.wgsl).
+#[allow(clippy::too_many_arguments)]
+fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, per: u32, sg: Option<u32>) -> Result<()> {
+    let (r, rw) = (Access::Read, Access::ReadWrite);
+    let blocks = n * w.cols / 32;
+    let xq_bytes = blocks as u64 * 10 * 4;
+    let xq = gpu.alloc(xq_bytes)?;
+    let quantize = gpu.kernel(("quantize_x", 0), &[r, rw], || include_str!("kernels/quantize_x.wgsl").into())?;
+    let binds = [Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: &xq.buffer, bytes: xq_bytes }];
+    gpu.dispatch(&quantize, &[u32_of(blocks, "blocks")?], &binds, grid_1d(gpu, blocks)?)?;
+    let id = w.ty.id() | per << 8 | sg.unwrap_or(0) << 12;
+    let k = gpu.kernel(("matvec_q8", id), &[r, r, rw], || matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, "", false, per, sg))?;
+    let params = [
+        u32_of(w.rows, "weight rows")?,
+        u32_of(w.cols, "weight columns")?,
+        u32_of(n, "tokens")?,
+        u32_of(m, "output columns")?,
+        u32_of(w.row0, "weight row")?,
+        u32_of(w.row_bytes, "row bytes")?,
+    ];
+    let binds = [Bind { buffer: w.buffer, bytes: w.buffer.size() }, Bind { buffer: &xq.buffer, bytes: xq_bytes }, Bind { buffer: out, bytes: bytes_f32(n * m) }];
+    gpu.dispatch(&k, &params, &binds, [u32_of(w.rows.div_ceil(8 * per as usize), "workgroups")?, u32_of(n, "workgroups")?, 1])
+}
+
 /// out[t, row0 + r] = x[t] · w[r] for the rows of one weight part; `m` = columns of out.
 pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usize, m: usize, out: &wgpu::Buffer) -> Result<()> {
     let tiled = n > MATVEC_MAX_TOKENS;
     let (r, rw) = (Access::Read, Access::ReadWrite);
     let glu = matches!(fused, Fused::Glu);
-    let matvec = |xin: &str, glu: bool| quant_source(&format!("const GLU: bool = {glu};\n{xin}{}", include_str!("kernels/matvec.wgsl")), w.ty);
+    let rows = if glu { w.rows / 2 } else { w.rows };
+    let per = matvec_rows(gpu, rows).clamp(1, 4);
+    let sg = gpu.tuning().subgroup;
+    // Kernel key: the format, rows per group and subgroup size.
+    let id = w.ty.id() | per << 8 | sg.unwrap_or(0) << 12;
     let k = match (tiled, fused) {
         (true, Fused::No) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
         (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
-        (false, Fused::No) => gpu.kernel(("matvec", w.ty.id()), &[r, r, rw], || matvec(XIN_PLAIN, false))?,
-        (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", w.ty.id()), &[r, r, rw, r], || matvec(XIN_SWIGLU, false))?,
-        (false, Fused::Glu) => gpu.kernel(("matvec_glu", w.ty.id()), &[r, r, rw], || matvec(XIN_PLAIN, true))?,
+        (false, Fused::No) if matvec_q8(gpu, w.ty, per) => return matvec_q8_launch(gpu, w, x, n, m, out, per, sg),
+        (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
+        (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_SWIGLU, false, per, sg))?,
+        (false, Fused::Glu) => gpu.kernel(("matvec_glu", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, true, per, sg))?,
     };
-    let rows = if glu { w.rows / 2 } else { w.rows };
     let mut params = vec![
         u32_of(rows, "weight rows")?,
         u32_of(w.cols, "weight columns")?,
@@ -105,10 +165,11 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
     if !tiled {
         params.push(if glu { u32_of(rows, "gate rows")? } else { 0 });
     }
+    let per = per as usize;
     let groups = match (tiled, glu) {
         (true, _) => [u32_of(w.rows.div_ceil(64), "workgroups")?, u32_of(n.div_ceil(64), "workgroups")?, 1],
-        (false, false) => [u32_of(rows.div_ceil(8), "workgroups")?, u32_of(n, "workgroups")?, 1],
-        (false, true) => [u32_of(rows.div_ceil(4), "workgroups")?, u32_of(n, "workgroups")?, 1],
+        (false, false) => [u32_of(rows.div_ceil(8 * per), "workgroups")?, u32_of(n, "workgroups")?, 1],
+        (false, true) => [u32_of(rows.div_ceil(4 * per), "workgroups")?, u32_of(n, "workgroups")?, 1],
     };
     // matvec reads x as vec4s: its binding is rounded up to 16 bytes (activation buffers are
     // pooled in powers of two of at least 256 bytes, so the bytes are there).
@@ -352,9 +413,16 @@ pub fn fill(gpu: &Gpu, out: &wgpu::Buffer, len: usize, value: u32) -> Result<()>
 pub const ARGMAX_BYTES: u64 = 12;
 
 /// The largest finite value of `x[offset..offset + len]`: its index (u32::MAX if none), value,
-/// and the row's log-sum-exp, into `out` (`ARGMAX_BYTES`).
+/// and the row's log-sum-exp, into `out` (`ARGMAX_BYTES`). Two dispatches: slices of at least
+/// 4096 values in up to 256 workgroups, then one merge of their results.
 pub fn argmax(gpu: &Gpu, x: &wgpu::Buffer, offset: usize, len: usize, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("argmax", 0), &[Access::Read, Access::ReadWrite], || include_str!("kernels/argmax.wgsl").into())?;
-    let binds = [Bind { buffer: x, bytes: bytes_f32(offset + len) }, Bind { buffer: out, bytes: ARGMAX_BYTES }];
-    gpu.dispatch(&k, &[u32_of(len, "elements")?, u32_of(offset, "offset")?], &binds, [1, 1, 1])
+    let pass = |n: u32| gpu.kernel(("argmax", n), &[Access::Read, Access::ReadWrite], || format!("const PASS: u32 = {n}u;\n{}", include_str!("kernels/argmax.wgsl")));
+    let groups = len.div_ceil(4096).clamp(1, 256);
+    let chunk = len.div_ceil(groups);
+    let part = gpu.alloc(ARGMAX_BYTES * groups as u64)?;
+    let part_bytes = ARGMAX_BYTES * groups as u64;
+    let binds = [Bind { buffer: x, bytes: bytes_f32(offset + len) }, Bind { buffer: &part.buffer, bytes: part_bytes }];
+    gpu.dispatch(&*pass(0)?, &[u32_of(len, "elements")?, u32_of(offset, "offset")?, u32_of(chunk, "elements")?], &binds, [u32_of(groups, "workgroups")?, 1, 1])?;
+    let binds = [Bind { buffer: &part.buffer, bytes: part_bytes }, Bind { buffer: out, bytes: ARGMAX_BYTES }];
+    gpu.dispatch(&*pass(1)?, &[u32_of(groups, "workgroups")?, 0, 0], &binds, [1, 1, 1])
 }
