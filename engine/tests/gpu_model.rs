@@ -256,7 +256,8 @@ fn decode_step_cost() {
     assert_eq!(s.submits, steps as u64, "one submit per decode step");
     assert_eq!(s.bytes_read, 4 * steps as u64, "4 bytes read back per token");
     // embed + the first norm + per layer (stacked q/k/v; rope + KV append; attend + merge; o;
-    // add + norm; stacked gate/up with SwiGLU; down; add + norm) + logits + argmax; no
-    // poisoning here. The last layer's second add + norm is the output norm.
-    assert_eq!(s.dispatches / steps as u64, 2 + 9 * m.config().n_layers as u64 + 2);
+    // add + norm; stacked gate/up with SwiGLU; down; add + norm) + logits + argmax (its slices,
+    // then their merge); no poisoning here. The last layer's second add + norm is the output
+    // norm.
+    assert_eq!(s.dispatches / steps as u64, 2 + 9 * m.config().n_layers as u64 + 3);
 }
