@@ -33,6 +33,7 @@ use nib_engine::backend::Backend;
 use nib_engine::gguf::{Gguf, ModelBytes};
 use nib_engine::gguf_writer::{self, TensorSpec};
 use nib_engine::quant::GgmlType;
+use nib_engine::sample::{Sampler, SamplerConfig};
 use serde_json::{json, Value};
 
 #[path = "../tests/common/random.rs"]
@@ -357,7 +358,7 @@ fn whole_model(bytes: &Arc<ModelBytes>, label: &str, tuning: Option<Tuning>, run
     b.argmax(&out)?;
 
     let (mut prefill, mut decode, mut record, mut pipelined, mut together) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut step_stats = None;
+    let (mut step_stats, mut sampled_stats, mut sampled) = (None, None, Vec::new());
     for _ in 0..runs {
         let mut cache = b.new_cache(c.n_layers, prompt + gen + 1, c.attn)?;
         b.finish()?;
@@ -401,6 +402,22 @@ fn whole_model(bytes: &Arc<ModelBytes>, label: &str, tuning: Option<Tuning>, run
             next = b.argmax(&out)?.unwrap_or(0);
         }
         together.push((CANDIDATES * gen) as f64 / t.elapsed().as_secs_f64());
+
+        // Sampled decoding (top-k 40, temperature 0.8): the candidates are selected on the GPU,
+        // so a step reads back the top-k list, not the vocabulary's logits.
+        let mut cache = b.new_cache(c.n_layers, prompt + gen + 1, c.attn)?;
+        let mut out = model.forward(&b, &mut cache, &ids, 0, false)?;
+        let mut sampler = Sampler::new(SamplerConfig { temperature: 0.8, top_k: SAMPLED_TOP_K, top_p: 1.0, seed: 1 })?;
+        b.finish()?;
+        let t = Instant::now();
+        for i in 0..gen {
+            b.reset_stats();
+            let top = ready(b.top_k_async(&out, SAMPLED_TOP_K, 0.8))??;
+            let next = sampler.sample_top(&top)?.ok_or("a top-k draw needs no more logits")?;
+            sampled_stats = Some(b.stats());
+            out = model.forward(&b, &mut cache, &[next.id], prompt + i, false)?;
+        }
+        sampled.push(gen as f64 / t.elapsed().as_secs_f64());
     }
     let s = step_stats.unwrap_or_default();
     Ok(json!({
@@ -421,6 +438,8 @@ fn whole_model(bytes: &Arc<ModelBytes>, label: &str, tuning: Option<Tuning>, run
         "dispatches_per_step": s.dispatches,
         "submits_per_step": s.submits,
         "bytes_read_per_step": s.bytes_read,
+        "sampled_decode_tok_s": median(sampled),
+        "bytes_read_per_sampled_step": sampled_stats.unwrap_or_default().bytes_read,
         "prefill_runs": prefill,
         "decode_runs": decode,
     }))
@@ -428,6 +447,17 @@ fn whole_model(bytes: &Arc<ModelBytes>, label: &str, tuning: Option<Tuning>, run
 
 /// Candidates decoded together in the whole-model run.
 const CANDIDATES: usize = 3;
+
+/// The top-k of the sampled decode in the whole-model run.
+const SAMPLED_TOP_K: usize = 40;
+
+/// The value of a future that is ready at once (natively every GPU readback blocks).
+fn ready<T>(f: impl std::future::Future<Output = T>) -> Res<T> {
+    match std::future::Future::poll(std::pin::pin!(f), &mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => Err("a native readback was pending".into()),
+    }
+}
 
 fn main() {
     if let Err(e) = run() {
@@ -520,11 +550,11 @@ fn run() -> Res<()> {
     for o in &ops {
         println!("| {} | {} | {} | {:.1} |", s(o, "model"), s(o, "op"), s(o, "dispatches"), f(o, "us"));
     }
-    println!("\n| model | matvec variant | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | pipelined decode tok/s | {CANDIDATES} candidates together, tok/s | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| model | matvec variant | load s | prefill tok/s ({prompt}) | decode tok/s ({gen}) | pipelined decode tok/s | {CANDIDATES} candidates together, tok/s | ms/step | host record ms/step | dispatches/step | submits/step | bytes read/step | sampled (top-k {SAMPLED_TOP_K}) tok/s | bytes read/sampled step |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for m in &models {
         println!(
-            "| {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {} |",
             s(m, "model"),
             s(m, "variant"),
             f(m, "load_s"),
@@ -536,7 +566,9 @@ fn run() -> Res<()> {
             f(m, "host_record_ms_per_step"),
             s(m, "dispatches_per_step"),
             s(m, "submits_per_step"),
-            s(m, "bytes_read_per_step")
+            s(m, "bytes_read_per_step"),
+            f(m, "sampled_decode_tok_s"),
+            s(m, "bytes_read_per_sampled_step")
         );
     }
     let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "read_kernel_gb_s": read_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "layer_ops": ops, "models": models, "quick": quick });

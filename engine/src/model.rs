@@ -149,15 +149,21 @@ impl<B: Backend> Model<B> {
         Ok(out)
     }
 
-    /// The next token from `(1, vocab)` logits left on the backend by [`Model::eval_tensor`]:
-    /// greedy is chosen where the logits are (a GPU reads back 12 bytes, not the vocabulary),
-    /// sampling reads them back.
+    /// The next token from `(1, vocab)` logits left on the backend by [`Model::eval_tensor`],
+    /// chosen where the logits are: greedy from the argmax (a GPU reads back 12 bytes, not the
+    /// vocabulary), sampling from the top-k (16 + 8k bytes; the whole row only when the
+    /// sampler needs more than [`crate::sample::MAX_TOP_K`] tokens).
     pub async fn choose_async(&self, logits: &B::Tensor, sampler: &mut Sampler) -> Result<Sampled> {
         if sampler.is_greedy() {
-            self.backend.greedy_async(logits).await?.ok_or_else(|| Error::InvalidArgument("no finite logit to sample from".into()))
-        } else {
-            sampler.sample(&self.backend.to_vec_async(logits).await?)
+            return self.backend.greedy_async(logits).await?.ok_or_else(|| Error::InvalidArgument("no finite logit to sample from".into()));
         }
+        if let Some(k) = sampler.backend_top_k() {
+            let top = self.backend.top_k_async(logits, k, sampler.temperature()).await?;
+            if let Some(s) = sampler.sample_top(&top)? {
+                return Ok(s);
+            }
+        }
+        sampler.sample(&self.backend.to_vec_async(logits).await?)
     }
 
     /// Logits for every position of `tokens` `(tokens.len(), vocab)`, from an empty cache.

@@ -59,40 +59,115 @@ impl Sampler {
         if self.is_greedy() {
             return Ok(Sampled { id: best as u32, logprob: log_softmax_at(logits, best) });
         }
-        // Candidates, most likely first (ties: lower id first), with tempered probabilities.
-        let mut cand: Vec<(usize, f32)> = logits.iter().copied().enumerate().filter(|(_, l)| l.is_finite()).collect();
-        cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.config.top_k > 0 {
-            cand.truncate(self.config.top_k);
+        let k = if self.config.top_k > 0 { self.config.top_k } else { logits.len() };
+        let top = top_k_finite(logits, k, self.config.temperature);
+        self.sample_top(&top)?.ok_or_else(|| Error::Model("the sampler's candidates hold every finite logit, yet fell short".into()))
+    }
+
+    /// How many of the most likely tokens a backend should select for [`Sampler::sample_top`]
+    /// ([`crate::backend::Backend::top_k_async`]); `None` when sampling needs every logit
+    /// (no top-k and no top-p, or a top-k above [`MAX_TOP_K`]). With top-p alone the nucleus
+    /// is usually far smaller than [`MAX_TOP_K`]; when it is not, the caller samples from all.
+    pub fn backend_top_k(&self) -> Option<usize> {
+        match self.config.top_k {
+            0 if self.config.top_p < 1.0 => Some(MAX_TOP_K),
+            k @ 1..=MAX_TOP_K => Some(k),
+            _ => None,
         }
-        let max = cand.first().map_or(0.0, |c| c.1);
+    }
+
+    /// The sampling temperature (what [`TopK`]'s tempered sum is taken at).
+    pub fn temperature(&self) -> f32 {
+        self.config.temperature
+    }
+
+    /// [`Sampler::sample`] from a row's most likely tokens and its sums. `Ok(None)` (and no
+    /// random number drawn) when `top` is only part of the row and top-p's nucleus is not
+    /// within it: the caller samples from the whole row instead. From the same candidates this
+    /// picks what `sample` picks: it is `sample`'s second half.
+    pub fn sample_top(&mut self, top: &TopK) -> Result<Option<Sampled>> {
+        let cand = &top.tokens;
+        let Some(&(_, max)) = cand.first() else {
+            return Err(Error::InvalidArgument("no finite logit to sample from".into()));
+        };
+        let whole = cand.len() >= top.finite;
+        if self.config.top_k > 0 && cand.len() < self.config.top_k.min(top.finite) {
+            return Err(Error::InvalidArgument(format!("{} candidates for a top-k of {}", cand.len(), self.config.top_k)));
+        }
+        let cand = if self.config.top_k > 0 { &cand[..self.config.top_k.min(cand.len())] } else { cand };
+        if self.config.top_k == 0 && self.config.top_p >= 1.0 && !whole {
+            return Ok(None);
+        }
+        // Tempered probabilities, normalized over the top-k, or over the whole row without one.
         let inv_t = 1.0 / self.config.temperature;
         let mut probs: Vec<f64> = cand.iter().map(|c| (((c.1 - max) * inv_t) as f64).exp()).collect();
-        let total: f64 = probs.iter().sum();
+        let total: f64 = if self.config.top_k > 0 || whole { probs.iter().sum() } else { top.sum_t };
         probs.iter_mut().for_each(|p| *p /= total);
         if self.config.top_p < 1.0 {
             let mut acc = 0.0;
-            let keep = probs
-                .iter()
-                .position(|p| {
-                    acc += p;
-                    acc >= self.config.top_p as f64
-                })
-                .map_or(probs.len(), |i| i + 1);
-            probs.truncate(keep);
+            let keep = probs.iter().position(|p| {
+                acc += p;
+                acc >= self.config.top_p as f64
+            });
+            match keep {
+                Some(i) => probs.truncate(i + 1),
+                None if self.config.top_k > 0 || whole => {}
+                None => return Ok(None),
+            }
         }
         let total: f64 = probs.iter().sum();
         let mut r = self.rng.next_f64() * total;
-        let mut pick = cand[0].0;
-        for (p, c) in probs.iter().zip(&cand) {
-            pick = c.0;
+        let mut pick = cand[0];
+        for (p, c) in probs.iter().zip(cand) {
+            pick = *c;
             if r < *p {
                 break;
             }
             r -= p;
         }
-        Ok(Sampled { id: pick as u32, logprob: log_softmax_at(logits, pick) })
+        // log softmax under the raw distribution, computed as `log_softmax_at` does.
+        Ok(Some(Sampled { id: pick.0, logprob: ((pick.1 - max) as f64 - top.sum.ln()) as f32 }))
     }
+}
+
+/// The most candidates a backend selects for sampling ([`crate::backend::Backend::top_k_async`]).
+pub const MAX_TOP_K: usize = 64;
+
+/// A row's most likely tokens and the sums that sampling from them needs of the whole row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopK {
+    /// `(id, logit)` of the largest finite logits, highest first (ties: lower id first).
+    pub tokens: Vec<(u32, f32)>,
+    /// Finite logits in the whole row.
+    pub finite: usize,
+    /// Σ exp(l − max) over the row's finite logits (max = the first token's logit): each
+    /// token's log-probability under the model's whole distribution.
+    pub sum: f64,
+    /// Σ exp((l − max) / temperature) over them: top-p over the whole row's tempered
+    /// distribution when there is no top-k.
+    pub sum_t: f64,
+}
+
+/// The `k` largest finite logits with the row's sums at `temperature` (the CPU's
+/// [`crate::backend::Backend::top_k_async`]).
+pub fn top_k_finite(logits: &[f32], k: usize, temperature: f32) -> TopK {
+    let mut all: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l)).collect();
+    let finite = all.len();
+    let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let k = k.min(finite);
+    if k > 0 && k < finite {
+        all.select_nth_unstable_by(k - 1, cmp);
+    }
+    all.truncate(k);
+    all.sort_unstable_by(cmp);
+    let max = all.first().map_or(0.0, |c| c.1);
+    let inv_t = 1.0 / temperature;
+    let (mut sum, mut sum_t) = (0.0, 0.0);
+    for &l in logits.iter().filter(|l| l.is_finite()) {
+        sum += ((l - max) as f64).exp();
+        sum_t += (((l - max) * inv_t) as f64).exp();
+    }
+    TopK { tokens: all, finite, sum, sum_t }
 }
 
 /// Index of the largest finite logit (the first, on ties, as llama.cpp's greedy sampler does).

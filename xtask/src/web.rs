@@ -19,9 +19,18 @@ pub fn build() -> Result<(), String> {
     run_cmd(Command::new("npm").args(["run", "--silent", "build"]).current_dir(root().join("web")))
 }
 
+/// The GPU kernel checks for the browser (kernel-check/, a test entry outside the package) into
+/// target/kernel-check/pkg, where web/test/browser/kernels.test.mjs serves them from.
+fn build_kernel_check() -> Result<(), String> {
+    run_cmd(cargo().args(["build", "--release", "--target", "wasm32-unknown-unknown", "-p", "nib-kernel-check"]))?;
+    let wasm = root().join("target/wasm32-unknown-unknown/release/nib_kernel_check.wasm");
+    run_cmd(Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(root().join("target/kernel-check/pkg")).arg(&wasm))
+}
+
 /// Unit tests (Node) and browser tests (Chromium), after `build`.
 pub fn test() -> Result<(), String> {
     let web = root().join("web");
+    build_kernel_check()?;
     run_cmd(Command::new("node").args(["--test", "test/unit/"]).current_dir(&web))?;
     run_cmd(Command::new("node").args(["--test", "--test-concurrency=1", "test/browser/"]).current_dir(&web))
 }

@@ -14,7 +14,7 @@ pub mod gpu;
 
 use crate::error::Result;
 use crate::gguf::{Gguf, TensorInfo};
-use crate::sample::{self, Sampled};
+use crate::sample::{self, Sampled, TopK};
 
 /// Rotary position embedding, as llama.cpp applies it for the GGUF architecture.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -238,5 +238,13 @@ pub trait Backend {
             let v = self.to_vec_async(logits).await?;
             Ok(sample::argmax(&v).map(|i| Sampled { id: i as u32, logprob: sample::log_softmax_at(&v, i) }))
         }
+    }
+
+    /// Sampling's candidates from `(1, vocab)` logits: the `k` (≤ [`sample::MAX_TOP_K`]) most
+    /// likely tokens and the row's sums, raw and at `temperature` ([`sample::TopK`]). The
+    /// default reads the logits back; the GPU selects them where the logits are and reads back
+    /// 16 + 8k bytes instead of the row.
+    fn top_k_async(&self, logits: &Self::Tensor, k: usize, temperature: f32) -> impl std::future::Future<Output = Result<TopK>> {
+        async move { Ok(sample::top_k_finite(&self.to_vec_async(logits).await?, k, temperature)) }
     }
 }

@@ -27,7 +27,7 @@ use crate::backend::{AttnShape, Backend, Rope};
 use crate::error::{Error, GpuFailure, Result};
 use crate::gguf::{Gguf, ModelBytes, TensorInfo};
 use crate::model::Model;
-use crate::sample::Sampled;
+use crate::sample::{Sampled, TopK};
 use crate::quant::{self, GgmlType};
 pub use context::GpuStats;
 pub use context::{Gpu, Tuning};
@@ -257,6 +257,25 @@ impl GpuBackend {
         }
         let out = self.gpu.alloc(ops::ARGMAX_BYTES)?;
         ops::argmax(&self.gpu, x.buffer(), (x.rows - 1) * x.cols, x.cols, &out.buffer)?;
+        Ok(out)
+    }
+
+    /// Records the top-k of the last row of `x` (topk.wgsl): the buffer its list lands in.
+    fn record_top_k(&self, x: &GpuTensor, k: usize, inv_t: f32) -> Result<PooledBuffer> {
+        if x.rows == 0 || k == 0 || k > crate::sample::MAX_TOP_K {
+            return Err(shape_err("top_k", format!("{k} of ({}, {}) (k from 1 to {})", x.rows, x.cols, crate::sample::MAX_TOP_K)));
+        }
+        if ops::top_k_chunks(x.cols) > ops::TOPK_CHUNK {
+            return Err(Error::Unsupported(format!("top-k over rows of {} (at most {})", x.cols, ops::TOPK_CHUNK * ops::TOPK_CHUNK)));
+        }
+        let list = ops::top_k_words(k) as u64 * 4;
+        let out = self.gpu.alloc(list)?;
+        let part = self.gpu.alloc(list * ops::top_k_chunks(x.cols) as u64)?;
+        if self.poison.load(Ordering::Relaxed) {
+            ops::fill(&self.gpu, &out.buffer, ops::top_k_words(k), POISON)?;
+            ops::fill(&self.gpu, &part.buffer, ops::top_k_words(k) * ops::top_k_chunks(x.cols), POISON)?;
+        }
+        ops::top_k(&self.gpu, x.buffer(), (x.rows - 1) * x.cols, x.cols, k, inv_t, &part.buffer, &out.buffer)?;
         Ok(out)
     }
 
@@ -835,5 +854,18 @@ impl Backend for GpuBackend {
             (Some(id), Some(logit), Some(lse)) => Ok(Some(Sampled { id, logprob: f32::from_bits(logit) - f32::from_bits(lse) })),
             _ => Err(Error::gpu(GpuFailure::Failed, "argmax: short readback")),
         }
+    }
+
+    async fn top_k_async(&self, logits: &GpuTensor, k: usize, temperature: f32) -> Result<TopK> {
+        let out = self.record_top_k(logits, k, 1.0 / temperature)?;
+        let b = self.gpu.read_async(&out.buffer, 0, ops::top_k_words(k) as u64 * 4).await?;
+        let w: Vec<u32> = b.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+        // [max, Σ exp, Σ exp tempered, finite count, (id, logit) × k]
+        let (Some(&[_, sum, sum_t, finite]), Some(list)) = (w.first_chunk::<4>(), w.get(4..ops::top_k_words(k))) else {
+            return Err(Error::gpu(GpuFailure::Failed, "top_k: short readback"));
+        };
+        let finite = finite as usize;
+        let tokens = list.chunks_exact(2).take(k.min(finite)).map(|e| (e[0], f32::from_bits(e[1]))).collect();
+        Ok(TopK { tokens, finite, sum: f32::from_bits(sum) as f64, sum_t: f32::from_bits(sum_t) as f64 })
     }
 }

@@ -429,3 +429,42 @@ pub fn argmax(gpu: &Gpu, x: &wgpu::Buffer, offset: usize, len: usize, out: &wgpu
     let binds = [Bind { buffer: &part.buffer, bytes: part_bytes }, Bind { buffer: out, bytes: ARGMAX_BYTES }];
     gpu.dispatch(&*pass(1)?, &[u32_of(groups, "workgroups")?, 0, 0], &binds, [1, 1, 1])
 }
+
+/// Values per chunk of the top-k's first pass, and the most chunks its merge takes
+/// (topk.wgsl's `L`): rows up to `TOPK_CHUNK²` values.
+pub const TOPK_CHUNK: usize = 1024;
+
+/// Words of one top-k list (topk.wgsl): the max, Σ exp, Σ exp tempered, the finite count, then
+/// `(index, value)` × k.
+pub fn top_k_words(k: usize) -> usize {
+    4 + 2 * k
+}
+
+/// Lists the top-k's first pass writes for a row of `len` values (1: it writes `out` directly).
+pub fn top_k_chunks(len: usize) -> usize {
+    len.div_ceil(TOPK_CHUNK).max(1)
+}
+
+/// The `k` (1 to [`crate::sample::MAX_TOP_K`]; at most `TOPK_CHUNK` chunks) largest finite values of `x[offset..offset + len]`
+/// with the row's sums, raw and at `inv_t`, into `out` (`top_k_words(k)` words); through `part`
+/// (`top_k_chunks(len)` lists) when the row is longer than one chunk.
+#[allow(clippy::too_many_arguments)]
+pub fn top_k(gpu: &Gpu, x: &wgpu::Buffer, offset: usize, len: usize, k: usize, inv_t: f32, part: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<()> {
+    let chunks = top_k_chunks(len);
+    let (r, rw) = (Access::Read, Access::ReadWrite);
+    let kernel = |merge: bool| gpu.kernel(("topk", merge as u32), &[r, rw], || format!("const MERGE: bool = {merge};\n{}", include_str!("kernels/topk.wgsl")));
+    let list = bytes_f32(top_k_words(k));
+    let params = |chunks: usize| -> Result<[u32; 5]> {
+        Ok([u32_of(len, "elements")?, u32_of(offset, "offset")?, u32_of(k, "k")?, u32_of(chunks, "chunks")?, inv_t.min(f32::MAX).to_bits()])
+    };
+    let first = if chunks == 1 { out } else { part };
+    let binds = [Bind { buffer: x, bytes: bytes_f32(offset + len) }, Bind { buffer: first, bytes: list * chunks as u64 }];
+    let first_pass = kernel(false)?;
+    gpu.dispatch(&first_pass, &params(chunks)?, &binds, [u32_of(chunks, "workgroups")?, 1, 1])?;
+    if chunks > 1 {
+        let binds = [Bind { buffer: part, bytes: list * chunks as u64 }, Bind { buffer: out, bytes: list }];
+        let merge = kernel(true)?;
+        gpu.dispatch(&merge, &params(chunks)?, &binds, [1, 1, 1])?;
+    }
+    Ok(())
+}
