@@ -132,7 +132,7 @@ fn matvec_variants_match_the_reference() {
     for sg in subgroups {
         for per in [1, 2, 4] {
             gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(false) }).unwrap();
-            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32].into_iter().chain(K_TYPES) {
+            for ty in kernel_checks::FORMATS {
                 let k = if ty.block_size() == 256 { 512 } else if ty.block_size() == 1 { 37 } else { 96 };
                 // Row counts around 8 groups × `per` rows, with the last group partly empty.
                 for (rows, n) in [(1, 1), (7, 2), (8 * per as usize + 3, 1), (33, 4), (70, 3)] {
