@@ -4,14 +4,16 @@
 //! target/release/examples/gpu_bench [--probe | --quick] [--model FILE.gguf] [--out FILE.json]
 //! (bench/gpu/run.sh is the script that runs it on a GPU machine and keeps the results.)
 //!
-//! 1. The adapter, and its copy bandwidth: a buffer-to-buffer copy, counting bytes read and
-//!    written (the roof the matvec kernels are measured against).
-//! 2. The matrix-vector kernels on each weight shape of two models, alone: GB/s of weight read
-//!    per product and the share of copy bandwidth that is.
+//! 1. The adapter, its copy bandwidth (a buffer-to-buffer copy, counting bytes read and
+//!    written) and the bandwidth of a WGSL kernel that only reads (the roof for a matvec).
+//! 2. The matrix-vector kernels on each weight shape of two models, alone, in each variant
+//!    (`Tuning`): GB/s of weight read per product and its share of both roofs.
 //! 3. Whole models through `Llama::forward` on the GPU backend: prefill of 512 tokens and greedy
 //!    decode of 128 tokens with the argmax on the GPU (4 bytes read back per token), with the
-//!    dispatches, submits and host recording time of a decode step; and the same decode
-//!    pipelined (`backend::gpu::decode`: the host one step ahead). Models:
+//!    dispatches, submits and host recording time of a decode step; the same decode pipelined
+//!    (`backend::gpu::decode`: the host one step ahead); 3 candidates decoded together; sampled
+//!    decode with top-k on the GPU. Each with the backend's choice of matvec and with the first
+//!    kernel's (one row per 32 lanes, workgroup sums, f32 x). Models:
 //!    - `smollm2-135m`: the default model's shapes and formats (30 layers, 576 wide, Q4_1 with a
 //!      Q8_0 tied output) with random weights, or the real file when `--model` is given (the file
 //!      is bigger than what travels to a GPU machine);
@@ -519,8 +521,8 @@ fn run() -> Res<()> {
     println!("copy bandwidth (read + written): {:.1} GB/s", copy_bw / 1e9);
     println!("one dependent dispatch of an empty kernel: {floor_us:.2} µs\n");
     println!("WGSL kernel reading a {} MiB buffer: {:.1} GB/s\n", read_bytes >> 20, read_bw / 1e9);
-    println!("Each matrix-vector product alone, the backend's choice of variant (GB/s of weight read; shares of the copy and of the read kernel):\n");
-    println!("| model | matrix | rows × cols | format | variant | µs | GB/s | share of copy | share of read |");
+    println!("Each matrix-vector product alone, the backend's choice of variant (GB/s of weight read; shares of wgpu's copy and of the read kernel):\n");
+    println!("| model | matrix | rows × cols | format | variant | µs | GB/s | share of wgpu copy | share of read kernel |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for m in &matvec {
         println!(

@@ -162,10 +162,11 @@ fn matvec_variants_match_the_reference() {
 }
 
 /// matvec with x in 8 bits (quantize_x + matvec_q8) against the CPU backend, which quantizes
-/// x the same way (ggml's Q8_0 / Q8_1): the order of the f32 sums differs, and x · (127 / amax)
-/// is not correctly rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a
-/// rounding boundary may quantize one step apart (up to 2.4e-3 for one row of one block on an
-/// H100, whose sum can be small next to its terms: hence rows of several blocks, or many rows).
+/// x the same way (ggml's Q8_0 / Q8_1): the order of the f32 sums differs, and amax / 127 is
+/// not correctly rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a
+/// rounding boundary may quantize one step apart, and Q4_1's d · Σq may round to the next f16.
+/// On an H100 that moved rows by up to 2.4e-3 (Q4_1, whose minimum term can be large next to
+/// a row's sum); on lavapipe the two agree within 3e-7.
 #[test]
 fn matvec_q8_matches_the_cpu_backend() {
     let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
@@ -188,7 +189,7 @@ fn matvec_q8_matches_the_cpu_backend() {
                     let want = c.matmul(&CpuTensor::new(n, k, x.clone()).unwrap(), &c.weight_at(ty, rows, k, 0).unwrap()).unwrap().data;
                     let got = b.to_vec(&b.matmul(&b.tensor(n, k, &x).unwrap(), &b.weight("w", ty, rows, k, &wb).unwrap()).unwrap()).unwrap();
                     let e = rel_err(&got, &f64s(&want));
-                    assert!(e <= 1e-3, "matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
+                    assert!(e <= 5e-3, "matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
                     worst = worst.max(e);
                 }
             }
