@@ -12,7 +12,7 @@
 use std::sync::{Arc, OnceLock};
 
 use nib_engine::backend::cpu::{CpuBackend, CpuTensor};
-use nib_engine::backend::gpu::{GpuBackend, Tuning};
+use nib_engine::backend::gpu::GpuBackend;
 use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::GgmlType;
@@ -116,86 +116,17 @@ fn check_embed(b: &GpuBackend, seed: u64, ty: GgmlType, rows: usize, cols: usize
     ready(kernel_checks::embed(b, seed, ty, rows, cols)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Every matvec variant (rows per lane group, lane sums in workgroup memory or in subgroups
-/// where the adapter has them) against the reference, plain and fused (GLU, SwiGLU input), on a
-/// backend of its own so the other tests keep the chosen variant.
+/// Every matvec variant against its reference (kernel_checks::matvec_variants), on a backend of
+/// its own: the variants it sets would change the other tests' products meanwhile.
 #[test]
-fn matvec_variants_match_the_reference() {
+fn matvec_variants_match_their_references() {
     let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
     b.set_poison(true);
-    let gpu = b.context();
-    let auto = gpu.tuning();
-    let subgroups: Vec<Option<u32>> = [None].into_iter().chain(auto.subgroup.map(Some)).collect();
-    println!("matvec variants: subgroups {subgroups:?}");
-    let mut seed = 5000;
-    let mut rng = Rng(5001);
-    for sg in subgroups {
-        for per in [1, 2, 4] {
-            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(false) }).unwrap();
-            for ty in kernel_checks::FORMATS {
-                let k = if ty.block_size() == 256 { 512 } else if ty.block_size() == 1 { 37 } else { 96 };
-                // Row counts around 8 groups × `per` rows, with the last group partly empty.
-                for (rows, n) in [(1, 1), (7, 2), (8 * per as usize + 3, 1), (33, 4), (70, 3)] {
-                    check_matmul(&b, seed, ty, rows, k, n);
-                    seed += 1;
-                }
-                for (f, n) in [(13, 1), (4 * per as usize + 1, 3)] {
-                    let (gb, ub) = (random_weights(&mut rng, ty, f, k), random_weights(&mut rng, ty, f, k));
-                    let stacked = b.weight("gate+up", ty, 2 * f, k, &[gb.clone(), ub.clone()].concat()).unwrap();
-                    let (gate, up) = (b.weight("gate", ty, f, k, &gb).unwrap(), b.weight("up", ty, f, k, &ub).unwrap());
-                    let h = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
-                    let got = b.to_vec(&b.glu(&h, &stacked).unwrap()).unwrap();
-                    let (gh, uh) = (b.matmul(&h, &gate).unwrap(), b.matmul(&h, &up).unwrap());
-                    let want = b.to_vec(&b.swiglu(&gh, &uh).unwrap()).unwrap();
-                    let e = rel_err(&got, &f64s(&want));
-                    assert!(e <= TOL, "glu {ty:?} ({f}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
-                    let down = b.weight("down", ty, f, k, &gb).unwrap();
-                    let u = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
-                    let got = b.to_vec(&b.swiglu_matmul(&h, &u, &down).unwrap()).unwrap();
-                    let want = b.to_vec(&b.matmul(&b.swiglu(&h, &u).unwrap(), &down).unwrap()).unwrap();
-                    let e = rel_err(&got, &f64s(&want));
-                    assert!(e <= TOL, "swiglu_matmul {ty:?} ({f}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
-                }
-            }
-        }
+    let mut report = Report::default();
+    ready(kernel_checks::matvec_variants(&b, &mut report)).unwrap_or_else(|e| panic!("{e}"));
+    for (name, e) in &report.0 {
+        println!("{name}: worst rel err {e:.2e}");
     }
-}
-
-/// matvec with x in 8 bits (quantize_x + matvec_q8) against the CPU backend, which quantizes
-/// x the same way (ggml's Q8_0 / Q8_1): the order of the f32 sums differs, and amax / 127 is
-/// not correctly rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a
-/// rounding boundary may quantize one step apart, and Q4_1's d · Σq may round to the next f16.
-/// On an H100 that moved rows by up to 2.4e-3 (Q4_1, whose minimum term can be large next to
-/// a row's sum); on lavapipe the two agree within 3e-7.
-#[test]
-fn matvec_q8_matches_the_cpu_backend() {
-    let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
-    b.set_poison(true);
-    let gpu = b.context();
-    let subgroups: Vec<Option<u32>> = [None].into_iter().chain(gpu.tuning().subgroup.map(Some)).collect();
-    let mut rng = Rng(5100);
-    let mut worst = 0f64;
-    for sg in subgroups {
-        for per in [1, 2, 4] {
-            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true) }).unwrap();
-            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-                for (rows, k, n) in [(37, 32, 1), (8 * per as usize + 3, 96, 1), (70, 576, 3), (33, 896, 4)] {
-                    let wb = random_weights(&mut rng, ty, rows, k);
-                    let x: Vec<f32> = (0..n).flat_map(|_| {
-                        let scale = 10f32.powf(rng.unit());
-                        rng.vec(k, scale)
-                    }).collect();
-                    let c = CpuBackend::new(Arc::new(ModelBytes::Owned(wb.clone())), 1);
-                    let want = c.matmul(&CpuTensor::new(n, k, x.clone()).unwrap(), &c.weight_at(ty, rows, k, 0).unwrap()).unwrap().data;
-                    let got = b.to_vec(&b.matmul(&b.tensor(n, k, &x).unwrap(), &b.weight("w", ty, rows, k, &wb).unwrap()).unwrap()).unwrap();
-                    let e = rel_err(&got, &f64s(&want));
-                    assert!(e <= 5e-3, "matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}: {e:.2e}");
-                    worst = worst.max(e);
-                }
-            }
-        }
-    }
-    println!("matvec_q8 vs CPU backend: worst rel err {worst:.2e}");
 }
 
 #[test]

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use nib_engine::backend::cpu::{CpuBackend, CpuTensor};
-use nib_engine::backend::gpu::GpuBackend;
+use nib_engine::backend::gpu::{GpuBackend, Tuning};
 use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::{dequantize, GgmlType};
@@ -372,6 +372,69 @@ pub async fn top_ks(b: &GpuBackend, report: &mut Report) -> Check {
     Ok(())
 }
 
+/// Every matvec variant (`Tuning`: rows per 32 lanes, lane sums in workgroup memory or in
+/// subgroups where the adapter has them, x in f32 or in 8 bits), each on row counts around a
+/// workgroup's rows with the last group partly empty. With x in f32: plain products against
+/// the f64 reference, the fused GLU and SwiGLU-input products against the unfused ones. With x
+/// in 8 bits (quantize_x + matvec_q8): against the CPU backend, which quantizes x the same way
+/// (ggml's Q8_0 / Q8_1); the f32 sums run in another order, and amax / 127 is not correctly
+/// rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a rounding
+/// boundary may quantize one step apart and Q4_1's d · Σq round to the next f16: up to 1.4e-3
+/// on an H100 (Q4_1, whose minimum term can be large next to a row's sum), 3e-7 on lavapipe.
+/// Sets the backend's tuning back afterwards.
+pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
+    let gpu = b.context();
+    let auto = gpu.tuning();
+    let mut rng = Rng(5000);
+    for sg in [None].into_iter().chain(auto.subgroup.map(Some)) {
+        for per in [1u32, 2, 4] {
+            let r = per as usize;
+            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(false) }).map_err(err)?;
+            for ty in FORMATS {
+                let k = match ty.block_size() {
+                    256 => 512,
+                    1 => 37,
+                    _ => 96,
+                };
+                for (rows, n) in [(1, 1), (7, 2), (8 * r + 3, 1), (33, 4), (70, 3)] {
+                    report.note("matvec variants", matmul(b, rng.next(), ty, rows, k, n).await?);
+                }
+                for (f, n) in [(13, 1), (4 * r + 1, 3)] {
+                    let what = format!("{ty:?} ({f}, {k}) n {n}, {per} rows, subgroups {sg:?}");
+                    let (gb, ub) = (random_weights(&mut rng, ty, f, k), random_weights(&mut rng, ty, f, k));
+                    let stacked = b.weight("gate+up", ty, 2 * f, k, &[gb.clone(), ub.clone()].concat()).map_err(err)?;
+                    let (gate, up) = (b.weight("gate", ty, f, k, &gb).map_err(err)?, b.weight("up", ty, f, k, &ub).map_err(err)?);
+                    let h = b.tensor(n, k, &rng.vec(n * k, 2.0)).map_err(err)?;
+                    let got = b.to_vec_async(&b.glu(&h, &stacked).map_err(err)?).await.map_err(err)?;
+                    let (gh, uh) = (b.matmul(&h, &gate).map_err(err)?, b.matmul(&h, &up).map_err(err)?);
+                    let want = b.to_vec_async(&b.swiglu(&gh, &uh).map_err(err)?).await.map_err(err)?;
+                    report.note("matvec variants, glu", within(format!("glu {what}"), rel_err(&got, &f64s(&want))?, TOL)?);
+                    let u = b.tensor(n, k, &rng.vec(n * k, 2.0)).map_err(err)?;
+                    let got = b.to_vec_async(&b.swiglu_matmul(&h, &u, &gate).map_err(err)?).await.map_err(err)?;
+                    let want = b.to_vec_async(&b.matmul(&b.swiglu(&h, &u).map_err(err)?, &gate).map_err(err)?).await.map_err(err)?;
+                    report.note("matvec variants, swiglu input", within(format!("swiglu_matmul {what}"), rel_err(&got, &f64s(&want))?, TOL)?);
+                }
+            }
+            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true) }).map_err(err)?;
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+                for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4)] {
+                    let wb = random_weights(&mut rng, ty, rows, k);
+                    let scale = 10f32.powf(rng.unit());
+                    let x = rng.vec(n * k, scale);
+                    let c = CpuBackend::new(Arc::new(ModelBytes::Owned(wb.clone())), 1);
+                    let cw = c.weight_at(ty, rows, k, 0).map_err(err)?;
+                    let want = c.matmul(&CpuTensor::new(n, k, x.clone()).map_err(err)?, &cw).map_err(err)?.data;
+                    let out = b.matmul(&b.tensor(n, k, &x).map_err(err)?, &b.weight("w", ty, rows, k, &wb).map_err(err)?).map_err(err)?;
+                    let what = format!("matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}");
+                    report.note("matvec 8-bit x vs CPU", within(what, rel_err(&b.to_vec_async(&out).await.map_err(err)?, &f64s(&want))?, 5e-3)?);
+                }
+            }
+        }
+    }
+    gpu.set_tuning(auto).map_err(err)?;
+    Ok(())
+}
+
 /// Every check above, in order.
 pub async fn all(b: &GpuBackend) -> Result<Report, String> {
     let mut report = Report::default();
@@ -383,5 +446,6 @@ pub async fn all(b: &GpuBackend) -> Result<Report, String> {
     attentions(b, &mut report).await?;
     argmaxes(b, &mut report).await?;
     top_ks(b, &mut report).await?;
+    matvec_variants(b, &mut report).await?;
     Ok(report)
 }
