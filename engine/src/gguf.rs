@@ -178,6 +178,25 @@ impl TensorInfo {
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .unwrap_or(u64::MAX)
     }
+
+    /// Rows `start..start + len` of this tensor (elements, for a vector) as a tensor of their
+    /// own, named `name`: a fused weight seen as its parts (GPTBigCode's `attn_qkv` as q, k and
+    /// v). Rows are contiguous whole blocks, so the part's bytes are a sub-range of the whole's.
+    pub fn rows(&self, name: String, start: u64, len: u64) -> Result<TensorInfo, GgufError> {
+        let err = |reason: String| GgufError { field: format!("tensors[{:?}]", self.name), offset: self.offset, reason };
+        let (row_len, rows) = match self.dims[..] {
+            [n] => (1, n),
+            [cols, rows] => (cols, rows),
+            _ => return Err(err(format!("a {}-d tensor has no rows to split", self.dims.len()))),
+        };
+        if len == 0 || start.checked_add(len).is_none_or(|end| end > rows) {
+            return Err(err(format!("rows {start}..+{len} of {rows}")));
+        }
+        let bytes = |n: u64| n.checked_mul(row_len).and_then(|e| self.ty.bytes_for(e)).ok_or_else(|| err(format!("{n} rows of {row_len} are not whole {} blocks", self.ty.name())));
+        let (skip, size) = (bytes(start)?, bytes(len)?);
+        let dims = if self.dims.len() == 1 { vec![len] } else { vec![row_len, len] };
+        Ok(TensorInfo { name, dims, ty: self.ty, offset: self.offset.checked_add(skip).ok_or_else(|| err("offset overflows".into()))?, size })
+    }
 }
 
 /// A parsed and validated GGUF file: metadata in file order and tensor infos. It holds no

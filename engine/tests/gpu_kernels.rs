@@ -7,7 +7,7 @@
 //! native backend can do (weights split into small parts) and the fused ops (add + norm,
 //! SwiGLU + down projection, RoPE + KV append + attention, products of stacked weights with
 //! and without q/k/v biases) against the same ops unfused on the GPU; add_bias (both backends)
-//! exactly against the host.
+//! exactly against the host; LayerNorm and GELU (both backends) in f64.
 
 use std::sync::{Arc, OnceLock};
 
@@ -145,6 +145,56 @@ fn matmul_and_embed_over_split_weights() {
     }
     check_embed(gpu_split(), 210, GgmlType::Q6K, 70, 256);
     println!("split weights: worst rel err {worst:.2e}");
+}
+
+/// LayerNorm with a bias (StarCoder2, GPTBigCode) on both backends against f64, odd widths;
+/// a bias of the wrong width is a typed error.
+#[test]
+fn layer_norm_odd_widths() {
+    let b = gpu();
+    let mut rng = Rng(450);
+    for (rows, cols) in [(1, 256), (3, 577), (2, 1000), (5, 31)] {
+        let x: Vec<f32> = rng.vec(rows * cols, 3.0).iter().map(|v| v + 2.0).collect(); // a mean to remove
+        let (g, bias) = (rng.vec(cols, 1.5), rng.vec(cols, 0.5));
+        let want: Vec<f64> = x
+            .chunks(cols)
+            .flat_map(|r| {
+                let mean = r.iter().map(|v| *v as f64).sum::<f64>() / cols as f64;
+                let var = r.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+                let s = 1.0 / (var + 1e-5).sqrt();
+                r.iter().zip(&g).zip(&bias).map(move |((v, g), b)| (*v as f64 - mean) * s * *g as f64 + *b as f64).collect::<Vec<_>>()
+            })
+            .collect();
+        let (w, bw) = (b.weight("norm", GgmlType::F32, 1, cols, &f32_bytes(&g)).unwrap(), b.weight("bias", GgmlType::F32, 1, cols, &f32_bytes(&bias)).unwrap());
+        let got = b.to_vec(&b.layer_norm(&b.tensor(rows, cols, &x).unwrap(), &w, &bw, 1e-5).unwrap()).unwrap();
+        let e = rel_err(&got, &want);
+        assert!(e <= TOL, "gpu layer_norm ({rows}, {cols}): {e:.2e}");
+        let c = CpuBackend::new(Arc::new(ModelBytes::Owned([f32_bytes(&g), f32_bytes(&bias)].concat())), 1);
+        let (cw, cb) = (c.weight_at(GgmlType::F32, 1, cols, 0).unwrap(), c.weight_at(GgmlType::F32, 1, cols, 4 * cols).unwrap());
+        let e = rel_err(&c.layer_norm(&CpuTensor::new(rows, cols, x).unwrap(), &cw, &cb, 1e-5).unwrap().data, &want);
+        assert!(e <= TOL, "cpu layer_norm ({rows}, {cols}): {e:.2e}");
+    }
+    let x = b.tensor(2, 8, &rng.vec(16, 1.0)).unwrap();
+    let (w, short) = (b.weight("norm", GgmlType::F32, 1, 8, &f32_bytes(&rng.vec(8, 1.0))).unwrap(), b.weight("bias", GgmlType::F32, 1, 7, &f32_bytes(&rng.vec(7, 1.0))).unwrap());
+    assert!(b.layer_norm(&x, &w, &short, 1e-5).is_err());
+}
+
+/// GELU (tanh) against f64 over ±12 (past ggml's ±10 cut-offs): the GPU and the CPU
+/// reference within 1e-4, the CPU's default (ggml's f16 table) within f16 rounding.
+#[test]
+fn gelu_matches_f64() {
+    let (b, mut rng) = (gpu(), Rng(460));
+    let x: Vec<f32> = rng.vec(3 * 1001, 12.0);
+    let gelu = |v: f64| if v <= -10.0 { 0.0 } else if v >= 10.0 { v } else { 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * v * (1.0 + 0.044715 * v * v)).tanh()) };
+    let want: Vec<f64> = x.iter().map(|&v| gelu(v as f64)).collect();
+    let e = rel_err(&b.to_vec(&b.gelu(&b.tensor(3, 1001, &x).unwrap()).unwrap()).unwrap(), &want);
+    assert!(e <= TOL, "gpu gelu: {e:.2e}");
+    let bytes = Arc::new(ModelBytes::Owned(Vec::new()));
+    let reference = CpuBackend::with_precision(Arc::clone(&bytes), 1, nib_engine::backend::cpu::Precision::Reference);
+    let e = rel_err(&reference.gelu(&CpuTensor::new(3, 1001, x.clone()).unwrap()).unwrap().data, &want);
+    assert!(e <= TOL, "cpu reference gelu: {e:.2e}");
+    let e = rel_err(&cpu().gelu(&CpuTensor::new(3, 1001, x).unwrap()).unwrap().data, &want);
+    assert!(e <= 1e-3, "cpu gelu through ggml's f16 table: {e:.2e}");
 }
 
 #[test]

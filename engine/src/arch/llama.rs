@@ -4,13 +4,14 @@
 //! RMSNorm → SwiGLU feed-forward → residual; a final RMSNorm and the output matrix, which is the
 //! token embedding itself when the file has no `output.weight` (tied, as in SmolLM2).
 //!
-//! The decoder here is shared with the architectures that only add to it (`qwen2`: q/k/v
-//! biases and NEOX RoPE): they read their [`Config`] with [`Config::read`] and load with
-//! [`Llama::load_with`].
+//! The decoder here is shared with the architectures that differ from it only by parts llama.cpp
+//! names alike in every GGUF (`qwen2`: q/k/v biases and NEOX RoPE; `starcoder2` and `starcoder`:
+//! LayerNorm, biases everywhere, a GELU feed-forward, fused q/k/v, learned positions): they read
+//! their [`Config`] with [`Config::read`] and load with [`Llama::load_with`] and their [`Variant`].
 
 use crate::backend::{AttnShape, Backend, Rope};
 use crate::error::{Error, Result};
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, TensorInfo};
 
 /// Upper bounds that keep a hostile config from asking for absurd allocations (the KV cache is
 /// sized from these) while leaving room for every real model nib targets.
@@ -80,7 +81,11 @@ impl Config {
             }
         };
         let theta = f32_of("rope.freq_base", 10_000.0)?;
-        let eps = f32_of("attention.layer_norm_rms_epsilon", 1e-5)?;
+        // RMSNorm's epsilon, or LayerNorm's for the architectures that have it.
+        let eps = match g.get(&key("attention.layer_norm_rms_epsilon")) {
+            Some(_) => f32_of("attention.layer_norm_rms_epsilon", 1e-5)?,
+            None => f32_of("attention.layer_norm_epsilon", 1e-5)?,
+        };
         let freq_scale = match g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
             None | Some("none") => 1.0,
             Some("linear") => 1.0 / f32_of("rope.scaling.factor", 1.0)?,
@@ -111,6 +116,53 @@ impl Config {
     }
 }
 
+/// How an architecture's decoder differs from Llama's. llama.cpp names the tensors alike across
+/// architectures (`blk.N.attn_q.bias`, `blk.N.attn_norm.bias`, `position_embd.weight`, ...),
+/// so one loader reads them all, driven by these switches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// `attn_{q,k,v}.bias` (Qwen2, StarCoder2, GPTBigCode).
+    pub qkv_bias: bool,
+    /// q, k and v stacked in one `attn_qkv` weight (and bias) of `q_dim + 2 kv_dim` rows
+    /// (GPTBigCode); loaded as its three row ranges, so the backends see what they see for
+    /// three tensors.
+    pub fused_qkv: bool,
+    /// LayerNorm with a bias (`*_norm.bias`) in place of RMSNorm (StarCoder2, GPTBigCode).
+    pub layer_norm: bool,
+    /// A feed-forward `down(gelu(up(x)))` without a gate, in place of SwiGLU, and biases on
+    /// `attn_output`, `ffn_up` and `ffn_down` (StarCoder2, GPTBigCode).
+    pub gelu_ffn: bool,
+    /// Learned absolute positions: rows of `position_embd (ctx_len, dim)` added to the token
+    /// embeddings (GPTBigCode, whose config then has no rotary dims).
+    pub learned_positions: bool,
+}
+
+/// A norm's parameters, `(dim)` each.
+enum Norm<W> {
+    Rms(W),
+    Layer { weight: W, bias: W },
+}
+
+impl<W> Norm<W> {
+    fn apply<B: Backend<Weight = W>>(&self, b: &B, x: &B::Tensor, eps: f32) -> Result<B::Tensor> {
+        match self {
+            Norm::Rms(w) => b.rms_norm(x, w, eps),
+            Norm::Layer { weight, bias } => b.layer_norm(x, weight, bias, eps),
+        }
+    }
+
+    /// `x += y`, then the norm of `x` (fused where the backend fuses it).
+    fn add_apply<B: Backend<Weight = W>>(&self, b: &B, x: &mut B::Tensor, y: &B::Tensor, eps: f32) -> Result<B::Tensor> {
+        match self {
+            Norm::Rms(w) => b.add_rms_norm(x, y, w, eps),
+            Norm::Layer { .. } => {
+                b.add_assign(x, y)?;
+                self.apply(b, x, eps)
+            }
+        }
+    }
+}
+
 /// A layer's q, k, v projections and their biases (Qwen2 has them, Llama not): apart, or
 /// stacked by rows into one `(q_dim + 2 kv_dim, dim)` weight (and one `(q_dim + 2 kv_dim)` bias)
 /// when the backend gains from one product (see [`Backend::stack_weights`]).
@@ -126,13 +178,22 @@ enum GateUp<W> {
     Stacked(W),
 }
 
+/// The feed-forward block.
+enum Ffn<W> {
+    /// `down(silu(gate(x)) · up(x))`; down is (dim, ffn_dim).
+    SwiGlu { gate_up: GateUp<W>, down: W },
+    /// `down(gelu(up(x) + up_bias)) + down_bias`: up (ffn_dim, dim), down (dim, ffn_dim), biases
+    /// (ffn_dim), (dim).
+    Gelu { up: W, up_bias: W, down: W, down_bias: W },
+}
+
 struct Layer<W> {
-    attn_norm: W, // (dim)
+    attn_norm: Norm<W>,
     qkv: Qkv<W>,
-    wo: W,       // (dim, q_dim)
-    ffn_norm: W, // (dim)
-    gate_up: GateUp<W>,
-    w_down: W, // (dim, ffn_dim)
+    wo: W,               // (dim, q_dim)
+    wo_bias: Option<W>,  // (dim)
+    ffn_norm: Norm<W>,
+    ffn: Ffn<W>,
 }
 
 /// Where a forward pass's tokens go: consecutive positions of one sequence, or one token for
@@ -144,19 +205,20 @@ enum Seqs<'a, 'c, C> {
 
 pub struct Llama<B: Backend> {
     pub config: Config,
-    tok_embd: B::Weight,       // (vocab, dim)
+    tok_embd: B::Weight,         // (vocab, dim)
+    pos_embd: Option<B::Weight>, // (ctx_len, dim): learned positions
     layers: Vec<Layer<B::Weight>>,
-    output_norm: B::Weight,    // (dim)
+    output_norm: Norm<B::Weight>,
     output: Option<B::Weight>, // (vocab, dim); None: tied to tok_embd
 }
 
 impl<B: Backend> Llama<B> {
     pub fn load(backend: &B, g: &Gguf) -> Result<Self> {
-        Llama::load_with(backend, g, Config::from_gguf(g)?, false)
+        Llama::load_with(backend, g, Config::from_gguf(g)?, Variant::default())
     }
 
-    /// Loads the decoder for `config`; `qkv_bias`: every layer has `attn_{q,k,v}.bias`.
-    pub fn load_with(backend: &B, g: &Gguf, config: Config, qkv_bias: bool) -> Result<Self> {
+    /// Loads the decoder for `config` with the parts `variant` names.
+    pub fn load_with(backend: &B, g: &Gguf, config: Config, variant: Variant) -> Result<Self> {
         let c = &config;
         // Each weight must exist with the shape the config implies (GGML order: [cols, rows]).
         let info = |name: &str, dims: &[usize]| -> Result<&crate::gguf::TensorInfo> {
@@ -169,16 +231,31 @@ impl<B: Backend> Llama<B> {
         };
         let get = |name: &str, dims: &[usize]| -> Result<B::Weight> { backend.load_weight(g, info(name, dims)?) };
         let (dim, q_dim, kv_dim, ffn) = (c.dim, c.attn.q_dim(), c.attn.kv_dim(), c.ffn_dim);
+        let norm = |name: &str| -> Result<Norm<B::Weight>> {
+            let weight = get(&format!("{name}.weight"), &[dim])?;
+            Ok(if variant.layer_norm { Norm::Layer { weight, bias: get(&format!("{name}.bias"), &[dim])? } } else { Norm::Rms(weight) })
+        };
+        // q, k, v (`cols` = dim), or their biases (`cols` = 1): three tensors, or three row
+        // ranges of one.
+        let qkv_parts = |i: usize, suffix: &str, cols: usize| -> Result<[TensorInfo; 3]> {
+            let shape = |rows: usize| if cols == 1 { vec![rows] } else { vec![cols, rows] };
+            if variant.fused_qkv {
+                let fused = info(&format!("blk.{i}.attn_qkv.{suffix}"), &shape(q_dim + 2 * kv_dim))?;
+                let part = |what: &str, start: usize, len: usize| fused.rows(format!("{}[{what}]", fused.name), start as u64, len as u64);
+                Ok([part("q", 0, q_dim)?, part("k", q_dim, kv_dim)?, part("v", q_dim + kv_dim, kv_dim)?])
+            } else {
+                let one = |s: &str, r: usize| info(&format!("blk.{i}.{s}.{suffix}"), &shape(r)).cloned();
+                Ok([one("attn_q", q_dim)?, one("attn_k", kv_dim)?, one("attn_v", kv_dim)?])
+            }
+        };
         let layers = (0..c.n_layers)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
-                let (q, k, v) = (info(&n("attn_q"), &[dim, q_dim])?, info(&n("attn_k"), &[dim, kv_dim])?, info(&n("attn_v"), &[dim, kv_dim])?);
                 let b = |s: &str| format!("blk.{i}.{s}.bias");
-                let biases = if qkv_bias {
-                    Some([info(&b("attn_q"), &[q_dim])?, info(&b("attn_k"), &[kv_dim])?, info(&b("attn_v"), &[kv_dim])?])
-                } else {
-                    None
-                };
+                let [q, k, v] = qkv_parts(i, "weight", dim)?;
+                let (q, k, v) = (&q, &k, &v);
+                let biases = if variant.qkv_bias { Some(qkv_parts(i, "bias", 1)?) } else { None };
+                let biases = biases.as_ref().map(|[bq, bk, bv]| [bq, bk, bv]);
                 let stacked = match backend.stack_weights(g, &[q, k, v])? {
                     None => None,
                     Some(w) => match biases {
@@ -199,18 +276,24 @@ impl<B: Backend> Llama<B> {
                         },
                     },
                 };
-                let (gate, up) = (info(&n("ffn_gate"), &[dim, ffn])?, info(&n("ffn_up"), &[dim, ffn])?);
-                let gate_up = match backend.stack_weights(g, &[gate, up])? {
-                    Some(w) => GateUp::Stacked(w),
-                    None => GateUp::Apart { gate: backend.load_weight(g, gate)?, up: backend.load_weight(g, up)? },
+                let down = get(&n("ffn_down"), &[ffn, dim])?;
+                let ffn = if variant.gelu_ffn {
+                    Ffn::Gelu { up: get(&n("ffn_up"), &[dim, ffn])?, up_bias: get(&b("ffn_up"), &[ffn])?, down, down_bias: get(&b("ffn_down"), &[dim])? }
+                } else {
+                    let (gate, up) = (info(&n("ffn_gate"), &[dim, ffn])?, info(&n("ffn_up"), &[dim, ffn])?);
+                    let gate_up = match backend.stack_weights(g, &[gate, up])? {
+                        Some(w) => GateUp::Stacked(w),
+                        None => GateUp::Apart { gate: backend.load_weight(g, gate)?, up: backend.load_weight(g, up)? },
+                    };
+                    Ffn::SwiGlu { gate_up, down }
                 };
                 Ok(Layer {
-                    attn_norm: get(&n("attn_norm"), &[dim])?,
+                    attn_norm: norm(&format!("blk.{i}.attn_norm"))?,
                     qkv,
                     wo: get(&n("attn_output"), &[q_dim, dim])?,
-                    ffn_norm: get(&n("ffn_norm"), &[dim])?,
-                    gate_up,
-                    w_down: get(&n("ffn_down"), &[ffn, dim])?,
+                    wo_bias: if variant.gelu_ffn { Some(get(&b("attn_output"), &[dim])?) } else { None },
+                    ffn_norm: norm(&format!("blk.{i}.ffn_norm"))?,
+                    ffn,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -220,7 +303,8 @@ impl<B: Backend> Llama<B> {
         };
         Ok(Llama {
             tok_embd: get("token_embd.weight", &[dim, c.vocab])?,
-            output_norm: get("output_norm.weight", &[dim])?,
+            pos_embd: if variant.learned_positions { Some(get("position_embd.weight", &[dim, c.ctx_len])?) } else { None },
+            output_norm: norm("output_norm")?,
             output,
             layers,
             config,
@@ -242,21 +326,30 @@ impl<B: Backend> Llama<B> {
 
     /// [`Llama::forward`] from embedded tokens `x (n, dim)`.
     pub fn forward_embedded(&self, b: &B, cache: &mut B::Cache, x: B::Tensor, pos: usize, all_logits: bool) -> Result<B::Tensor> {
-        self.run(b, Seqs::One { cache, pos }, x, all_logits)
+        let n = b.rows(&x);
+        self.run(b, Seqs::One { cache, pos }, x, pos..pos.saturating_add(n), all_logits)
     }
 
     /// One token for each of several sequences (candidates decoded together): `ids[j]` goes
     /// to the sequence of `caches[j]` at position `positions[j]`. Returns logits `(n, vocab)`.
     /// The weights are read once for all rows; only attention runs row by row.
     pub fn forward_rows(&self, b: &B, caches: &mut [&mut B::Cache], ids: &[u32], positions: &[usize]) -> Result<B::Tensor> {
-        self.run(b, Seqs::Rows { caches, positions }, b.embed(&self.tok_embd, ids)?, true)
+        self.run(b, Seqs::Rows { caches, positions }, b.embed(&self.tok_embd, ids)?, positions.iter().copied(), true)
     }
 
-    fn run(&self, b: &B, mut seqs: Seqs<'_, '_, B::Cache>, mut x: B::Tensor, all_logits: bool) -> Result<B::Tensor> {
+    /// `x (n, dim)`, the embedded tokens at `positions`, through the decoder.
+    fn run(&self, b: &B, mut seqs: Seqs<'_, '_, B::Cache>, mut x: B::Tensor, positions: impl Iterator<Item = usize>, all_logits: bool) -> Result<B::Tensor> {
         let c = &self.config;
         let a = c.attn;
+        if let Some(table) = &self.pos_embd {
+            let ids = positions
+                .map(|p| u32::try_from(p).ok().filter(|&p| (p as usize) < c.ctx_len))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| Error::InvalidArgument(format!("a position past the {} learned positions", c.ctx_len)))?;
+            b.add_assign(&mut x, &b.embed(table, &ids)?)?; // (n, dim)
+        }
         let first_norm = self.layers.first().map_or(&self.output_norm, |l| &l.attn_norm);
-        let mut h = b.rms_norm(&x, first_norm, c.eps)?; // (n, dim)
+        let mut h = first_norm.apply(b, &x, c.eps)?; // (n, dim)
         for (i, l) in self.layers.iter().enumerate() {
             let att = match &l.qkv {
                 Qkv::Apart { wq, wk, wv, bias } => {
@@ -278,15 +371,26 @@ impl<B: Backend> Llama<B> {
                     Seqs::Rows { caches, positions } => b.qkv_attention_rows(caches, i, positions, &h, w, bias.as_ref(), a, &c.rope)?,
                 },
             }; // (n, n_heads * hd)
-            h = b.add_rms_norm(&mut x, &b.matmul(&att, &l.wo)?, &l.ffn_norm, c.eps)?; // (n, dim)
+            let mut o = b.matmul(&att, &l.wo)?; // (n, dim)
+            if let Some(bo) = &l.wo_bias {
+                b.add_bias(&mut o, bo)?;
+            }
+            h = l.ffn_norm.add_apply(b, &mut x, &o, c.eps)?; // (n, dim)
 
-            let down = match &l.gate_up {
-                GateUp::Apart { gate, up } => b.swiglu_matmul(&b.matmul(&h, gate)?, &b.matmul(&h, up)?, &l.w_down)?,
-                GateUp::Stacked(w) => b.matmul(&b.glu(&h, w)?, &l.w_down)?,
+            let down = match &l.ffn {
+                Ffn::SwiGlu { gate_up: GateUp::Apart { gate, up }, down } => b.swiglu_matmul(&b.matmul(&h, gate)?, &b.matmul(&h, up)?, down)?,
+                Ffn::SwiGlu { gate_up: GateUp::Stacked(w), down } => b.matmul(&b.glu(&h, w)?, down)?,
+                Ffn::Gelu { up, up_bias, down, down_bias } => {
+                    let mut u = b.matmul(&h, up)?; // (n, ffn_dim)
+                    b.add_bias(&mut u, up_bias)?;
+                    let mut d = b.matmul(&b.gelu(&u)?, down)?;
+                    b.add_bias(&mut d, down_bias)?;
+                    d
+                }
             }; // (n, dim)
             // The residual add, fused with the norm that opens the next layer (or the output).
             let next_norm = self.layers.get(i + 1).map_or(&self.output_norm, |l| &l.attn_norm);
-            h = b.add_rms_norm(&mut x, &down, next_norm, c.eps)?; // (n, dim)
+            h = next_norm.add_apply(b, &mut x, &down, c.eps)?; // (n, dim)
         }
         if !all_logits {
             h = b.last_row(&h)?; // (1, dim)

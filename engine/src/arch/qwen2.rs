@@ -8,7 +8,7 @@
 //! Embeddings are tied for the small sizes (no `output.weight`), which the decoder handles, and
 //! attention is grouped (14 query heads over 2 KV heads at 0.5B).
 
-use super::llama::{Config, Llama};
+use super::llama::{Config, Llama, Variant};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::gguf::Gguf;
@@ -18,5 +18,5 @@ pub fn config(g: &Gguf) -> Result<Config> {
 }
 
 pub fn load<B: Backend>(backend: &B, g: &Gguf) -> Result<Llama<B>> {
-    Llama::load_with(backend, g, config(g)?, true)
+    Llama::load_with(backend, g, config(g)?, Variant { qkv_bias: true, ..Variant::default() })
 }

@@ -76,6 +76,10 @@ pub trait Backend {
     /// `x / rms(x) * weight` along each row; `weight` is `(cols)`.
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
 
+    /// LayerNorm along each row: `(x - mean) / sqrt(var + eps) * weight + bias`, both `(cols)`
+    /// (StarCoder2, GPTBigCode).
+    fn layer_norm(&self, x: &Self::Tensor, weight: &Self::Weight, bias: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
+
     /// `x (n, k) · wᵀ` where `w` is `(m, k)` → `(n, m)`.
     fn matmul(&self, x: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor>;
 
@@ -98,6 +102,10 @@ pub trait Backend {
 
     /// `silu(gate) * up`, elementwise.
     fn swiglu(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`), elementwise: the non-gated
+    /// feed-forward of StarCoder2 and GPTBigCode.
+    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
 
     /// `x += y`, elementwise.
     fn add_assign(&self, x: &mut Self::Tensor, y: &Self::Tensor) -> Result<()>;
@@ -217,6 +225,9 @@ pub trait Backend {
         self.rope(k, shape.n_kv_heads, shape.head_dim, pos, rope)?;
         self.attention(cache, layer, pos, q, k, v, shape)
     }
+
+    /// The number of rows of `x`.
+    fn rows(&self, x: &Self::Tensor) -> usize;
 
     /// The last row of `x`, `(1, cols)`: only the next token's logits are needed while generating.
     fn last_row(&self, x: &Self::Tensor) -> Result<Self::Tensor>;

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod golden;
+#[cfg(not(target_os = "wasi"))]
+pub mod gpu;
 
 use std::path::PathBuf;
 
@@ -24,6 +26,15 @@ pub fn default_model() -> PathBuf {
 /// tests/fixtures/make_tiny_qwen2.py (and checks against the sha256 in qwen2_tiny.json).
 pub fn tiny_qwen2() -> PathBuf {
     let p = root().join("target/xtask/qwen2/tiny-qwen2.gguf");
+    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
+    p
+}
+
+/// A tiny random-weight model of tests/fixtures/make_tiny_starcoder.py (`cargo xtask setup`
+/// writes them and checks them against their fixtures' sha256): `tiny-starcoder2.gguf` or
+/// `tiny-gpt-bigcode.gguf`.
+pub fn tiny_starcoder(file: &str) -> PathBuf {
+    let p = root().join("target/xtask/starcoder").join(file);
     assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
     p
 }

@@ -70,8 +70,8 @@ impl CpuCache {
 const ATTN_TOKENS_PER_TASK: usize = 4;
 
 /// The arithmetic the CPU backend does where the two ways of computing differ: the matmuls'
-/// activations and attention's probabilities. Everything else (norms, RoPE, SwiGLU, the f16 KV
-/// cache, q rounded to f16 in attention) is the same in both.
+/// activations, attention's probabilities and GELU's f16 table. Everything else (norms, RoPE,
+/// SwiGLU, the f16 KV cache, q rounded to f16 in attention) is the same in both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Precision {
     /// llama.cpp's arithmetic, the default and what users run: activations quantized to 8-bit
@@ -247,6 +247,18 @@ impl Backend for CpuBackend {
         CpuTensor::new(x.rows, x.cols, out)
     }
 
+    fn layer_norm(&self, x: &CpuTensor, weight: &CpuWeight, bias: &CpuWeight, eps: f32) -> Result<CpuTensor> {
+        let (w, b) = (weight.vector.as_deref(), bias.vector.as_deref());
+        let (Some(w), Some(b)) = (w.filter(|w| w.len() == x.cols), b.filter(|b| b.len() == x.cols)) else {
+            return Err(shape_err("layer_norm", format!("weight ({}, {}), bias ({}, {}) for rows of {}", weight.rows, weight.cols, bias.rows, bias.cols, x.cols)));
+        };
+        let mut out = vec![0f32; x.data.len()];
+        for (r, o) in out.chunks_exact_mut(x.cols.max(1)).enumerate() {
+            vec::layer_norm(x.row(r), w, b, eps, o);
+        }
+        CpuTensor::new(x.rows, x.cols, out)
+    }
+
     fn matmul(&self, x: &CpuTensor, w: &CpuWeight) -> Result<CpuTensor> {
         if x.cols != w.cols {
             return Err(shape_err("matmul", format!("x ({}, {}) · wᵀ with w ({}, {})", x.rows, x.cols, w.rows, w.cols)));
@@ -415,6 +427,16 @@ impl Backend for CpuBackend {
         CpuTensor::new(gate.rows, gate.cols, out)
     }
 
+    /// In [`Precision::Ggml`] through ggml's f16 table ([`vec::gelu_f16`]), as llama.cpp runs
+    /// it; exact in f32 in [`Precision::Reference`], as the GPU computes it.
+    fn gelu(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let f = match self.precision {
+            Precision::Ggml => vec::gelu_f16,
+            Precision::Reference => vec::gelu,
+        };
+        CpuTensor::new(x.rows, x.cols, x.data.iter().map(|&v| f(v)).collect())
+    }
+
     fn add_assign(&self, x: &mut CpuTensor, y: &CpuTensor) -> Result<()> {
         if (x.rows, x.cols) != (y.rows, y.cols) {
             return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
@@ -431,6 +453,10 @@ impl Backend for CpuBackend {
             row.iter_mut().zip(b).for_each(|(a, b)| *a += b);
         }
         Ok(())
+    }
+
+    fn rows(&self, x: &CpuTensor) -> usize {
+        x.rows
     }
 
     fn last_row(&self, x: &CpuTensor) -> Result<CpuTensor> {

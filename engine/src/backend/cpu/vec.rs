@@ -1,5 +1,5 @@
 //! f32 vector helpers for the CPU backend's non-matmul ops: axpy over f16 values for attention,
-//! softmax, SiLU and RMSNorm. Each has a portable version and an AVX2+FMA version chosen at run
+//! softmax, SiLU, RMSNorm, LayerNorm and GELU. Each has a portable version and an AVX2+FMA version chosen at run
 //! time (wasm builds with simd128 get theirs from LLVM's auto-vectorisation of the portable code).
 //! All functions assume equal lengths; callers slice their inputs to match.
 
@@ -169,6 +169,41 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     for ((o, x), w) in out.iter_mut().zip(x).zip(w) {
         *o = x * scale * w;
     }
+}
+
+/// out = (x − mean) / sqrt(var + eps) · w + b, as ggml's `norm` then `mul` and `add`: the mean and
+/// the variance summed in f64.
+pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len().max(1) as f64;
+    let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / n) as f32;
+    let var = (x.iter().map(|&v| ((v - mean) * (v - mean)) as f64).sum::<f64>() / n) as f32;
+    let scale = 1.0 / (var + eps).sqrt();
+    for (((o, x), w), b) in out.iter_mut().zip(x).zip(w).zip(b) {
+        *o = (x - mean) * scale * w + b;
+    }
+}
+
+/// GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))), with ggml's cut-offs
+/// (x ≤ −10 → 0, x ≥ 10 → x) where the curve equals them in f32 anyway.
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+    }
+}
+
+/// [`gelu`] as ggml's CPU computes it: a table indexed by the input rounded to f16, holding
+/// outputs rounded to f16.
+pub fn gelu_f16(x: f32) -> f32 {
+    if x <= -10.0 || x >= 10.0 {
+        return gelu(x);
+    }
+    f16::from_f32(gelu(f16::from_f32(x).to_f32())).to_f32()
 }
 
 #[cfg(test)]

@@ -576,6 +576,18 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn layer_norm(&self, x: &GpuTensor, weight: &GpuWeight, bias: &GpuWeight, eps: f32) -> Result<GpuTensor> {
+        let (g, b) = (weight.vector.as_ref().filter(|_| weight.cols == x.cols), bias.vector.as_ref().filter(|_| bias.cols == x.cols));
+        let (Some(g), Some(b)) = (g, b) else {
+            return Err(shape_err("layer_norm", format!("weight ({}, {}), bias ({}, {}) for rows of {}", weight.rows, weight.cols, bias.rows, bias.cols, x.cols)));
+        };
+        let out = self.output(x.rows, x.cols)?;
+        if x.len() > 0 {
+            ops::layer_norm(&self.gpu, x.buffer(), g, b, x.rows, x.cols, eps, out.buffer())?;
+        }
+        Ok(out)
+    }
+
     fn matmul(&self, x: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
         if x.cols != w.cols {
             return Err(shape_err("matmul", format!("x ({}, {}) · wᵀ with w ({}, {})", x.rows, x.cols, w.rows, w.cols)));
@@ -789,6 +801,14 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn gelu(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let out = self.output(x.rows, x.cols)?;
+        if x.len() > 0 {
+            ops::gelu(&self.gpu, x.buffer(), x.len(), out.buffer())?;
+        }
+        Ok(out)
+    }
+
     fn add_assign(&self, x: &mut GpuTensor, y: &GpuTensor) -> Result<()> {
         if (x.rows, x.cols) != (y.rows, y.cols) {
             return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
@@ -813,6 +833,10 @@ impl Backend for GpuBackend {
             return Ok(());
         }
         ops::add_bias(&self.gpu, x.buffer(), b, x.rows, x.cols)
+    }
+
+    fn rows(&self, x: &GpuTensor) -> usize {
+        x.rows
     }
 
     fn last_row(&self, x: &GpuTensor) -> Result<GpuTensor> {

@@ -219,6 +219,20 @@ pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols
     gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
 }
 
+/// out = layer_norm(x) · g + b for each of `rows` rows of `cols`.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, b: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
+    let r = Access::Read;
+    let k = gpu.kernel(("layer_norm", 0), &[r, r, r, Access::ReadWrite], || include_str!("kernels/layer_norm.wgsl").into())?;
+    let binds = [
+        Bind { buffer: x, bytes: bytes_f32(rows * cols) },
+        Bind { buffer: g, bytes: bytes_f32(cols) },
+        Bind { buffer: b, bytes: bytes_f32(cols) },
+        Bind { buffer: out, bytes: bytes_f32(rows * cols) },
+    ];
+    gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
+}
+
 /// Rotates `x (n, n_heads * head_dim)` in place with the (cos, sin) table `cs` (positions, half).
 #[allow(clippy::too_many_arguments)]
 pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, cs: &wgpu::Buffer, n: usize, n_heads: usize, head_dim: usize, half: usize, pos: usize, neox: bool) -> Result<()> {
@@ -389,6 +403,13 @@ pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, rows: usize, co
     let binds = [Bind { buffer: gate, bytes: src }, Bind { buffer: up, bytes: src }, Bind { buffer: out, bytes: bytes_f32(len) }];
     let params = [u32_of(len, "elements")?, u32_of(cols, "columns")?, u32_of(stride, "stride")?, u32_of(up_off, "up offset")?];
     gpu.dispatch(&k, &params, &binds, grid_1d(gpu, len)?)
+}
+
+/// out = gelu(x) over `len` elements.
+pub fn gelu(gpu: &Gpu, x: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("gelu", 0), &[Access::Read, Access::ReadWrite], || include_str!("kernels/gelu.wgsl").into())?;
+    let b = bytes_f32(len);
+    gpu.dispatch(&k, &[u32_of(len, "elements")?], &[Bind { buffer: x, bytes: b }, Bind { buffer: out, bytes: b }], grid_1d(gpu, len)?)
 }
 
 /// x (rows, cols) += bias (cols) on every row.
