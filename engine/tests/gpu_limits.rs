@@ -1,0 +1,90 @@
+//! Device limits against a 0.5B model (issue #7, memory): Qwen2.5-Coder-0.5B's shapes in Q4_0
+//! (random weights, `common::qwen2_05b`) on the GPU backend (lavapipe where there is no GPU).
+//!
+//! - Under WebGPU's default binding limit (128 MiB, what every WebGPU device must allow) every
+//!   weight is bound whole: the largest, the 151,936 × 896 embedding, is 76.6 MB.
+//! - On a device with a smaller limit the weights split by rows, and the logits do not change.
+//! - Splitting by rows fits any model whose rows fit one binding; a device whose limit is below
+//!   one row gets a typed error (`Error::Unsupported`) that names the limit. WebGPU's minimum
+//!   (128 MiB) holds rows of millions of columns, so on a WebGPU device every model fits.
+
+use std::sync::Arc;
+
+use nib_engine::backend::gpu::GpuBackend;
+use nib_engine::backend::Backend;
+use nib_engine::gguf::{Gguf, ModelBytes};
+use nib_engine::{Error, Model};
+
+mod common;
+
+/// WebGPU's default (and guaranteed minimum) maxStorageBufferBindingSize.
+const WEBGPU_DEFAULT_BINDING: u64 = 128 << 20;
+
+fn model_bytes() -> Arc<ModelBytes> {
+    Arc::new(ModelBytes::open(&common::qwen2_05b()).unwrap())
+}
+
+/// (name, bytes, parts) of every matrix of the model on `backend`.
+fn parts(backend: &GpuBackend, gguf: &Gguf) -> Vec<(String, u64, usize)> {
+    gguf.tensors
+        .iter()
+        .filter(|t| t.dims.len() == 2)
+        .map(|t| {
+            let w = backend.load_weight(gguf, t).unwrap();
+            (t.name.clone(), t.ty.bytes_for(t.n_elements()).unwrap(), w.n_parts())
+        })
+        .collect()
+}
+
+#[test]
+fn a_05b_model_fits_webgpu_default_limits_and_splits_exactly_below_them() {
+    let bytes = model_bytes();
+    let gguf = Gguf::parse(&bytes).unwrap();
+    let whole = GpuBackend::with_part_limit(Arc::clone(&bytes), WEBGPU_DEFAULT_BINDING).unwrap();
+    println!("adapter: {}", whole.describe());
+    let got = parts(&whole, &gguf);
+    assert_eq!(got.len(), 24 * 7 + 1, "the 0.5B shape's matrices");
+    let (name, largest, n) = got.iter().max_by_key(|p| p.1).unwrap();
+    println!("{} matrices, {} bytes; largest {name}: {largest} bytes in {n} part(s) under a {} MiB binding", got.len(), bytes.len(), WEBGPU_DEFAULT_BINDING >> 20);
+    assert_eq!(name, "token_embd.weight");
+    assert_eq!(*largest, 151_936 / 32 * 18 * 896);
+    assert!(got.iter().all(|p| p.2 == 1), "a weight split under WebGPU's default limit: {got:?}");
+
+    // A device that binds 16 MiB: the embedding in 5 parts, the rest whole, the same logits.
+    let small = GpuBackend::with_part_limit(Arc::clone(&bytes), 16 << 20).unwrap();
+    let split = parts(&small, &gguf);
+    let embd = split.iter().find(|p| p.0 == "token_embd.weight").unwrap();
+    println!("under a 16 MiB binding: token_embd.weight in {} parts", embd.2);
+    assert_eq!(embd.2, 5);
+    assert!(split.iter().filter(|p| p.0 != "token_embd.weight").all(|p| p.2 == 1));
+    drop((whole, small));
+
+    let prompt = [14582u32, 1598];
+    let logits = |limit: u64| {
+        let m = Model::new(GpuBackend::with_part_limit(Arc::clone(&bytes), limit).unwrap(), &gguf).unwrap();
+        m.eval(&mut m.session(prompt.len()).unwrap(), &prompt).unwrap()
+    };
+    let (a, b) = (logits(WEBGPU_DEFAULT_BINDING), logits(16 << 20));
+    assert_eq!(a.len(), 151_936);
+    assert!(a.iter().all(|x| x.is_finite()));
+    let delta = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    println!("logits whole vs split: max |delta| {delta:.2e}");
+    assert!(delta <= 1e-5, "splitting changed the logits by {delta}");
+}
+
+#[test]
+fn a_device_below_one_row_gets_a_typed_error_naming_the_limit() {
+    let bytes = model_bytes();
+    let gguf = Gguf::parse(&bytes).unwrap();
+    // ffn_down's rows are 4864 Q4_0 values: 2736 bytes, more than a 2 KiB binding holds.
+    let b = GpuBackend::with_part_limit(Arc::clone(&bytes), 2048).unwrap();
+    let down = gguf.tensor("blk.0.ffn_down.weight").unwrap();
+    match b.load_weight(&gguf, down) {
+        Err(Error::Unsupported(msg)) => {
+            println!("{msg}");
+            assert!(msg.contains("max_storage_buffer_binding_size") && msg.contains("2048 bytes") && msg.contains("2736 bytes"), "{msg}");
+        }
+        Err(e) => panic!("not Unsupported: {e}"),
+        Ok(_) => panic!("a 2736-byte row bound under a 2048-byte limit"),
+    }
+}
