@@ -62,6 +62,16 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec
                 out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
                 out.extend((0..16).map(|_| rng.byte()));
             }
+            GgmlType::Q5_0 => {
+                // d, the 32 fifth bits, the nibbles.
+                out.extend_from_slice(&f16_bytes(d / 2.0));
+                out.extend((0..20).map(|_| rng.byte()));
+            }
+            GgmlType::Q5_1 => {
+                out.extend_from_slice(&f16_bytes(d.abs() / 2.0));
+                out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
+                out.extend((0..20).map(|_| rng.byte()));
+            }
             GgmlType::Q4K | GgmlType::Q5K => {
                 // d, dmin, 12 bytes of 6-bit scales and mins, (Q5_K: 32 bytes of fifth bits,) quants.
                 out.extend_from_slice(&f16_bytes(d.abs() / 8.0));
