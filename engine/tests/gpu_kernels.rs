@@ -30,6 +30,7 @@ const REGRESSION_SEEDS: [u64; 0] = [];
 
 /// The K-quant formats (256-value super-blocks).
 const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+const Q5_TYPES: [GgmlType; 2] = [GgmlType::Q5_0, GgmlType::Q5_1];
 
 fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
@@ -117,6 +118,15 @@ fn matmul_every_format_and_odd_shape() {
             }
         }
     }
+    // Q5_0 / Q5_1 (Gemma 3's Q4_K_M keeps its narrow tensors in Q5_0): 22- and 24-byte blocks.
+    for ty in Q5_TYPES {
+        for k in [32, 96, 640] {
+            for (rows, n) in [(1, 1), (7, 1), (65, 2), (33, 3), (130, 5), (67, 33), (129, 131)] {
+                worst = worst.max(check_matmul(gpu(), seed, ty, rows, k, n));
+                seed += 1;
+            }
+        }
+    }
     for &s in &REGRESSION_SEEDS {
         check_matmul(gpu(), s, GgmlType::Q4_1, 33, 96, 3);
     }
@@ -138,6 +148,11 @@ fn matmul_and_embed_over_split_weights() {
         worst = worst.max(check_matmul(gpu_split(), 110 + n as u64, GgmlType::Q6K, 70, 256, n));
     }
     check_embed(gpu_split(), 210, GgmlType::Q6K, 70, 256);
+    // Q5_0 rows of 96 are 66 bytes (every other row off word alignment): 15 rows per part.
+    for n in [1, 6] {
+        worst = worst.max(check_matmul(gpu_split(), 120 + n as u64, GgmlType::Q5_0, 70, 96, n));
+    }
+    check_embed(gpu_split(), 220, GgmlType::Q5_0, 70, 96);
     println!("split weights: worst rel err {worst:.2e}");
 }
 
@@ -162,6 +177,9 @@ fn embed_every_format() {
     }
     for (i, ty) in K_TYPES.into_iter().enumerate() {
         check_embed(gpu(), 310 + i as u64, ty, 37, 512);
+    }
+    for (i, ty) in Q5_TYPES.into_iter().enumerate() {
+        check_embed(gpu(), 320 + i as u64, ty, 37, 96);
     }
 }
 
@@ -247,7 +265,7 @@ fn add_rms_norm_matches_add_then_norm() {
 fn swiglu_matmul_matches_swiglu_then_matmul() {
     let b = gpu();
     let mut rng = Rng(1100);
-    let formats = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32].into_iter().chain(K_TYPES);
+    let formats = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::F32].into_iter().chain(K_TYPES).chain(Q5_TYPES);
     for ty in formats {
         let shapes = if ty.block_size() == 256 { [(37, 256, 1), (576, 1536, 2), (9, 512, 4), (11, 256, 7)] } else { [(37, 96, 1), (576, 1536, 2), (9, 64, 4), (11, 64, 7)] };
         for (rows, k, n) in shapes {
@@ -344,7 +362,7 @@ fn rope_attention_rows_match_each_row_alone() {
 fn stacked_weights_match_separate_ones() {
     let b = gpu();
     let mut rng = Rng(1300);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16].into_iter().chain(K_TYPES) {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16].into_iter().chain(K_TYPES).chain(Q5_TYPES) {
         let shapes = if ty.block_size() == 256 { [(45, 256, 1), (1536, 512, 3), (20, 256, 9)] } else { [(45, 96, 1), (1536, 576, 3), (20, 64, 9)] };
         for (f, k, n) in shapes {
             let (gb, ub) = (random_weights(&mut rng, ty, f, k), random_weights(&mut rng, ty, f, k));

@@ -2,7 +2,7 @@
 //! natively; lavapipe where there is no GPU).
 //!
 //! - Weights are uploaded as the file's GGML blocks, as u32 words, and dequantized inside the
-//!   kernels (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
+//!   kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
 //!   binding is split by rows into parts, each dispatched on its own.
 //! - Ops are recorded into one pending command encoder (in one compute pass while no copy
 //!   intervenes) and submitted only when the host reads something back, so a decode step is

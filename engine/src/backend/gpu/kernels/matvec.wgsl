@@ -39,6 +39,12 @@ fn quarter_dot(b: u32, xv: u32, sub: u32) -> f32 {
         let q = dot(bytes_i8(word_at(b + 2u + 8u * sub)), xa) + dot(bytes_i8(word_at(b + 6u + 8u * sub)), xb);
         return f16_at(b) * q;
     }
+    if (IS_Q5) {
+        let e = q5_quarter(b, sub);
+        let xl = xin(xv + sub);
+        let xh = xin(xv + 4u + sub);
+        return e.d * (dot(e.lo, xl) + dot(e.hi, xh)) + e.m * dot(xl + xh, vec4<f32>(1.0));
+    }
     // Q4_0 / Q4_1: byte j holds value j (low nibble) and value j + 16 (high nibble).
     let q = word_at(b + 4u - 2u * u32(FMT == Q4_0) + 4u * sub);
     let xl = xin(xv + sub);
