@@ -214,7 +214,7 @@ fn time_us<T>(b: &GpuBackend, reps: usize, mut f: impl FnMut() -> nib_engine::Re
 /// besides the matvecs of the table above.
 fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usize) -> Res<Vec<Value>> {
     let (dim, kv_dim, hd) = (shape.dim, shape.kv_dim(), shape.dim / shape.heads);
-    let attn = nib_engine::backend::AttnShape { n_heads: shape.heads, n_kv_heads: shape.kv_heads, head_dim: hd };
+    let attn = nib_engine::backend::AttnShape { n_heads: shape.heads, n_kv_heads: shape.kv_heads, head_dim: hd, window: None };
     let rope = nib_engine::backend::Rope { theta: shape.rope_base, dims: hd, neox: false, freq_scale: 1.0 };
     let stacked = |rng: &mut Rng, rows: usize, cols: usize| b.weight("stacked", shape.ty, rows, cols, &random_weights(rng, shape.ty, rows, cols));
     let wqkv = stacked(rng, dim + 2 * kv_dim, dim)?;

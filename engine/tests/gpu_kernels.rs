@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use nib_engine::backend::cpu::{CpuBackend, CpuTensor};
+use nib_engine::backend::cpu::{CpuBackend, CpuTensor, Precision};
 use nib_engine::backend::gpu::{GpuBackend, GpuTensor};
 use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
@@ -187,22 +187,31 @@ fn embed_every_format() {
 fn rms_norm_odd_widths() {
     let b = gpu();
     let mut rng = Rng(400);
-    for (rows, cols) in [(1, 576), (3, 577), (2, 1000), (5, 31)] {
+    // (rows, cols, weight length): whole rows, and per head (Gemma 3's q/k norms: rows of
+    // 1024 = 4 heads of 256).
+    for (rows, cols, d) in [(1, 576, 576), (3, 577, 577), (2, 1000, 1000), (5, 31, 31), (3, 1024, 256), (2, 96, 32)] {
         let x = rng.vec(rows * cols, 3.0);
-        let g = rng.vec(cols, 1.5);
+        let g = rng.vec(d, 1.5);
         let gb: Vec<u8> = g.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let w = b.weight("norm", GgmlType::F32, 1, cols, &gb).unwrap();
+        let w = b.weight("norm", GgmlType::F32, 1, d, &gb).unwrap();
         let got = b.to_vec(&b.rms_norm(&b.tensor(rows, cols, &x).unwrap(), &w, 1e-5).unwrap()).unwrap();
         let want: Vec<f64> = x
-            .chunks(cols)
+            .chunks(d)
             .flat_map(|r| {
-                let s = 1.0 / (r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / cols as f64 + 1e-5).sqrt();
+                let s = 1.0 / (r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / d as f64 + 1e-5).sqrt();
                 r.iter().zip(&g).map(move |(v, g)| *v as f64 * s * *g as f64).collect::<Vec<_>>()
             })
             .collect();
         let e = rel_err(&got, &want);
-        assert!(e <= TOL, "rms_norm ({rows}, {cols}): {e:.2e}");
+        assert!(e <= TOL, "rms_norm ({rows}, {cols}) by {d}: {e:.2e}");
+        let c = CpuBackend::new(Arc::new(ModelBytes::Owned(gb)), 1);
+        let cw = c.weight_at(GgmlType::F32, 1, d, 0).unwrap();
+        let ec = rel_err(&c.rms_norm(&CpuTensor::new(rows, cols, x).unwrap(), &cw, 1e-5).unwrap().data, &want);
+        assert!(ec <= TOL, "cpu rms_norm ({rows}, {cols}) by {d}: {ec:.2e}");
     }
+    // A weight that does not divide the row is a typed error.
+    let w = b.weight("norm", GgmlType::F32, 1, 7, &f32_bytes(&rng.vec(7, 1.0))).unwrap();
+    assert!(b.rms_norm(&b.tensor(2, 16, &rng.vec(32, 1.0)).unwrap(), &w, 1e-5).is_err());
 }
 
 #[test]
@@ -286,7 +295,7 @@ fn rope_attention_matches_rope_then_attention() {
     let b = gpu();
     let mut rng = Rng(1200);
     for (nh, nkv, hd, dims, neox, prefill) in [(9, 3, 64, 64, false, 7), (6, 2, 34, 20, true, 70), (4, 4, 16, 16, false, 3), (2, 1, 8, 0, false, 5)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window: None };
         let rope = Rope { theta: 10_000.0, dims, neox, freq_scale: 1.0 };
         let mut fused = b.new_cache(1, prefill + 4, shape).unwrap();
         let mut plain = b.new_cache(1, prefill + 4, shape).unwrap();
@@ -314,7 +323,7 @@ fn rope_attention_matches_rope_then_attention() {
 fn rope_attention_rows_match_each_row_alone() {
     let (b, cpu) = (gpu(), cpu());
     let mut rng = Rng(1300);
-    let (shape, rope) = (AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 34 }, Rope { theta: 10_000.0, dims: 34, neox: true, freq_scale: 1.0 });
+    let (shape, rope) = (AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 34, window: None }, Rope { theta: 10_000.0, dims: 34, neox: true, freq_scale: 1.0 });
     let (qd, kd) = (shape.q_dim(), shape.kv_dim());
     // A shared prompt of 9 positions, then sequences that already went 0, 2 and 5 tokens further.
     let prompt = (rng.vec(9 * qd, 2.0), rng.vec(9 * kd, 2.0), rng.vec(9 * kd, 1.0));
@@ -376,7 +385,7 @@ fn stacked_weights_match_separate_ones() {
         }
     }
     for (nh, nkv, hd, dims, neox, dim) in [(9, 3, 64, 64, false, 576), (6, 2, 34, 20, true, 96), (2, 1, 8, 0, false, 64)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window: None };
         let rope = Rope { theta: 10_000.0, dims, neox, freq_scale: 1.0 };
         let ty = GgmlType::Q8_0;
         let (qb, kb, vb) = (random_weights(&mut rng, ty, shape.q_dim(), dim), random_weights(&mut rng, ty, shape.kv_dim(), dim), random_weights(&mut rng, ty, shape.kv_dim(), dim));
@@ -408,6 +417,48 @@ fn stacked_weights_match_separate_ones() {
                 assert!(e <= TOL, "qkv_attention {shape:?} dims {dims} bias {with_bias} pos {pos} n {n}: {e:.2e}");
                 pos += n;
             }
+        }
+    }
+}
+
+/// `scale` exactly as the host multiplies; `geglu` (GELU's tanh form) against the CPU
+/// reference's f32 GELU, and the CPU's default path (ggml's f16 GELU table) within its f16
+/// rounding of it; `geglu_matmul` against `geglu` then `matmul`. Inputs reach past ±10 (where
+/// ggml's table is cut off, and a naive tanh overflows).
+#[test]
+fn scale_and_geglu_match() {
+    let b = gpu();
+    let mut rng = Rng(1600);
+    let (exact, ggml) = (CpuBackend::with_precision(Arc::new(ModelBytes::Owned(Vec::new())), 1, Precision::Reference), cpu());
+    for (rows, cols) in [(1, 1), (1, 2048), (3, 131), (7, 640)] {
+        let x = rng.vec(rows * cols, 30.0);
+        let mut t = b.tensor(rows, cols, &x).unwrap();
+        b.scale(&mut t, 25.298_221).unwrap();
+        let want: Vec<f32> = x.iter().map(|v| v * 25.298_221).collect();
+        assert_eq!(b.to_vec(&t).unwrap(), want, "scale ({rows}, {cols})");
+        let mut ct = CpuTensor::new(rows, cols, x.clone()).unwrap();
+        cpu().scale(&mut ct, 25.298_221).unwrap();
+        assert_eq!(ct.data, want, "cpu scale ({rows}, {cols})");
+
+        let (g, u) = (rng.vec(rows * cols, 12.0), rng.vec(rows * cols, 2.0));
+        let cg = |c: &CpuBackend| c.geglu(&CpuTensor::new(rows, cols, g.clone()).unwrap(), &CpuTensor::new(rows, cols, u.clone()).unwrap()).unwrap().data;
+        let want = f64s(&cg(&exact));
+        let got = b.to_vec(&b.geglu(&b.tensor(rows, cols, &g).unwrap(), &b.tensor(rows, cols, &u).unwrap()).unwrap()).unwrap();
+        let e = rel_err(&got, &want);
+        assert!(e <= TOL, "geglu ({rows}, {cols}): {e:.2e}");
+        let eg = rel_err(&cg(&ggml), &want);
+        assert!(eg <= 2e-3, "cpu geglu, ggml's f16 table ({rows}, {cols}): {eg:.2e}");
+    }
+    for ty in [GgmlType::Q5_0, GgmlType::Q6K, GgmlType::Q8_0] {
+        let k = if ty.block_size() == 256 { 512 } else { 640 };
+        for (rows, n) in [(37, 1), (640, 2), (9, 4), (11, 7)] {
+            let w = b.weight("down", ty, rows, k, &random_weights(&mut rng, ty, rows, k)).unwrap();
+            let g = b.tensor(n, k, &rng.vec(n * k, 4.0)).unwrap();
+            let u = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
+            let got = b.to_vec(&b.geglu_matmul(&g, &u, &w).unwrap()).unwrap();
+            let want = b.to_vec(&b.matmul(&b.geglu(&g, &u).unwrap(), &w).unwrap()).unwrap();
+            let e = rel_err(&got, &f64s(&want));
+            assert!(e <= TOL, "geglu_matmul {ty:?} ({rows}, {k}) n {n}: {e:.2e}");
         }
     }
 }
@@ -451,8 +502,11 @@ fn attention_prefill_then_decode() {
     let mut rng = Rng(700);
     // (heads, kv heads, head dim, prefill, decode steps): GQA groups, a head dim that is not a
     // multiple of 4, prefills that end inside and across 64-position chunks.
-    for (nh, nkv, hd, prefill, steps) in [(9, 3, 64, 7, 2), (6, 2, 34, 70, 3), (4, 4, 16, 130, 1)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+    // Sliding windows (Gemma 3's local layers): within a chunk, leaving whole 64-position
+    // chunks out, and of one position.
+    let cases = [(9, 3, 64, 7, 2, None), (6, 2, 34, 70, 3, None), (4, 4, 16, 130, 1, None), (6, 2, 34, 70, 3, Some(16)), (4, 4, 16, 200, 2, Some(64)), (2, 1, 8, 5, 3, Some(1))];
+    for (nh, nkv, hd, prefill, steps, window) in cases {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window };
         let max_ctx = prefill + steps + 5;
         let mut gc = b.new_cache(2, max_ctx, shape).unwrap();
         let mut cc = c.new_cache(2, max_ctx, shape).unwrap();
@@ -530,10 +584,10 @@ fn bad_inputs_are_errors() {
     let x = b.tensor(2, 31, &[1.0; 62]).unwrap();
     assert!(b.matmul(&x, &w).is_err(), "inner dimensions differ");
     assert!(b.tensor(2, 3, &[1.0; 5]).is_err());
-    let shape = AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 16 };
+    let shape = AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 16, window: None };
     let mut cache = b.new_cache(1, 4, shape).unwrap();
     let q = b.tensor(5, 32, &[0.5; 160]).unwrap();
     let kv = b.tensor(5, 16, &[0.5; 80]).unwrap();
     assert!(b.attention(&mut cache, 0, 0, &q, &kv, &kv, shape).is_err(), "past the context");
-    assert!(b.new_cache(1, 4, AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 15 }).is_err(), "odd head dim");
+    assert!(b.new_cache(1, 4, AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 15, window: None }).is_err(), "odd head dim");
 }

@@ -596,8 +596,11 @@ fn reference_attention_is_exact_to_f32() {
     // the attention tile, then single-token steps; the same q, k, v through the reference and
     // the default path, each with its own cache.
     let mut rng = Rng(0xA7_0000);
-    for (nh, nkv, hd, prefill, steps) in [(9, 3, 64, 7, 2), (6, 2, 34, 70, 3), (4, 4, 16, 130, 1), (3, 1, 8, 1, 4)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+    // Sliding windows (Gemma 3's local layers): shorter than the prefill, of two positions, and
+    // ending inside a 4-token task.
+    let cases = [(9, 3, 64, 7, 2, None), (6, 2, 34, 70, 3, None), (4, 4, 16, 130, 1, None), (3, 1, 8, 1, 4, None), (6, 2, 34, 70, 3, Some(16)), (4, 2, 16, 9, 3, Some(2)), (3, 1, 8, 40, 2, Some(6))];
+    for (nh, nkv, hd, prefill, steps, window) in cases {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window };
         let max_ctx = prefill + steps + 3;
         let (exact, fast) = (backend(Precision::Reference, 2), backend(Precision::Ggml, 2));
         let (mut ce, mut cf) = (exact.new_cache(2, max_ctx, shape).unwrap(), fast.new_cache(2, max_ctx, shape).unwrap());

@@ -237,12 +237,13 @@ impl Backend for CpuBackend {
     }
 
     fn rms_norm(&self, x: &CpuTensor, weight: &CpuWeight, eps: f32) -> Result<CpuTensor> {
-        let w = weight.vector.as_deref().filter(|w| w.len() == x.cols).ok_or_else(|| {
+        // A row, or each head of one: runs of the weight's length.
+        let w = weight.vector.as_deref().filter(|w| !w.is_empty() && x.cols.is_multiple_of(w.len())).ok_or_else(|| {
             shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
         })?;
         let mut out = vec![0f32; x.data.len()];
-        for (r, o) in out.chunks_exact_mut(x.cols).enumerate() {
-            vec::rms_norm(x.row(r), w, eps, o);
+        for (x, o) in x.data.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+            vec::rms_norm(x, w, eps, o);
         }
         CpuTensor::new(x.rows, x.cols, out)
     }
@@ -332,7 +333,7 @@ impl Backend for CpuBackend {
             return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
         }
         let cs = cache.shape;
-        if (cs.n_kv_heads, cs.head_dim) != (shape.n_kv_heads, hd) || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
+        if (cs.n_kv_heads, cs.head_dim) != (shape.n_kv_heads, hd) || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) || shape.window == Some(0) {
             return Err(shape_err("attention", format!("{shape:?} against a cache of {cs:?}")));
         }
         pos.checked_add(n).filter(|&e| e <= cs.max_ctx).ok_or_else(|| {
@@ -356,6 +357,7 @@ impl Backend for CpuBackend {
                 heads: g * group..(g + 1) * group,
                 tokens: b * ATTN_TOKENS_PER_TASK..((b + 1) * ATTN_TOKENS_PER_TASK).min(n),
                 pos,
+                window: shape.window,
                 q: &q.data,
                 q_dim,
             };
@@ -412,6 +414,27 @@ impl Backend for CpuBackend {
         }
         let mut out = vec![0f32; gate.data.len()];
         vec::silu_mul(&gate.data, &up.data, &mut out);
+        CpuTensor::new(gate.rows, gate.cols, out)
+    }
+
+    fn scale(&self, x: &mut CpuTensor, s: f32) -> Result<()> {
+        x.data.iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
+
+    /// [`Precision::Ggml`]: GELU read from ggml's f16 table, as llama.cpp computes it (input
+    /// rounded to f16, GELU rounded to f16; 0 below -10, the identity above 10).
+    fn geglu(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(shape_err("geglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
+        }
+        let gelu = |g: f32| match self.precision {
+            Precision::Reference => vec::gelu(g),
+            Precision::Ggml if g <= -10.0 => 0.0,
+            Precision::Ggml if g >= 10.0 => g,
+            Precision::Ggml => half::f16::from_f32(vec::gelu(half::f16::from_f32(g).to_f32())).to_f32(),
+        };
+        let out = gate.data.iter().zip(&up.data).map(|(&g, &u)| gelu(g) * u).collect();
         CpuTensor::new(gate.rows, gate.cols, out)
     }
 

@@ -161,6 +161,13 @@ unsafe fn silu_mul_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
 }
 
 /// out = x / sqrt(mean(x²) + eps) · w.
+/// GELU with the tanh approximation, in ggml's f32 arithmetic (`ggml_gelu_f32`).
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const GELU_COEF_A: f32 = 0.044715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+}
+
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     // Summed in f64, as ggml does, so that long rows lose nothing.
     let ss: f64 = x.iter().map(|v| (*v as f64) * (*v as f64)).sum();
