@@ -26,7 +26,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use nib_engine::arch::llama::Llama;
 use nib_engine::backend::gpu::{decode, ops, GpuBackend};
 use nib_engine::backend::Backend;
 use nib_engine::gguf::{Gguf, ModelBytes};
@@ -274,10 +273,10 @@ fn whole_model(bytes: ModelBytes, label: &str, runs: usize, prompt: usize, gen: 
     let gguf = Gguf::parse(&bytes)?;
     let t = Instant::now();
     let b = GpuBackend::new(Arc::clone(&bytes))?;
-    let model = Llama::load(&b, &gguf)?;
+    let model = nib_engine::arch::load(&b, &gguf)?;
     b.finish()?;
     let load_s = t.elapsed().as_secs_f64();
-    let c = model.config.clone();
+    let c = model.config().clone();
     let ids: Vec<u32> = (0..prompt).map(|_| (rng.next() % c.vocab as u64) as u32).collect();
 
     // Warm-up: compile every kernel and fill the buffer pool.

@@ -177,7 +177,8 @@ struct SpecialToken {
     needs_parse_special: bool,
 }
 
-/// What turns text without special tokens into ids.
+/// What turns text without special tokens into ids (one per tokenizer: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Encoder {
     /// Byte-level BPE: `tokenizers`' model + llama.cpp's pre-tokenizer.
     Bpe(tokenizers::Tokenizer),
