@@ -28,7 +28,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use nib_engine::arch::llama::Llama;
 use nib_engine::backend::gpu::context::{Access, Bind};
 use nib_engine::backend::gpu::{decode, ops, GpuBackend, Tuning};
 use nib_engine::backend::Backend;
@@ -280,7 +279,7 @@ fn time_us<T>(b: &GpuBackend, reps: usize, mut f: impl FnMut() -> nib_engine::Re
 /// besides the matvecs of the table above.
 fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usize) -> Res<Vec<Value>> {
     let (dim, kv_dim, hd) = (shape.dim, shape.kv_dim(), shape.dim / shape.heads);
-    let attn = nib_engine::backend::AttnShape { n_heads: shape.heads, n_kv_heads: shape.kv_heads, head_dim: hd };
+    let attn = nib_engine::backend::AttnShape { n_heads: shape.heads, n_kv_heads: shape.kv_heads, head_dim: hd, window: None };
     let rope = nib_engine::backend::Rope { theta: shape.rope_base, dims: hd, neox: false, freq_scale: 1.0 };
     let stacked = |rng: &mut Rng, rows: usize, cols: usize| b.weight("stacked", shape.ty, rows, cols, &random_weights(rng, shape.ty, rows, cols));
     let wqkv = stacked(rng, dim + 2 * kv_dim, dim)?;
@@ -346,10 +345,10 @@ fn whole_model(bytes: &Arc<ModelBytes>, label: &str, tuning: Option<Tuning>, run
         b.context().set_tuning(t)?;
     }
     let variant = tuning.map_or_else(|| format!("backend's choice ({})", variant_name(&b.context().tuning())), |t| variant_name(&t));
-    let model = Llama::load(&b, &gguf)?;
+    let model = nib_engine::arch::load(&b, &gguf)?;
     b.finish()?;
     let load_s = t.elapsed().as_secs_f64();
-    let c = model.config.clone();
+    let c = model.config().clone();
     let ids: Vec<u32> = (0..prompt).map(|_| (rng.next() % c.vocab as u64) as u32).collect();
 
     // Warm-up: compile every kernel and fill the buffer pool.

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::arch::llama::{Config, Llama};
+use crate::arch::llama::Config;
+use crate::arch::Arch;
 use crate::backend::cpu::{CpuBackend, Precision};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -16,7 +17,7 @@ pub const PREFILL_CHUNK: usize = 512;
 
 pub struct Model<B: Backend> {
     pub backend: B,
-    pub arch: Llama<B>,
+    pub arch: Arch<B>,
     pub tokenizer: Tokenizer,
 }
 
@@ -65,18 +66,18 @@ impl<B: Backend> Model<B> {
     pub fn new(backend: B, gguf: &Gguf) -> Result<Self> {
         let tokenizer = Tokenizer::from_gguf(gguf)?;
         let arch = crate::arch::load(&backend, gguf)?;
-        if tokenizer.vocab_size() > arch.config.vocab {
+        if tokenizer.vocab_size() > arch.config().vocab {
             return Err(Error::Model(format!(
                 "tokenizer has {} tokens but the output has {} rows",
                 tokenizer.vocab_size(),
-                arch.config.vocab
+                arch.config().vocab
             )));
         }
         Ok(Model { backend, arch, tokenizer })
     }
 
     pub fn config(&self) -> &Config {
-        &self.arch.config
+        self.arch.config()
     }
 
     /// A session with room for `max_ctx` tokens (at most the model's trained context).

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 
 /// The `ggml_type` ids a GGUF file may name. Types nib can read the size of but not compute with
-/// (Q5_0, Q5_1, Q2_K, Q3_K) still parse, so that a model using them gets a clear "unsupported" error.
+/// (Q2_K, Q3_K) still parse, so that a model using them gets a clear "unsupported" error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GgmlType {
     F32,
@@ -139,6 +139,9 @@ impl GgmlType {
 /// - Q4_0 (18 bytes / 32 values): `d`, then 16 bytes; byte `j` holds value `j` in its low nibble
 ///   and value `j + 16` in its high nibble; value = `(nibble - 8) * d`.
 /// - Q4_1 (20 bytes / 32 values): `d`, `m`, then 16 bytes packed as in Q4_0; value = `nibble * d + m`.
+/// - Q5_0 (22 bytes / 32 values): `d`, a u32 `qh`, then 16 bytes of nibbles as in Q4_0; bit `j`
+///   of `qh` is the fifth bit (16) of value `j`; value = `(q - 16) * d`.
+/// - Q5_1 (24 bytes / 32 values): `d`, `m`, `qh`, 16 bytes as Q5_0; value = `q * d + m`.
 /// - Q4_K (144 bytes / 256 values): `d`, `dmin`, 12 bytes of eight 6-bit (scale, min) pairs
 ///   ([`scale_min_k4`]), 128 bytes of nibbles: 64-value chunk `c` takes bytes `32c..32c + 32`, low
 ///   nibbles for sub-block `2c`, high for `2c + 1`; value = `(d·sc)·q - dmin·m` per 32-value
@@ -176,10 +179,12 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::Q8_0 => blocks.for_each(|(b, o)| dequantize_q8_0(b, o)),
         GgmlType::Q4_0 => blocks.for_each(|(b, o)| dequantize_q4_0(b, o)),
         GgmlType::Q4_1 => blocks.for_each(|(b, o)| dequantize_q4_1(b, o)),
+        GgmlType::Q5_0 => blocks.for_each(|(b, o)| dequantize_q5(b, o, false)),
+        GgmlType::Q5_1 => blocks.for_each(|(b, o)| dequantize_q5(b, o, true)),
         GgmlType::Q4K => blocks.for_each(|(b, o)| dequantize_q4_k(b, o)),
         GgmlType::Q5K => blocks.for_each(|(b, o)| dequantize_q5_k(b, o)),
         GgmlType::Q6K => blocks.for_each(|(b, o)| dequantize_q6_k(b, o)),
-        // Q5_x and the other K-quants get their own `dequantize_*` block function here when a model needs them.
+        // The other K-quants get their own `dequantize_*` block function here when a model needs them.
         _ => return Err(Error::Unsupported(format!("dequantize: block format {}", ty.name()))),
     }
     Ok(())
@@ -220,6 +225,26 @@ fn dequantize_q4_1(block: &[u8], out: &mut [f32]) {
         *l = (q & 0x0F) as f32 * d + m;
         *h = (q >> 4) as f32 * d + m;
     }
+}
+
+/// One Q5_0 block (22 bytes) or, `with_min`, Q5_1 block (24 bytes) into 32 values.
+fn dequantize_q5(block: &[u8], out: &mut [f32], with_min: bool) {
+    let d = f16_at(block, 0);
+    let at = if with_min { 4 } else { 2 };
+    let qh = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = match with_min {
+            false => (q5_at(&block[at + 4..], qh, j) as i32 - 16) as f32 * d,
+            true => q5_at(&block[at + 4..], qh, j) as f32 * d + f16_at(block, 2),
+        };
+    }
+}
+
+/// Value `j` (0..32) of a Q5_0/Q5_1 block's quants (0..32): nibble from `qs`, fifth bit from `qh`.
+#[inline]
+pub(crate) fn q5_at(qs: &[u8], qh: u32, j: usize) -> u8 {
+    let nib = if j < 16 { qs[j] & 0x0F } else { qs[j - 16] >> 4 };
+    nib | ((((qh >> j) & 1) as u8) << 4)
 }
 
 /// The 6-bit (scale, min) of sub-block `j` (0..8) from a Q4_K/Q5_K block's 12 scale bytes

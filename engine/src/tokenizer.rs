@@ -13,6 +13,11 @@
 //!
 //! Decoding does not go through `tokenizers`: every token's bytes are precomputed once, so
 //! [`Tokenizer::decode`] and [`StreamDecoder`] are a table lookup plus UTF-8 assembly.
+//!
+//! SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`: Gemma) merge by score in
+//! [`spm`] instead of `tokenizers`' BPE; everything around the merging is shared.
+
+mod spm;
 
 use std::collections::HashMap;
 
@@ -172,11 +177,20 @@ struct SpecialToken {
     needs_parse_special: bool,
 }
 
-/// A byte-level BPE tokenizer that gives llama.cpp's ids. Build it once per model; encoding and
-/// decoding borrow it immutably, so one instance serves every request (it is `Send + Sync`).
+/// What turns text without special tokens into ids (one per tokenizer: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Encoder {
+    /// Byte-level BPE: `tokenizers`' model + llama.cpp's pre-tokenizer.
+    Bpe(tokenizers::Tokenizer),
+    /// SentencePiece merging by score, `▁` for spaces, byte fallback.
+    Spm(spm::Spm),
+}
+
+/// A tokenizer that gives llama.cpp's ids (byte-level BPE or SentencePiece). Build it once per
+/// model; encoding and decoding borrow it immutably, so one instance serves every request (it
+/// is `Send + Sync`).
 pub struct Tokenizer {
-    /// Model + pre-tokenizer: turns text without special tokens into ids.
-    hf: tokenizers::Tokenizer,
+    encoder: Encoder,
     kinds: Vec<TokenKind>,
     /// Every token's bytes back to back; token `i` is `bytes[offsets[i]..offsets[i + 1]]`.
     bytes: Vec<u8>,
@@ -193,7 +207,7 @@ pub struct Tokenizer {
 
 /// What both constructors hand to [`Tokenizer::assemble`].
 struct Parts {
-    hf: tokenizers::Tokenizer,
+    encoder: Encoder,
     /// Spelling and kind of every id in `0..n`; a gap in the ids is an empty `Unused` token.
     tokens: Vec<(String, TokenKind)>,
     bos: Option<u32>,
@@ -211,23 +225,32 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl Tokenizer {
-    /// Builds the tokenizer from `tokenizer.ggml.*` metadata (`gpt2` byte-level BPE only).
+    /// Builds the tokenizer from `tokenizer.ggml.*` metadata: `gpt2` (byte-level BPE) or
+    /// `llama` (SentencePiece).
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let model = meta_str(g, "tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(Error::Unsupported(format!(
-                "tokenizer model '{model}' (nib reads byte-level BPE, tokenizer.ggml.model = \"gpt2\")"
-            )));
-        }
+        let sentencepiece = match model {
+            "gpt2" => false,
+            "llama" => true,
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "tokenizer model '{model}' (nib reads tokenizer.ggml.model \"gpt2\" and \"llama\")"
+                )))
+            }
+        };
         let pre = match g.get("tokenizer.ggml.pre") {
             Some(v) => v
                 .as_str()
                 .ok_or_else(|| Error::Model("tokenizer.ggml.pre is not a string".into()))?,
             None => "default",
         };
-        let spec = pre_tokenizer_spec(pre).ok_or_else(|| {
-            Error::Unsupported(format!("pre-tokenizer '{pre}' (tokenizer.ggml.pre)"))
-        })?;
+        // SentencePiece has no pre-tokenizer: only BPE looks the name up.
+        let spec = match sentencepiece {
+            true => None,
+            false => Some(pre_tokenizer_spec(pre).ok_or_else(|| {
+                Error::Unsupported(format!("pre-tokenizer '{pre}' (tokenizer.ggml.pre)"))
+            })?),
+        };
 
         let token_values = meta_array(g, "tokenizer.ggml.tokens")?;
         let n = token_values.len();
@@ -279,6 +302,69 @@ impl Tokenizer {
             tokens.push((text, kind));
         }
 
+        let bool_key = |key: &str, default: bool| -> Result<bool> {
+            match g.get(key) {
+                Some(v) => v
+                    .as_bool()
+                    .ok_or_else(|| Error::Model(format!("{key} is not a bool"))),
+                None => Ok(default),
+            }
+        };
+        let (encoder, default_bos, default_eos, default_add_bos) = match spec {
+            // llama.cpp's SentencePiece defaults: BOS 1, EOS 2, BOS added.
+            None => (Encoder::Spm(read_spm(g, vocab, n, &bool_key)?), 1, 2, true),
+            Some(spec) => (Encoder::Bpe(bpe_encoder(g, vocab, &spec)?), 11, 11, spec.add_bos),
+        };
+
+        // Metadata ids past the vocabulary are ignored, as llama.cpp does (with a warning).
+        let id_key = |key: &str, default: Option<u32>| -> Result<Option<u32>> {
+            let id = match g.get(key) {
+                Some(v) => Some(
+                    v.as_u32()
+                        .ok_or_else(|| Error::Model(format!("{key} is not a token id")))?,
+                ),
+                None => default,
+            };
+            Ok(id.filter(|&id| (id as usize) < n))
+        };
+        // 11 is llama.cpp's default BOS/EOS for gpt2 vocabularies without the keys.
+        let parts = Parts {
+            encoder,
+            tokens,
+            bos: id_key("tokenizer.ggml.bos_token_id", Some(default_bos))?,
+            eos: id_key("tokenizer.ggml.eos_token_id", Some(default_eos))?,
+            eot: id_key("tokenizer.ggml.eot_token_id", None)?,
+            eom: id_key("tokenizer.ggml.eom_token_id", None)?,
+            add_bos: bool_key("tokenizer.ggml.add_bos_token", default_add_bos)?,
+            add_eos: bool_key("tokenizer.ggml.add_eos_token", false)?,
+            register_added: true,
+        };
+        Self::assemble(parts)
+    }
+}
+
+/// The SentencePiece encoder: `tokenizer.ggml.scores` (one f32 per token), the unknown token,
+/// `add_space_prefix` (llama.cpp's default: on).
+fn read_spm(g: &Gguf, vocab: Vocab, n: usize, bool_key: &dyn Fn(&str, bool) -> Result<bool>) -> Result<spm::Spm> {
+    let scores = meta_array(g, "tokenizer.ggml.scores")?;
+    if scores.len() != n {
+        return Err(Error::Model(format!("tokenizer.ggml.scores has {} entries for {n} tokens", scores.len())));
+    }
+    let scores = scores
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.as_f32().ok_or_else(|| Error::Model(format!("tokenizer.ggml.scores[{i}] is not a number"))))
+        .collect::<Result<Vec<f32>>>()?;
+    let unk = match g.get("tokenizer.ggml.unknown_token_id") {
+        Some(v) => Some(v.as_u32().ok_or_else(|| Error::Model("tokenizer.ggml.unknown_token_id is not a token id".into()))?),
+        None => None,
+    };
+    spm::Spm::new(vocab.into_iter().collect(), scores, unk.filter(|&id| (id as usize) < n), bool_key("tokenizer.ggml.add_space_prefix", true)?)
+}
+
+/// The byte-level BPE encoder: merges, and llama.cpp's pre-tokenizer regexes for `spec`.
+fn bpe_encoder(g: &Gguf, vocab: Vocab, spec: &PreTokenizerSpec) -> Result<tokenizers::Tokenizer> {
+    {
         let merges = read_merges(g, &vocab)?;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
@@ -304,40 +390,11 @@ impl Tokenizer {
         let mut hf = tokenizers::Tokenizer::new(bpe);
         hf.with_pre_tokenizer(Some(Sequence::new(splits)));
         hf.with_decoder(Some(ByteLevel::new(false, false, false)));
-
-        // Metadata ids past the vocabulary are ignored, as llama.cpp does (with a warning).
-        let id_key = |key: &str, default: Option<u32>| -> Result<Option<u32>> {
-            let id = match g.get(key) {
-                Some(v) => Some(
-                    v.as_u32()
-                        .ok_or_else(|| Error::Model(format!("{key} is not a token id")))?,
-                ),
-                None => default,
-            };
-            Ok(id.filter(|&id| (id as usize) < n))
-        };
-        let bool_key = |key: &str, default: bool| -> Result<bool> {
-            match g.get(key) {
-                Some(v) => v
-                    .as_bool()
-                    .ok_or_else(|| Error::Model(format!("{key} is not a bool"))),
-                None => Ok(default),
-            }
-        };
-        // 11 is llama.cpp's default BOS/EOS for gpt2 vocabularies without the keys.
-        let parts = Parts {
-            hf,
-            tokens,
-            bos: id_key("tokenizer.ggml.bos_token_id", Some(11))?,
-            eos: id_key("tokenizer.ggml.eos_token_id", Some(11))?,
-            eot: id_key("tokenizer.ggml.eot_token_id", None)?,
-            eom: id_key("tokenizer.ggml.eom_token_id", None)?,
-            add_bos: bool_key("tokenizer.ggml.add_bos_token", spec.add_bos)?,
-            add_eos: bool_key("tokenizer.ggml.add_eos_token", false)?,
-            register_added: true,
-        };
-        Self::assemble(parts)
+        Ok(hf)
     }
+}
+
+impl Tokenizer {
 
     /// Loads a Hugging Face `tokenizer.json` whose model is byte-level BPE. Added tokens marked
     /// special become control tokens, the others user-defined; a post-processor that puts a
@@ -394,7 +451,7 @@ impl Tokenizer {
                 .find_map(|s| hf.token_to_id(s))
         };
         let parts = Parts {
-            hf,
+            encoder: Encoder::Bpe(hf),
             tokens,
             bos,
             eos,
@@ -410,7 +467,7 @@ impl Tokenizer {
     /// Shared tail of both constructors: byte tables, special-token order, EOG set.
     fn assemble(p: Parts) -> Result<Self> {
         let Parts {
-            mut hf,
+            mut encoder,
             mut tokens,
             bos,
             eos,
@@ -448,6 +505,7 @@ impl Tokenizer {
         offsets.push(0);
         for (text, kind) in &tokens {
             match kind {
+                TokenKind::Normal if matches!(encoder, Encoder::Spm(_)) => bytes.extend_from_slice(text.replace('▁', " ").as_bytes()),
                 TokenKind::Normal => byte_level_decode(text, &mut bytes),
                 TokenKind::Byte => match parse_byte_token(text) {
                     Some(b) => bytes.push(b),
@@ -483,18 +541,20 @@ impl Tokenizer {
         // Register the special tokens with `tokenizers` too, so that an exported tokenizer.json
         // carries them. Partitioning happens here before `tokenizers` sees the text, so its own
         // matching never fires; special ones are switched off in it for good measure.
-        if register_added {
-            let added: Vec<AddedToken> = specials
-                .iter()
-                .map(|s| AddedToken::from(s.text.clone(), s.needs_parse_special).normalized(false))
-                .collect();
-            hf.add_tokens(added).map_err(tok_err)?;
+        if let Encoder::Bpe(hf) = &mut encoder {
+            if register_added {
+                let added: Vec<AddedToken> = specials
+                    .iter()
+                    .map(|s| AddedToken::from(s.text.clone(), s.needs_parse_special).normalized(false))
+                    .collect();
+                hf.add_tokens(added).map_err(tok_err)?;
+            }
+            hf.set_encode_special_tokens(true);
         }
-        hf.set_encode_special_tokens(true);
 
         let kinds = tokens.into_iter().map(|(_, k)| k).collect();
         Ok(Tokenizer {
-            hf,
+            encoder,
             kinds,
             bytes,
             offsets,
@@ -526,12 +586,23 @@ impl Tokenizer {
         if self.add_bos {
             ids.extend(self.bos);
         }
+        // SentencePiece: a space before text that opens the input or follows a special token
+        // (when the vocabulary asks for it), every space then spelled `▁`.
+        let mut after_special = true;
         for fragment in self.partition(text, parse_special) {
-            match fragment {
-                Fragment::Token(id) => ids.push(id),
-                Fragment::Text(t) => {
-                    let enc = self.hf.encode_fast(t, false).map_err(tok_err)?;
+            match (fragment, &self.encoder) {
+                (Fragment::Token(id), _) => {
+                    ids.push(id);
+                    after_special = true;
+                }
+                (Fragment::Text(t), Encoder::Bpe(hf)) => {
+                    let enc = hf.encode_fast(t, false).map_err(tok_err)?;
                     ids.extend_from_slice(enc.get_ids());
+                }
+                (Fragment::Text(t), Encoder::Spm(spm)) => {
+                    let space = if spm.add_space_prefix && after_special { " " } else { "" };
+                    spm.encode(&format!("{space}{t}").replace(' ', "▁"), &mut ids)?;
+                    after_special = false;
                 }
             }
         }
@@ -617,11 +688,15 @@ impl Tokenizer {
         if let Some(&id) = self.special_ids.get(text) {
             return Some(id);
         }
-        let mut byte_level = String::with_capacity(text.len() * 2);
-        byte_level_encode(text.as_bytes(), &mut byte_level);
-        self.hf
-            .token_to_id(&byte_level)
-            .filter(|&id| self.kind(id) == Some(TokenKind::Normal))
+        let id = match &self.encoder {
+            Encoder::Bpe(hf) => {
+                let mut byte_level = String::with_capacity(text.len() * 2);
+                byte_level_encode(text.as_bytes(), &mut byte_level);
+                hf.token_to_id(&byte_level)
+            }
+            Encoder::Spm(spm) => spm.id(&text.replace(' ', "▁")),
+        };
+        id.filter(|&id| self.kind(id) == Some(TokenKind::Normal))
     }
 
     /// Number of token ids (embedding rows the model needs).
@@ -671,10 +746,12 @@ impl Tokenizer {
     /// This tokenizer as a Hugging Face `tokenizer.json` (pre-tokenizer, BPE, special tokens
     /// and, when BOS is added, a post-processor that adds it), for other tools and for tests.
     pub fn to_tokenizer_json(&self) -> Result<String> {
-        let mut hf = self.hf.clone();
+        let Encoder::Bpe(base) = &self.encoder else {
+            return Err(Error::Unsupported("tokenizer.json export of a SentencePiece vocabulary".into()));
+        };
+        let mut hf = base.clone();
         if let (true, Some(bos)) = (self.add_bos, self.bos) {
-            let spelling = self
-                .hf
+            let spelling = base
                 .id_to_token(bos)
                 .ok_or_else(|| Error::Tokenizer(format!("BOS id {bos} has no spelling")))?;
             let template = TemplateProcessing::builder()

@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use nib_engine::backend::cpu::{CpuBackend, CpuTensor};
+use nib_engine::backend::cpu::{CpuBackend, CpuTensor, Precision};
 use nib_engine::backend::gpu::GpuBackend;
 use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
@@ -144,6 +144,11 @@ fn matmul_and_embed_over_split_weights() {
         worst = worst.max(check_matmul(gpu_split(), 110 + n as u64, GgmlType::Q6K, 70, 256, n));
     }
     check_embed(gpu_split(), 210, GgmlType::Q6K, 70, 256);
+    // Q5_0 rows of 96 are 66 bytes (every other row off word alignment): 15 rows per part.
+    for n in [1, 6] {
+        worst = worst.max(check_matmul(gpu_split(), 120 + n as u64, GgmlType::Q5_0, 70, 96, n));
+    }
+    check_embed(gpu_split(), 220, GgmlType::Q5_0, 70, 96);
     println!("split weights: worst rel err {worst:.2e}");
 }
 
@@ -197,6 +202,48 @@ fn gelu_matches_f64() {
     assert!(e <= 1e-3, "cpu gelu through ggml's f16 table: {e:.2e}");
 }
 
+/// `scale` exactly as the host multiplies; `geglu` (GELU's tanh form) against the CPU
+/// reference's f32 GELU, and the CPU's default path (ggml's f16 GELU table) within its f16
+/// rounding of it; `geglu_matmul` against `geglu` then `matmul`. Inputs reach past ±10 (where
+/// ggml's table is cut off, and a naive tanh overflows).
+#[test]
+fn scale_and_geglu_match() {
+    let b = gpu();
+    let mut rng = Rng(1600);
+    let (exact, ggml) = (CpuBackend::with_precision(Arc::new(ModelBytes::Owned(Vec::new())), 1, Precision::Reference), cpu());
+    for (rows, cols) in [(1, 1), (1, 2048), (3, 131), (7, 640)] {
+        let x = rng.vec(rows * cols, 30.0);
+        let mut t = b.tensor(rows, cols, &x).unwrap();
+        b.scale(&mut t, 25.298_221).unwrap();
+        let want: Vec<f32> = x.iter().map(|v| v * 25.298_221).collect();
+        assert_eq!(b.to_vec(&t).unwrap(), want, "scale ({rows}, {cols})");
+        let mut ct = CpuTensor::new(rows, cols, x.clone()).unwrap();
+        cpu().scale(&mut ct, 25.298_221).unwrap();
+        assert_eq!(ct.data, want, "cpu scale ({rows}, {cols})");
+
+        let (g, u) = (rng.vec(rows * cols, 12.0), rng.vec(rows * cols, 2.0));
+        let cg = |c: &CpuBackend| c.geglu(&CpuTensor::new(rows, cols, g.clone()).unwrap(), &CpuTensor::new(rows, cols, u.clone()).unwrap()).unwrap().data;
+        let want = f64s(&cg(&exact));
+        let got = b.to_vec(&b.geglu(&b.tensor(rows, cols, &g).unwrap(), &b.tensor(rows, cols, &u).unwrap()).unwrap()).unwrap();
+        let e = rel_err(&got, &want);
+        assert!(e <= TOL, "geglu ({rows}, {cols}): {e:.2e}");
+        let eg = rel_err(&cg(&ggml), &want);
+        assert!(eg <= 2e-3, "cpu geglu, ggml's f16 table ({rows}, {cols}): {eg:.2e}");
+    }
+    for ty in [GgmlType::Q5_0, GgmlType::Q6K, GgmlType::Q8_0] {
+        let k = if ty.block_size() == 256 { 512 } else { 640 };
+        for (rows, n) in [(37, 1), (640, 2), (9, 4), (11, 7)] {
+            let w = b.weight("down", ty, rows, k, &random_weights(&mut rng, ty, rows, k)).unwrap();
+            let g = b.tensor(n, k, &rng.vec(n * k, 4.0)).unwrap();
+            let u = b.tensor(n, k, &rng.vec(n * k, 2.0)).unwrap();
+            let got = b.to_vec(&b.geglu_matmul(&g, &u, &w).unwrap()).unwrap();
+            let want = b.to_vec(&b.matmul(&b.geglu(&g, &u).unwrap(), &w).unwrap()).unwrap();
+            let e = rel_err(&got, &f64s(&want));
+            assert!(e <= TOL, "geglu_matmul {ty:?} ({rows}, {k}) n {n}: {e:.2e}");
+        }
+    }
+}
+
 #[test]
 fn add_rms_norm_matches_add_then_norm() {
     let b = gpu();
@@ -243,7 +290,7 @@ fn rope_attention_matches_rope_then_attention() {
     let b = gpu();
     let mut rng = Rng(1200);
     for (nh, nkv, hd, dims, neox, prefill) in [(9, 3, 64, 64, false, 7), (6, 2, 34, 20, true, 70), (4, 4, 16, 16, false, 3), (2, 1, 8, 0, false, 5)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window: None };
         let rope = Rope { theta: 10_000.0, dims, neox, freq_scale: 1.0 };
         let mut fused = b.new_cache(1, prefill + 4, shape).unwrap();
         let mut plain = b.new_cache(1, prefill + 4, shape).unwrap();
@@ -271,7 +318,7 @@ fn rope_attention_matches_rope_then_attention() {
 fn rope_attention_rows_match_each_row_alone() {
     let (b, cpu) = (gpu(), cpu());
     let mut rng = Rng(1300);
-    let (shape, rope) = (AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 34 }, Rope { theta: 10_000.0, dims: 34, neox: true, freq_scale: 1.0 });
+    let (shape, rope) = (AttnShape { n_heads: 6, n_kv_heads: 2, head_dim: 34, window: None }, Rope { theta: 10_000.0, dims: 34, neox: true, freq_scale: 1.0 });
     let (qd, kd) = (shape.q_dim(), shape.kv_dim());
     // A shared prompt of 9 positions, then sequences that already went 0, 2 and 5 tokens further.
     let prompt = (rng.vec(9 * qd, 2.0), rng.vec(9 * kd, 2.0), rng.vec(9 * kd, 1.0));
@@ -333,7 +380,7 @@ fn stacked_weights_match_separate_ones() {
         }
     }
     for (nh, nkv, hd, dims, neox, dim) in [(9, 3, 64, 64, false, 576), (6, 2, 34, 20, true, 96), (2, 1, 8, 0, false, 64)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window: None };
         let rope = Rope { theta: 10_000.0, dims, neox, freq_scale: 1.0 };
         let ty = GgmlType::Q8_0;
         let (qb, kb, vb) = (random_weights(&mut rng, ty, shape.q_dim(), dim), random_weights(&mut rng, ty, shape.kv_dim(), dim), random_weights(&mut rng, ty, shape.kv_dim(), dim));
@@ -422,10 +469,10 @@ fn bad_inputs_are_errors() {
     let x = b.tensor(2, 31, &[1.0; 62]).unwrap();
     assert!(b.matmul(&x, &w).is_err(), "inner dimensions differ");
     assert!(b.tensor(2, 3, &[1.0; 5]).is_err());
-    let shape = AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 16 };
+    let shape = AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 16, window: None };
     let mut cache = b.new_cache(1, 4, shape).unwrap();
     let q = b.tensor(5, 32, &[0.5; 160]).unwrap();
     let kv = b.tensor(5, 16, &[0.5; 80]).unwrap();
     assert!(b.attention(&mut cache, 0, 0, &q, &kv, &kv, shape).is_err(), "past the context");
-    assert!(b.new_cache(1, 4, AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 15 }).is_err(), "odd head dim");
+    assert!(b.new_cache(1, 4, AttnShape { n_heads: 2, n_kv_heads: 1, head_dim: 15, window: None }).is_err(), "odd head dim");
 }

@@ -54,8 +54,8 @@ const REGRESSION_CASES: &[(u64, GgmlType, usize, usize, usize)] = &[
     (1592590630, GgmlType::Q4_0, 1, 32, 64),
 ];
 
-const TYPES: [GgmlType; 6] =
-    [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+const TYPES: [GgmlType; 8] =
+    [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q5_0, GgmlType::Q5_1];
 
 /// The K-quants: 256-value super-blocks, so k is a multiple of 256 (they take Q8_K activations).
 const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
@@ -75,7 +75,7 @@ fn random_acts(rng: &mut Rng, n: usize, k: usize) -> Vec<f32> {
 }
 
 /// dequantize(W) · x̂ in f64 (n, rows), with x̂ = q · d (one `d` per `qb` values: 32, or 256
-/// for Q8_K), plus for Q4_1 the f16 rounding of s that ggml's Q8_1 carries into the m·s term:
+/// for Q8_K), plus for Q4_1 and Q5_1 the f16 rounding of s that ggml's Q8_1 carries into the m·s term:
 /// m · (s − d·Σq) per block; and Σ|block terms|.
 #[allow(clippy::too_many_arguments)]
 fn quantized_reference(
@@ -100,8 +100,8 @@ fn quantized_reference(
                 let block: f64 = wrow.iter().zip(qs).map(|(&w, &q)| w as f64 * q as f64 * dx).sum();
                 sum += block;
                 mag += block.abs();
-                if ty == GgmlType::Q4_1 {
-                    let blk = &wbytes[(r * nb + b) * 20..];
+                if ty == GgmlType::Q4_1 || ty == GgmlType::Q5_1 {
+                    let blk = &wbytes[(r * nb + b) * ty.type_size()..];
                     let m = half::f16::from_le_bytes([blk[2], blk[3]]).to_f64();
                     let qsum: i32 = qs.iter().map(|&q| q as i32).sum();
                     sum += m * (s[b * n + t] as f64 - dx * qsum as f64);
@@ -283,6 +283,16 @@ fn default_model_shapes() {
 }
 
 #[test]
+fn gemma3_shapes() {
+    // Gemma 3 270M's Q5_0 q (640 → 1024) and gate (640 → 2048), one token and a batch.
+    for (i, (ty, rows, k)) in [(GgmlType::Q5_0, 1024, 640), (GgmlType::Q5_0, 2048, 640)].into_iter().enumerate() {
+        for n in [1, 13] {
+            check_case(0x6E_0000 + i as u64 * 100 + n as u64, ty, rows, k, n);
+        }
+    }
+}
+
+#[test]
 fn regression_cases() {
     for &(seed, ty, rows, k, n) in REGRESSION_CASES {
         check_case(seed, ty, rows, k, n);
@@ -357,6 +367,8 @@ fn batch_invariance_bit_for_bit() {
     check_batch_invariance(0xB2_0001, GgmlType::Q4_1, 1536, 576, 37);
     check_batch_invariance(0xB2_0002, GgmlType::Q4_1, 576, 1536, 12);
     check_batch_invariance(0xB2_0003, GgmlType::Q8_0, 1003, 576, 11);
+    check_batch_invariance(0xB2_0004, GgmlType::Q5_0, 2048, 640, 12);
+    check_batch_invariance(0xB2_0005, GgmlType::Q5_1, 1024, 640, 9);
     for (i, ty) in K_TYPES.into_iter().enumerate() {
         for (j, n) in [2, 5, 9, 13].into_iter().enumerate() {
             check_batch_invariance(0xB3_0000 + 16 * i as u64 + j as u64, ty, 7, 512, n);
@@ -584,8 +596,11 @@ fn reference_attention_is_exact_to_f32() {
     // the attention tile, then single-token steps; the same q, k, v through the reference and
     // the default path, each with its own cache.
     let mut rng = Rng(0xA7_0000);
-    for (nh, nkv, hd, prefill, steps) in [(9, 3, 64, 7, 2), (6, 2, 34, 70, 3), (4, 4, 16, 130, 1), (3, 1, 8, 1, 4)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+    // Sliding windows (Gemma 3's local layers): shorter than the prefill, of two positions, and
+    // ending inside a 4-token task.
+    let cases = [(9, 3, 64, 7, 2, None), (6, 2, 34, 70, 3, None), (4, 4, 16, 130, 1, None), (3, 1, 8, 1, 4, None), (6, 2, 34, 70, 3, Some(16)), (4, 2, 16, 9, 3, Some(2)), (3, 1, 8, 40, 2, Some(6))];
+    for (nh, nkv, hd, prefill, steps, window) in cases {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window };
         let max_ctx = prefill + steps + 3;
         let (exact, fast) = (backend(Precision::Reference, 2), backend(Precision::Ggml, 2));
         let (mut ce, mut cf) = (exact.new_cache(2, max_ctx, shape).unwrap(), fast.new_cache(2, max_ctx, shape).unwrap());

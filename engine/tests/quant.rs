@@ -31,7 +31,7 @@ fn dequantize_matches_gguf_py_bit_for_bit() {
         }
         seen.push(t);
     }
-    for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
+    for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K, GgmlType::Q5_0, GgmlType::Q5_1] {
         assert!(seen.contains(&t), "fixture lacks {}", t.name());
     }
 }

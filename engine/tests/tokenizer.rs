@@ -199,13 +199,16 @@ fn unknown_pre_tokenizer_or_model_is_an_error() {
     }
     let spm = rewrite_metadata(
         &g,
-        &[("tokenizer.ggml.model", Value::String("llama".into()))],
+        &[("tokenizer.ggml.model", Value::String("t5".into()))],
     );
     match Tokenizer::from_gguf(&Gguf::parse(&spm).unwrap()) {
-        Err(Error::Unsupported(msg)) => assert!(msg.contains("'llama'"), "{msg}"),
+        Err(Error::Unsupported(msg)) => assert!(msg.contains("'t5'"), "{msg}"),
         Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("tokenizer model 'llama' accepted"),
+        Ok(_) => panic!("tokenizer model 't5' accepted"),
     }
+    // A SentencePiece vocabulary needs its scores.
+    let no_scores = rewrite_metadata(&g, &[("tokenizer.ggml.model", Value::String("llama".into()))]);
+    assert!(matches!(Tokenizer::from_gguf(&Gguf::parse(&no_scores).unwrap()), Err(Error::Model(_))));
     let missing = rewrite_metadata(&g, &[("tokenizer.ggml.merges", Value::Bool(true))]);
     assert!(Tokenizer::from_gguf(&Gguf::parse(&missing).unwrap()).is_err());
 }

@@ -120,6 +120,9 @@ fn fixtures() -> Result<(), String> {
     for script in ["tests/fixtures/make_quant_fixtures.py", "tests/fixtures/make_token_fixtures.py", "tests/fixtures/make_logit_fixtures.py", "tests/fixtures/make_kquant_fixtures.py"] {
         run_cmd(Command::new(setup::python()).arg(script))?;
     }
+    // Gemma 3 270M (models/gemma3/ from setup): its token ids and logits.
+    run_cmd(Command::new(setup::python()).args(["tests/fixtures/make_token_fixtures.py", "--gemma3"]))?;
+    run_cmd(Command::new(setup::python()).arg("tests/fixtures/make_gemma3_fixtures.py"))?;
     // The tiny qwen2 model (its tokenizer.json comes from setup) and llama.cpp's results for it.
     run_cmd(Command::new(setup::python()).args(["tests/fixtures/make_tiny_qwen2.py", "--fixtures"]))?;
     // The tiny starcoder2 and starcoder models (the default model's vocabulary) and their results.

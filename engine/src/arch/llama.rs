@@ -106,7 +106,7 @@ impl Config {
         Ok(Config {
             n_layers,
             dim,
-            attn: AttnShape { n_heads, n_kv_heads, head_dim },
+            attn: AttnShape { n_heads, n_kv_heads, head_dim, window: None },
             ffn_dim,
             vocab,
             eps,

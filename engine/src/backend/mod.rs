@@ -36,6 +36,9 @@ pub struct AttnShape {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    /// Sliding-window attention (Gemma 3's local layers): a token at position p sees positions
+    /// `p + 1 - w ..= p` only (llama.cpp's standard SWA mask). `None`: every earlier position.
+    pub window: Option<usize>,
 }
 
 impl AttnShape {
@@ -73,7 +76,8 @@ pub trait Backend {
     /// Rows `ids` of an embedding table `(vocab, dim)` → `(ids.len(), dim)`.
     fn embed(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor>;
 
-    /// `x / rms(x) * weight` along each row; `weight` is `(cols)`.
+    /// `x / rms(x) * weight` along each row; `weight` is `(cols)`, or `(d)` with `d` dividing
+    /// `cols`: then each run of `d` values is normalized on its own (a per-head norm of q or k).
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
 
     /// LayerNorm along each row: `(x - mean) / sqrt(var + eps) * weight + bias`, both `(cols)`
@@ -99,6 +103,17 @@ pub trait Backend {
         v: &Self::Tensor,
         shape: AttnShape,
     ) -> Result<Self::Tensor>;
+
+    /// `x *= s`, elementwise (Gemma's embedding scale).
+    fn scale(&self, x: &mut Self::Tensor, s: f32) -> Result<()>;
+
+    /// `gelu(gate) * up`, elementwise, with GELU's tanh approximation (Gemma's feed-forward).
+    fn geglu(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `geglu(gate, up) · wᵀ`, which a backend may fuse as it does [`Backend::swiglu_matmul`].
+    fn geglu_matmul(&self, gate: &Self::Tensor, up: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor> {
+        self.matmul(&self.geglu(gate, up)?, w)
+    }
 
     /// `silu(gate) * up`, elementwise.
     fn swiglu(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;

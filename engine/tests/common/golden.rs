@@ -50,12 +50,28 @@ pub enum Rules {
     /// least `NEAR`, the top-5 rule, greedy divergences only where llama.cpp's margin is below
     /// `NEAR`, the largest |Δlogit| within twice llama.cpp's own spread (or `NEAR`).
     NoiseLevel,
+    /// `NoiseLevel` for a model whose own noise exceeds `NEAR` (Gemma 3 270M: llama.cpp's
+    /// batch-1 and batch-512 logits differ by up to 1.45 in the top-20): the tie threshold is
+    /// llama.cpp's own largest batch-1 vs batch-512 |Δlogit| over the fixture's top-20s.
+    Spread,
+}
+
+/// llama.cpp's largest |batch-1 − batch-512| logit over the top-20s of `cases`.
+fn self_spread(cases: &[Value]) -> f32 {
+    cases
+        .iter()
+        .flat_map(|c| {
+            let (reference, batch1) = (top(&c["top"]), top(&c["batch1"]["top"]));
+            reference.into_iter().filter_map(move |(id, l)| batch1.iter().find(|(t, _)| *t == id).map(|(_, l1)| (l1 - l).abs()))
+        })
+        .fold(0f32, f32::max)
 }
 
 /// Holds `model` to llama.cpp's `cases` as described above; panics listing every failure.
 pub fn check<B: Backend>(model: &Model<B>, cases: &[Value], rules: Rules) {
     let (mut worst, mut worst_self, mut same, mut same_self, mut ties) = (0f32, 0f32, 0usize, 0usize, 0usize);
     let (mut report, mut failures) = (Vec::new(), Vec::new());
+    let near = if rules == Rules::Spread { NEAR.max(self_spread(cases)) } else { NEAR };
     for (ci, case) in cases.iter().enumerate() {
         let prompt = case["prompt"].as_str().unwrap();
         let want_ids = ids(&case["ids"]);
@@ -69,13 +85,13 @@ pub fn check<B: Backend>(model: &Model<B>, cases: &[Value], rules: Rules) {
         let margin = reference[0].1 - reference[1].1;
         let stable = batch1[0].0 == reference[0].0 && rules == Rules::All;
         let ours = top_k(&logits, 5);
-        if ((margin > TIE && stable) || margin >= NEAR) && ours[0].0 != reference[0].0 {
+        if ((margin > TIE && stable) || margin >= near) && ours[0].0 != reference[0].0 {
             failures.push(format!("case {ci}: top-1 {} vs llama.cpp {} (margin there {margin:.3})", ours[0].0, reference[0].0));
         }
         let shared = ours.iter().filter(|(id, _)| reference[..5].iter().any(|(t, _)| t == id)).count();
         let fifth = reference[4].1;
         let outside_near = ours.iter().filter(|(id, _)| !reference[..5].iter().any(|(t, _)| t == id)).all(|(id, _)| {
-            reference.iter().find(|(t, _)| t == id).is_some_and(|(_, l)| fifth - l < NEAR)
+            reference.iter().find(|(t, _)| t == id).is_some_and(|(_, l)| fifth - l < near)
         });
         if shared < 4 && !outside_near {
             failures.push(format!("case {ci}: top-5 share only {shared}: ours {ours:?} vs {:?}", &reference[..5]));
@@ -114,7 +130,7 @@ pub fn check<B: Backend>(model: &Model<B>, cases: &[Value], rules: Rules) {
                 if m < TIE {
                     ties += 1;
                 }
-                if m >= NEAR {
+                if m >= near {
                     failures.push(format!("case {ci}: greedy diverges at step {step} where llama.cpp's margin is {m:.3}"));
                 }
             }
@@ -125,7 +141,7 @@ pub fn check<B: Backend>(model: &Model<B>, cases: &[Value], rules: Rules) {
     for r in &report {
         println!("  {r}");
     }
-    if same + ties < same_self && rules == Rules::All {
+    if same + ties < same_self && rules != Rules::NoiseLevel {
         failures.push(format!("greedy identical on {same} prompts (+{ties} parting at a tie), fewer than llama.cpp's own {same_self}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

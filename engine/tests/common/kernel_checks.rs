@@ -26,7 +26,8 @@ use super::random::{self, random_weights, Rng};
 pub const TOL: f64 = 1e-4;
 
 /// Every weight format the kernels read.
-pub const FORMATS: [GgmlType; 8] = [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+pub const FORMATS: [GgmlType; 10] =
+    [GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
 
 /// Seeds that once failed stay here as regression cases (none so far): (seed, format, rows, k, n).
 const REGRESSION_MATMULS: [(u64, GgmlType, usize, usize, usize); 0] = [];
@@ -171,24 +172,39 @@ pub async fn embeds(b: &GpuBackend, report: &mut Report) -> Check {
     Ok(())
 }
 
+/// RMSNorm against f64, odd widths; (rows, cols, weight length): whole rows, and per head
+/// (Gemma 3's q/k norms: rows of 1024 = 4 heads of 256). A weight that does not divide the row
+/// is a typed error.
 pub async fn rms_norms(b: &GpuBackend, report: &mut Report) -> Check {
     let mut rng = Rng(400);
-    for (rows, cols) in [(1, 576), (3, 577), (2, 1000), (5, 31)] {
+    for (rows, cols, d) in [(1, 576, 576), (3, 577, 577), (2, 1000, 1000), (5, 31, 31), (3, 1024, 256), (2, 96, 32)] {
         let x = rng.vec(rows * cols, 3.0);
-        let g = rng.vec(cols, 1.5);
+        let g = rng.vec(d, 1.5);
         let gb: Vec<u8> = g.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let w = b.weight("norm", GgmlType::F32, 1, cols, &gb).map_err(err)?;
+        let w = b.weight("norm", GgmlType::F32, 1, d, &gb).map_err(err)?;
         let got = b.to_vec_async(&b.rms_norm(&b.tensor(rows, cols, &x).map_err(err)?, &w, 1e-5).map_err(err)?).await.map_err(err)?;
         let want: Vec<f64> = x
-            .chunks(cols)
+            .chunks(d)
             .flat_map(|r| {
-                let s = 1.0 / (r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / cols as f64 + 1e-5).sqrt();
+                let s = 1.0 / (r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / d as f64 + 1e-5).sqrt();
                 r.iter().zip(&g).map(move |(v, g)| *v as f64 * s * *g as f64).collect::<Vec<_>>()
             })
             .collect();
-        report.note("rms_norm", within(format!("rms_norm ({rows}, {cols})"), rel_err(&got, &want)?, TOL)?);
+        report.note("rms_norm", within(format!("rms_norm ({rows}, {cols}) by {d}"), rel_err(&got, &want)?, TOL)?);
+        let c = CpuBackend::new(Arc::new(ModelBytes::Owned(gb)), 1);
+        let cw = c.weight_at(GgmlType::F32, 1, d, 0).map_err(err)?;
+        let cpu_out = c.rms_norm(&CpuTensor::new(rows, cols, x).map_err(err)?, &cw, 1e-5).map_err(err)?;
+        report.note("rms_norm cpu", within(format!("cpu rms_norm ({rows}, {cols}) by {d}"), rel_err(&cpu_out.data, &want)?, TOL)?);
+    }
+    let w = b.weight("norm", GgmlType::F32, 1, 7, &f32_bytes(&rng.vec(7, 1.0))).map_err(err)?;
+    if b.rms_norm(&b.tensor(2, 16, &rng.vec(32, 1.0)).map_err(err)?, &w, 1e-5).is_ok() {
+        return Err("rms_norm with a weight of 7 over rows of 16 was not an error".into());
     }
     Ok(())
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 pub async fn ropes(b: &GpuBackend, report: &mut Report) -> Check {
@@ -228,13 +244,15 @@ pub async fn swiglus_and_adds(b: &GpuBackend, report: &mut Report) -> Check {
 }
 
 /// A prefill then decode steps over one layer's cache, against attention in f64. (heads, kv
-/// heads, head dim, prefill, decode steps): GQA groups, a head dim that is not a multiple of
-/// 4, prefills that end inside and across 64-position chunks.
+/// heads, head dim, prefill, decode steps, sliding window): GQA groups, a head dim that is not
+/// a multiple of 4, prefills that end inside and across 64-position chunks; windows (Gemma 3's
+/// local layers) within a chunk, leaving whole 64-position chunks out, and of one position.
 pub async fn attentions(b: &GpuBackend, report: &mut Report) -> Check {
     let c = cpu();
     let mut rng = Rng(700);
-    for (nh, nkv, hd, prefill, steps) in [(9, 3, 64, 7, 2), (6, 2, 34, 70, 3), (4, 4, 16, 130, 1)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+    let cases = [(9, 3, 64, 7, 2, None), (6, 2, 34, 70, 3, None), (4, 4, 16, 130, 1, None), (6, 2, 34, 70, 3, Some(16)), (4, 4, 16, 200, 2, Some(64)), (2, 1, 8, 5, 3, Some(1))];
+    for (nh, nkv, hd, prefill, steps, window) in cases {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window };
         let mut gc = b.new_cache(2, prefill + steps + 5, shape).map_err(err)?;
         let mut cc = c.new_cache(2, prefill + steps + 5, shape).map_err(err)?;
         let (mut ks, mut vs) = (Vec::new(), Vec::new());

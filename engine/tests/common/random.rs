@@ -62,6 +62,16 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec
                 out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
                 out.extend((0..16).map(|_| rng.byte()));
             }
+            GgmlType::Q5_0 => {
+                // d, the 32 fifth bits, the nibbles.
+                out.extend_from_slice(&f16_bytes(d / 2.0));
+                out.extend((0..20).map(|_| rng.byte()));
+            }
+            GgmlType::Q5_1 => {
+                out.extend_from_slice(&f16_bytes(d.abs() / 2.0));
+                out.extend_from_slice(&f16_bytes(-8.0 * d.abs() + rng.unit() * 0.02));
+                out.extend((0..20).map(|_| rng.byte()));
+            }
             GgmlType::Q4K | GgmlType::Q5K => {
                 // d, dmin, 12 bytes of 6-bit scales and mins, (Q5_K: 32 bytes of fifth bits,) quants.
                 out.extend_from_slice(&f16_bytes(d.abs() / 8.0));
@@ -94,12 +104,14 @@ pub fn attention_f64(q: &[f32], ks: &[f32], vs: &[f32], pos: usize, n: usize, s:
             let g = h / group;
             let qh: Vec<f64> = q[t * s.q_dim() + h * hd..][..hd].iter().map(|&x| x as f64).collect();
             let len = pos + t + 1;
-            let sc: Vec<f64> = (0..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
+            // A sliding window keeps the last `w` positions.
+            let first = s.window.map_or(0, |w| len.saturating_sub(w));
+            let sc: Vec<f64> = (first..len).map(|j| (0..hd).map(|d| qh[d] * round16(ks[j * kvd + g * hd + d])).sum::<f64>() / (hd as f64).sqrt()).collect();
             let m = sc.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for d in 0..hd {
-                out.push((0..len).map(|j| e[j] / z * round16(vs[j * kvd + g * hd + d])).sum());
+                out.push((first..len).map(|j| e[j - first] / z * round16(vs[j * kvd + g * hd + d])).sum());
             }
         }
     }

@@ -32,3 +32,14 @@ test("the default model is the file setup fetches", () => {
   assert.ok(fs.existsSync(file), `${file} is missing: run cargo xtask setup`);
   assert.equal(fs.statSync(file).size, m.size);
 });
+
+test("the Gemma 3 entry is the file setup assembles", () => {
+  const m = registry.models.find((x) => x.architecture === "gemma3");
+  assert.ok(m, "no gemma3 entry");
+  const setup = fs.readFileSync(path.join(root, "xtask/src/setup.rs"), "utf8");
+  assert.ok(setup.includes(`GEMMA3_SHA256: &str = "${m.sha256}"`), "sha256 differs from xtask/src/setup.rs");
+  for (const part of m.source.parts) assert.ok(setup.includes(`"${part}"`), `${part} is not what setup fetches`);
+  const file = path.join(root, "models/gemma3", path.basename(m.url));
+  assert.ok(fs.existsSync(file), `${file} is missing: run cargo xtask setup`);
+  assert.equal(fs.statSync(file).size, m.size);
+});

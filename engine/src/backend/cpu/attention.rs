@@ -92,9 +92,18 @@ pub struct Task<'a> {
     pub tokens: std::ops::Range<usize>,
     /// Position of the batch's first token.
     pub pos: usize,
+    /// Sliding window: token at position p sees `p + 1 - w ..= p` (see `AttnShape::window`).
+    pub window: Option<usize>,
     /// Queries of the whole batch, `(n, n_heads * head_dim)`.
     pub q: &'a [f32],
     pub q_dim: usize,
+}
+
+impl Task<'_> {
+    /// The first position a token seeing `len` positions attends to (its window's start).
+    pub fn first_visible(&self, len: usize) -> usize {
+        self.window.map_or(0, |w| len.saturating_sub(w))
+    }
 }
 
 /// Runs a task; `write(t, h)` gives the `head_dim` outputs of token `t`, head `h`.
@@ -116,9 +125,11 @@ pub fn attend<'o>(task: &Task, mut write: impl FnMut(usize, usize) -> Option<&'o
     }
     for (p, &(t, _)) in probs.chunks_exact_mut(len_max).zip(&pairs) {
         let len = task.pos + t + 1;
-        p[..len].iter_mut().for_each(|x| *x *= scale);
-        vec::softmax(&mut p[..len]);
-        p[..len].iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+        let first = task.first_visible(len);
+        p[first..len].iter_mut().for_each(|x| *x *= scale);
+        vec::softmax(&mut p[first..len]);
+        p[first..len].iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+        p[..first].fill(0.0);
         p[len..].fill(0.0);
     }
     let v = &task.layer.v;

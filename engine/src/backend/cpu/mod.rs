@@ -237,12 +237,13 @@ impl Backend for CpuBackend {
     }
 
     fn rms_norm(&self, x: &CpuTensor, weight: &CpuWeight, eps: f32) -> Result<CpuTensor> {
-        let w = weight.vector.as_deref().filter(|w| w.len() == x.cols).ok_or_else(|| {
+        // A row, or each head of one: runs of the weight's length.
+        let w = weight.vector.as_deref().filter(|w| !w.is_empty() && x.cols.is_multiple_of(w.len())).ok_or_else(|| {
             shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
         })?;
         let mut out = vec![0f32; x.data.len()];
-        for (r, o) in out.chunks_exact_mut(x.cols).enumerate() {
-            vec::rms_norm(x.row(r), w, eps, o);
+        for (x, o) in x.data.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+            vec::rms_norm(x, w, eps, o);
         }
         CpuTensor::new(x.rows, x.cols, out)
     }
@@ -344,7 +345,7 @@ impl Backend for CpuBackend {
             return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
         }
         let cs = cache.shape;
-        if (cs.n_kv_heads, cs.head_dim) != (shape.n_kv_heads, hd) || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
+        if (cs.n_kv_heads, cs.head_dim) != (shape.n_kv_heads, hd) || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) || shape.window == Some(0) {
             return Err(shape_err("attention", format!("{shape:?} against a cache of {cs:?}")));
         }
         pos.checked_add(n).filter(|&e| e <= cs.max_ctx).ok_or_else(|| {
@@ -368,6 +369,7 @@ impl Backend for CpuBackend {
                 heads: g * group..(g + 1) * group,
                 tokens: b * ATTN_TOKENS_PER_TASK..((b + 1) * ATTN_TOKENS_PER_TASK).min(n),
                 pos,
+                window: shape.window,
                 q: &q.data,
                 q_dim,
             };
@@ -435,6 +437,24 @@ impl Backend for CpuBackend {
             Precision::Reference => vec::gelu,
         };
         CpuTensor::new(x.rows, x.cols, x.data.iter().map(|&v| f(v)).collect())
+    }
+
+    fn scale(&self, x: &mut CpuTensor, s: f32) -> Result<()> {
+        x.data.iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
+
+    /// GELU as in [`CpuBackend::gelu`]: ggml's f16 table in [`Precision::Ggml`].
+    fn geglu(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(shape_err("geglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
+        }
+        let gelu = match self.precision {
+            Precision::Ggml => vec::gelu_f16,
+            Precision::Reference => vec::gelu,
+        };
+        let out = gate.data.iter().zip(&up.data).map(|(&g, &u)| gelu(g) * u).collect();
+        CpuTensor::new(gate.rows, gate.cols, out)
     }
 
     fn add_assign(&self, x: &mut CpuTensor, y: &CpuTensor) -> Result<()> {

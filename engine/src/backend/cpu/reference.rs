@@ -67,7 +67,8 @@ pub fn matmul(w: &QMatrix, x: &[f32], rows: Range<usize>, out: &mut [f32]) -> Re
 }
 
 /// [`super::attention::attend`] in f64, with the probabilities kept unrounded: for each
-/// (token, query head) of the task, softmax(q·kᵀ / √head_dim) · v over positions `0..=pos + t`.
+/// (token, query head) of the task, softmax(q·kᵀ / √head_dim) · v over positions `0..=pos + t`
+/// (within the task's window).
 pub fn attend<'o>(task: &Task, mut write: impl FnMut(usize, usize) -> Option<&'o mut [f32]>) -> Option<()> {
     let (hd, s) = (task.shape.head_dim, task.shape);
     let (kv_dim, max_ctx) = (s.kv_dim(), s.max_ctx);
@@ -93,9 +94,12 @@ pub fn attend<'o>(task: &Task, mut write: impl FnMut(usize, usize) -> Option<&'o
                     *pj += qd * kj.to_f64();
                 }
             }
-            let m = p.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x * scale));
+            // Outside a sliding window a position weighs nothing.
+            let first = task.first_visible(len);
+            let m = p[first..].iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x * scale));
             let mut z = 0f64;
-            for x in p.iter_mut() {
+            p[..first].fill(0.0);
+            for x in p[first..].iter_mut() {
                 *x = (*x * scale - m).exp();
                 z += *x;
             }

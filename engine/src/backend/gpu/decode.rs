@@ -7,14 +7,14 @@
 //! value land at a position the caller then forgets.
 
 use super::{index_of, GpuBackend, GpuCache, GpuTensor};
-use crate::arch::llama::Llama;
+use crate::arch::Arch;
 use crate::error::Result;
 
 /// Continues greedily from `logits` (the last position's, `pos` tokens in `cache`) for up to
 /// `max_tokens` tokens, stopping early when `on_token` returns false or no logit is finite.
 /// The tokens' keys and values occupy positions `pos ..` of `cache`.
 pub async fn greedy_async(
-    model: &Llama<GpuBackend>,
+    model: &Arch<GpuBackend>,
     b: &GpuBackend,
     cache: &mut GpuCache,
     logits: &GpuTensor,
@@ -51,6 +51,6 @@ pub async fn greedy_async(
 
 /// [`greedy_async`] natively, where every readback is a blocking wait.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn greedy(model: &Llama<GpuBackend>, b: &GpuBackend, cache: &mut GpuCache, logits: &GpuTensor, pos: usize, max_tokens: usize, on_token: impl FnMut(u32) -> bool) -> Result<Vec<u32>> {
+pub fn greedy(model: &Arch<GpuBackend>, b: &GpuBackend, cache: &mut GpuCache, logits: &GpuTensor, pos: usize, max_tokens: usize, on_token: impl FnMut(u32) -> bool) -> Result<Vec<u32>> {
     crate::complete::ready_now(greedy_async(model, b, cache, logits, pos, max_tokens, on_token))
 }

@@ -2,7 +2,7 @@
 //! natively; lavapipe where there is no GPU).
 //!
 //! - Weights are uploaded as the file's GGML blocks, as u32 words, and dequantized inside the
-//!   kernels (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
+//!   kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
 //!   binding is split by rows into parts, each dispatched on its own.
 //! - Ops are recorded into one pending command encoder (in one compute pass while no copy
 //!   intervenes) and submitted only when the host reads something back, so a decode step is
@@ -336,14 +336,14 @@ fn attn_call<'c>(cache: &'c GpuCache, layer: usize, pos: usize, q: &GpuTensor, k
 /// Checks `n` tokens at `pos` of `shape` against the cache and returns the call's geometry and
 /// the layer's caches.
 fn attn_geometry(cache: &GpuCache, layer: usize, pos: usize, n: usize, shape: AttnShape) -> Result<(AttnCall, &wgpu::Buffer, &wgpu::Buffer)> {
-    if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
+    if cache.shape.n_kv_heads != shape.n_kv_heads || cache.shape.head_dim != shape.head_dim || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) || shape.window == Some(0) {
         return Err(shape_err("attention", format!("{shape:?} against a cache of {:?}", cache.shape)));
     }
     pos.checked_add(n).filter(|&e| e <= cache.max_ctx).ok_or_else(|| {
         Error::InvalidArgument(format!("context full: {} positions needed, {} available", pos.saturating_add(n), cache.max_ctx))
     })?;
     match (cache.k.get(layer), cache.v.get(layer)) {
-        (Some(kc), Some(vc)) => Ok((AttnCall { n, pos, n_heads: shape.n_heads, n_kv_heads: shape.n_kv_heads, head_dim: shape.head_dim, max_ctx: cache.max_ctx }, kc, vc)),
+        (Some(kc), Some(vc)) => Ok((AttnCall { n, pos, n_heads: shape.n_heads, n_kv_heads: shape.n_kv_heads, head_dim: shape.head_dim, max_ctx: cache.max_ctx, window: shape.window }, kc, vc)),
         _ => Err(shape_err("attention", format!("layer {layer} has no cache"))),
     }
 }
@@ -566,12 +566,14 @@ impl Backend for GpuBackend {
     }
 
     fn rms_norm(&self, x: &GpuTensor, weight: &GpuWeight, eps: f32) -> Result<GpuTensor> {
-        let g = weight.vector.as_ref().filter(|_| weight.cols == x.cols).ok_or_else(|| {
+        // A row, or each head of one: runs of the weight's length, as rows of the kernel.
+        let d = weight.cols;
+        let g = weight.vector.as_ref().filter(|_| d > 0 && x.cols.is_multiple_of(d)).ok_or_else(|| {
             shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
         })?;
         let out = self.output(x.rows, x.cols)?;
         if x.len() > 0 {
-            ops::rms_norm(&self.gpu, x.buffer(), g, x.rows, x.cols, eps, out.buffer())?;
+            ops::rms_norm(&self.gpu, x.buffer(), g, x.len() / d, d, eps, out.buffer())?;
         }
         Ok(out)
     }
@@ -805,6 +807,38 @@ impl Backend for GpuBackend {
         let out = self.output(x.rows, x.cols)?;
         if x.len() > 0 {
             ops::gelu(&self.gpu, x.buffer(), x.len(), out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    fn scale(&self, x: &mut GpuTensor, s: f32) -> Result<()> {
+        if x.len() == 0 {
+            return Ok(());
+        }
+        ops::scale(&self.gpu, x.buffer(), x.len(), s)
+    }
+
+    fn geglu(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(shape_err("geglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
+        }
+        let out = self.output(gate.rows, gate.cols)?;
+        if gate.len() > 0 {
+            ops::geglu(&self.gpu, gate.buffer(), up.buffer(), gate.len(), out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    fn geglu_matmul(&self, gate: &GpuTensor, up: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
+        if gate.rows > ops::MATVEC_MAX_TOKENS || gate.rows == 0 || Arc::ptr_eq(&gate.buf, &up.buf) {
+            return self.matmul(&self.geglu(gate, up)?, w);
+        }
+        if (gate.rows, gate.cols) != (up.rows, up.cols) || gate.cols != w.cols {
+            return Err(shape_err("geglu_matmul", format!("gate {:?}, up {:?} · wᵀ with w ({}, {})", (gate.rows, gate.cols), (up.rows, up.cols), w.rows, w.cols)));
+        }
+        let out = self.output(gate.rows, w.rows)?;
+        for part in w.views() {
+            ops::matmul(&self.gpu, &part, gate.buffer(), ops::Fused::GegluInput(up.buffer()), gate.rows, w.rows, out.buffer())?;
         }
         Ok(out)
     }

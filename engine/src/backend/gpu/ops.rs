@@ -26,7 +26,7 @@ pub fn u32_of(x: usize, what: &str) -> Result<u32> {
 pub fn supported(ty: GgmlType) -> bool {
     matches!(
         ty,
-        GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K
+        GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K
     )
 }
 
@@ -69,6 +69,13 @@ const XIN_PLAIN: &str = "fn xin(i: u32) -> vec4<f32> { return x[i]; }\n";
 const XIN_SWIGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
     fn xin(i: u32) -> vec4<f32> { let g = x[i]; return g / (vec4<f32>(1.0) + exp(-g)) * up[i]; }\n";
 
+/// ... or gelu(x) · up (GELU's tanh approximation, its argument clamped so that no driver's
+/// tanh overflows): GEGLU fused into the down projection.
+const XIN_GEGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
+    fn xin(i: u32) -> vec4<f32> { let g = x[i]; \
+    let t = tanh(clamp(0.7978846 * g * (vec4<f32>(1.0) + 0.044715 * g * g), vec4<f32>(-10.0), vec4<f32>(10.0))); \
+    return 0.5 * g * (vec4<f32>(1.0) + t) * up[i]; }\n";
+
 /// What a matmul fuses around its product (matvec sizes only: `n` ≤ [`MATVEC_MAX_TOKENS`]).
 #[derive(Clone, Copy)]
 pub enum Fused<'a> {
@@ -76,6 +83,8 @@ pub enum Fused<'a> {
     No,
     /// out = (silu(x) · up) · wᵀ.
     SwigluInput(&'a wgpu::Buffer),
+    /// out = (gelu(x) · up) · wᵀ.
+    GegluInput(&'a wgpu::Buffer),
     /// w is stacked [gate; up]: out = silu(x · gateᵀ) · (x · upᵀ), `w.rows / 2` columns.
     Glu,
 }
@@ -155,6 +164,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         (false, Fused::No) if matvec_q8(gpu, w.ty, per) => return matvec_q8_launch(gpu, w, x, n, m, out, per, sg),
         (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
         (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_SWIGLU, false, per, sg))?,
+        (false, Fused::GegluInput(_)) => gpu.kernel(("matvec_geglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_GEGLU, false, per, sg))?,
         (false, Fused::Glu) => gpu.kernel(("matvec_glu", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, true, per, sg))?,
     };
     let mut params = vec![
@@ -182,7 +192,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         Bind { buffer: x, bytes: x_bytes },
         Bind { buffer: out, bytes: bytes_f32(n * m) },
     ];
-    if let Fused::SwigluInput(up) = fused {
+    if let Fused::SwigluInput(up) | Fused::GegluInput(up) = fused {
         binds.push(Bind { buffer: up, bytes: x_bytes });
     }
     gpu.dispatch(&k, &params, &binds, groups)
@@ -268,6 +278,8 @@ pub struct AttnCall {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     pub max_ctx: usize,
+    /// Sliding window (`AttnShape::window`).
+    pub window: Option<usize>,
 }
 
 /// Stores k, v (n, kv_dim) into the layer's cache at `pos`.
@@ -371,6 +383,7 @@ pub fn attend(gpu: &Gpu, c: &AttnCall, q: &wgpu::Buffer, kc: &wgpu::Buffer, vc: 
         u32_of(c.n, "tokens")?,
         u32_of(n_splits, "splits")?,
         scale.to_bits(),
+        u32_of(c.window.unwrap_or(0), "window")?,
     ];
     let binds = [
         Bind { buffer: q, bytes: bytes_f32(q_len) },
@@ -410,6 +423,20 @@ pub fn gelu(gpu: &Gpu, x: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Resu
     let k = gpu.kernel(("gelu", 0), &[Access::Read, Access::ReadWrite], || include_str!("kernels/gelu.wgsl").into())?;
     let b = bytes_f32(len);
     gpu.dispatch(&k, &[u32_of(len, "elements")?], &[Bind { buffer: x, bytes: b }, Bind { buffer: out, bytes: b }], grid_1d(gpu, len)?)
+}
+
+/// x *= s over `len` elements.
+pub fn scale(gpu: &Gpu, x: &wgpu::Buffer, len: usize, s: f32) -> Result<()> {
+    let k = gpu.kernel(("scale", 0), &[Access::ReadWrite], || include_str!("kernels/scale.wgsl").into())?;
+    gpu.dispatch(&k, &[u32_of(len, "elements")?, s.to_bits()], &[Bind { buffer: x, bytes: bytes_f32(len) }], grid_1d(gpu, len)?)
+}
+
+/// out = gelu(gate) · up over `len` elements (GELU's tanh approximation).
+pub fn geglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("geglu", 0), &[Access::Read, Access::Read, Access::ReadWrite], || include_str!("kernels/geglu.wgsl").into())?;
+    let b = bytes_f32(len);
+    let binds = [Bind { buffer: gate, bytes: b }, Bind { buffer: up, bytes: b }, Bind { buffer: out, bytes: b }];
+    gpu.dispatch(&k, &[u32_of(len, "elements")?], &binds, grid_1d(gpu, len)?)
 }
 
 /// x (rows, cols) += bias (cols) on every row.

@@ -53,8 +53,8 @@ impl Acts {
             Format::F32 | Format::F16 | Format::BF16 => {
                 return Ok(Acts { n, k, data: ActsData::F32(x.to_vec()) });
             }
-            Format::Q4_1 => Q8Kind::Q8_1,
-            Format::Q4_0 | Format::Q8_0 => Q8Kind::Q8_0,
+            Format::Q4_1 | Format::Q5_1 => Q8Kind::Q8_1,
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => Q8Kind::Q8_0,
             Format::Q4K | Format::Q5K | Format::Q6K => return quantize_q8_k(x, n, k),
         };
         if !k.is_multiple_of(32) {

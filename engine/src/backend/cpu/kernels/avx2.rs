@@ -29,7 +29,7 @@ use std::arch::x86_64::*;
 use super::acts::ActsData;
 use super::{Format, Job};
 
-use super::tags::{block_bytes, Q4K, Q4_0, Q4_1, Q5K, Q6K, Q8_0};
+use super::tags::{block_bytes, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 
 /// Rows per n > 1 tile (× 4 tokens): 4 measured best (2: 360, 3 and 4: 383 tok/s on Q4_1).
 const PREFILL_RM: usize = 4;
@@ -65,6 +65,8 @@ pub(super) unsafe fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mu
             match format {
                 Format::Q4_0 => q_matmul::<Q4_0>(&p, job.rows),
                 Format::Q4_1 => q_matmul::<Q4_1>(&p, job.rows),
+                Format::Q5_0 => q_matmul::<Q5_0>(&p, job.rows),
+                Format::Q5_1 => q_matmul::<Q5_1>(&p, job.rows),
                 _ => q_matmul::<Q8_0>(&p, job.rows),
             }
         }
@@ -398,18 +400,18 @@ unsafe fn prefill_tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, 
         for r in 0..RM {
             let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
             let (wq, wsign, dw, mw);
-            if F == Q4_1 {
+            if F == Q4_1 || F == Q5_1 {
                 let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<i32>().read_unaligned()));
                 dw = _mm_broadcastss_ps(dm);
                 mw = _mm_permute_ps::<0x55>(dm);
-                wq = nibbles(blk.add(4), low);
+                wq = if F == Q5_1 { q5_quants(blk.add(4), low) } else { nibbles(blk.add(4), low) };
                 wsign = wq;
             } else {
                 let d = _mm_cvtph_ps(_mm_cvtsi32_si128(blk.cast::<u16>().read_unaligned() as i32));
                 dw = _mm_broadcastss_ps(d);
-                if F == Q4_0 {
-                    mw = _mm_mul_ps(dw, _mm_set1_ps(-8.0));
-                    wq = nibbles(blk.add(2), low);
+                if F == Q4_0 || F == Q5_0 {
+                    mw = _mm_mul_ps(dw, _mm_set1_ps(if F == Q5_0 { -16.0 } else { -8.0 }));
+                    wq = if F == Q5_0 { q5_quants(blk.add(2), low) } else { nibbles(blk.add(2), low) };
                     wsign = wq;
                 } else {
                     mw = _mm_setzero_ps();
@@ -487,20 +489,22 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
             let (wq, at) = match F {
                 Q4_1 => (nibbles(blk.add(4), low), a),
                 Q4_0 => (nibbles(blk.add(2), low), a),
+                Q5_1 => (q5_quants(blk.add(4), low), a),
+                Q5_0 => (q5_quants(blk.add(2), low), a),
                 _ => {
                     // |w| · (a with w's sign) = w · a, within maddubs' i16 range.
                     let w = _mm256_loadu_si256(blk.add(2).cast());
                     (_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
                 }
             };
-            h[r] = if F == Q4_1 { blk.cast::<u32>().read_unaligned() } else { blk.cast::<u16>().read_unaligned() as u32 };
+            h[r] = if F == Q4_1 || F == Q5_1 { blk.cast::<u32>().read_unaligned() } else { blk.cast::<u16>().read_unaligned() as u32 };
             isum[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, at), ones);
         }
         // [Σ isum[0], Σ isum[1], Σ isum[2], Σ isum[3]]
         let hs = _mm256_hadd_epi32(_mm256_hadd_epi32(isum[0], isum[1]), _mm256_hadd_epi32(isum[2], isum[3]));
         let sums = _mm_add_epi32(_mm256_castsi256_si128(hs), _mm256_extracti128_si256::<1>(hs));
         let (dw, mw);
-        if F == Q4_1 {
+        if F == Q4_1 || F == Q5_1 {
             // [d0, m0, d1, m1 | d2, m2, d3, m3]
             let dm = _mm256_cvtph_ps(_mm_setr_epi32(h[0] as i32, h[1] as i32, h[2] as i32, h[3] as i32));
             let (lo, hi) = (_mm256_castps256_ps128(dm), _mm256_extractf128_ps::<1>(dm));
@@ -509,8 +513,12 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
         } else {
             let hd = _mm_setr_epi16(h[0] as i16, h[1] as i16, h[2] as i16, h[3] as i16, 0, 0, 0, 0);
             dw = _mm_cvtph_ps(hd);
-            // Q4_0: m_w = -8·d_w, as `prefill_tile` computes it; Q8_0 has no m term.
-            mw = if F == Q4_0 { _mm_mul_ps(dw, _mm_set1_ps(-8.0)) } else { _mm_setzero_ps() };
+            // Q4_0: m_w = -8·d_w (Q5_0: -16·d_w), as `prefill_tile` computes it; Q8_0 has no m term.
+            mw = match F {
+                Q4_0 => _mm_mul_ps(dw, _mm_set1_ps(-8.0)),
+                Q5_0 => _mm_mul_ps(dw, _mm_set1_ps(-16.0)),
+                _ => _mm_setzero_ps(),
+            };
         }
         acc = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(*p.d.add(b))), _mm_cvtepi32_ps(sums), acc);
         if F != Q8_0 {
@@ -530,6 +538,18 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
 unsafe fn nibbles(qs: *const u8, low: __m256i) -> __m256i {
     let raw = _mm_loadu_si128(qs.cast());
     _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(raw), raw), low)
+}
+
+/// A Q5_0/Q5_1 block's 32 quants (0..32) in value order: the nibbles at `qh + 4` (as
+/// [`nibbles`]), with bit j of the u32 at `qh` as value j's fifth bit (ggml's
+/// `bytes_from_bits_32`: each byte keeps its bit of the broadcast word).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_quants(qh: *const u8, low: __m256i) -> __m256i {
+    let bits = _mm256_set1_epi32(qh.cast::<i32>().read_unaligned());
+    let spread = _mm256_shuffle_epi8(bits, _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0));
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe)), _mm256_set1_epi64x(-1));
+    _mm256_or_si256(nibbles(qh.add(4), low), _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
 }
 
 #[inline]

@@ -9,7 +9,8 @@
 //! `d_w[b]·d_x[b]·Σ q_w·q_x  +  m_w[b]·s_x[b]`, with `s_x = d_x·Σ q_x`.
 //! Q4_1 stores `m_w` in the block; Q4_0 has nibbles `q - 8`, which is the same sum with
 //! unsigned nibbles and `m_w = -8·d_w` (saves the sign fix-ups ggml does per block); Q8_0 has
-//! no `m` term.
+//! no `m` term. Q5_0 and Q5_1 are Q4_0 and Q4_1 with a fifth bit per quant (`qh`): unsigned
+//! quants 0..32, `m_w = -16·d_w` for Q5_0 (Q8_0 activations), stored `m_w` for Q5_1 (Q8_1).
 //!
 //! K-quant weights (Q4_K, Q5_K, Q6_K: 256-value super-blocks of 32- or 16-value sub-blocks with
 //! their own 6- or 8-bit scales) take Q8_K activations (256 values, f32 `d`, per-16 sums), as in
@@ -101,6 +102,8 @@ enum Format {
     BF16,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
     Q4K,
     Q5K,
@@ -115,6 +118,8 @@ impl Format {
             Format::BF16 => GgmlType::BF16,
             Format::Q4_0 => GgmlType::Q4_0,
             Format::Q4_1 => GgmlType::Q4_1,
+            Format::Q5_0 => GgmlType::Q5_0,
+            Format::Q5_1 => GgmlType::Q5_1,
             Format::Q8_0 => GgmlType::Q8_0,
             Format::Q4K => GgmlType::Q4K,
             Format::Q5K => GgmlType::Q5K,
@@ -135,6 +140,8 @@ mod tags {
     pub const Q4K: u8 = 3;
     pub const Q5K: u8 = 4;
     pub const Q6K: u8 = 5;
+    pub const Q5_0: u8 = 6;
+    pub const Q5_1: u8 = 7;
 
     /// Bytes per block of the format a tag names.
     pub const fn block_bytes(tag: u8) -> usize {
@@ -144,6 +151,8 @@ mod tags {
             Q4K => GgmlType::Q4K.type_size(),
             Q5K => GgmlType::Q5K.type_size(),
             Q6K => GgmlType::Q6K.type_size(),
+            Q5_0 => GgmlType::Q5_0.type_size(),
+            Q5_1 => GgmlType::Q5_1.type_size(),
             _ => GgmlType::Q8_0.type_size(),
         }
     }
@@ -156,6 +165,8 @@ fn kernel_format(ty: GgmlType) -> Option<Format> {
         GgmlType::BF16 => Format::BF16,
         GgmlType::Q4_0 => Format::Q4_0,
         GgmlType::Q4_1 => Format::Q4_1,
+        GgmlType::Q5_0 => Format::Q5_0,
+        GgmlType::Q5_1 => Format::Q5_1,
         GgmlType::Q8_0 => Format::Q8_0,
         GgmlType::Q4K => Format::Q4K,
         GgmlType::Q5K => Format::Q5K,
@@ -320,8 +331,8 @@ impl Acts {
         matches!(
             (format, &self.data),
             (Format::F32 | Format::F16 | Format::BF16, ActsData::F32(_))
-                | (Format::Q4_1, ActsData::Q8 { kind: Q8Kind::Q8_1, .. })
-                | (Format::Q4_0 | Format::Q8_0, ActsData::Q8 { kind: Q8Kind::Q8_0, .. })
+                | (Format::Q4_1 | Format::Q5_1, ActsData::Q8 { kind: Q8Kind::Q8_1, .. })
+                | (Format::Q4_0 | Format::Q5_0 | Format::Q8_0, ActsData::Q8 { kind: Q8Kind::Q8_0, .. })
                 | (Format::Q4K | Format::Q5K | Format::Q6K, ActsData::Q8K { .. })
         )
     }

@@ -3,7 +3,7 @@
 
 use super::acts::ActsData;
 use super::{Format, Job};
-use crate::quant::{f16_at, q6_at, scale_min_k4};
+use crate::quant::{f16_at, q5_at, q6_at, scale_min_k4};
 
 pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]) {
     let rows = job.w.chunks_exact(job.row_bytes).take(job.rows);
@@ -110,7 +110,7 @@ fn dot_float(format: Format, w: &[u8], x: &[f32]) -> f32 {
     }
 }
 
-/// dot(W row of Q4_0/Q4_1/Q8_0 blocks, x row of Q8 blocks with scales `dx` and sums `sx`).
+/// dot(W row of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 blocks, x row of Q8 blocks with scales `dx` and sums `sx`).
 fn dot_q8<'a>(
     format: Format,
     w: &[u8],
@@ -126,6 +126,8 @@ fn dot_q8<'a>(
         let (isum, m) = match format {
             Format::Q8_0 => (wb[2..].iter().zip(xb).map(|(&q, &a)| (q as i8) as i32 * a as i32).sum(), 0.0),
             Format::Q4_0 => (q4_dot(&wb[2..], xb), -8.0 * dw),
+            Format::Q5_0 => (q5_dot(&wb[2..], xb), -16.0 * dw),
+            Format::Q5_1 => (q5_dot(&wb[4..], xb), f16_at(wb, 2)),
             _ => (q4_dot(&wb[4..], xb), f16_at(wb, 2)),
         };
         acc += dw * dx * isum as f32;
@@ -138,4 +140,10 @@ fn dot_q8<'a>(
 fn q4_dot(qs: &[u8], a: &[i8]) -> i32 {
     let (lo, hi) = a.split_at(16);
     qs.iter().zip(lo.iter().zip(hi)).map(|(&q, (&l, &h))| (q & 0x0F) as i32 * l as i32 + (q >> 4) as i32 * h as i32).sum()
+}
+
+/// Σ q_j · a_j over one Q5 block: `b` starts at the u32 `qh`, then the nibbles as in Q4.
+fn q5_dot(b: &[u8], a: &[i8]) -> i32 {
+    let qh = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    a.iter().enumerate().map(|(j, &x)| q5_at(&b[4..], qh, j) as i32 * x as i32).sum()
 }

@@ -17,7 +17,7 @@ use core::arch::wasm32::*;
 use super::acts::ActsData;
 use super::{Format, Job};
 
-use super::tags::{block_bytes, Q4K, Q4_0, Q4_1, Q5K, Q6K, Q8_0};
+use super::tags::{block_bytes, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 
 /// Rows per prefill tile (× 4 tokens): each widened activation block serves this many rows.
 const PREFILL_RM: usize = 4;
@@ -48,6 +48,8 @@ pub(super) fn matmul(format: Format, job: &Job, acts: &ActsData, out: &mut [f32]
                 match format {
                     Format::Q4_0 => q_matmul::<Q4_0>(&p, job.rows),
                     Format::Q4_1 => q_matmul::<Q4_1>(&p, job.rows),
+                    Format::Q5_0 => q5_matmul::<Q5_0>(&p, job.rows),
+                    Format::Q5_1 => q5_matmul::<Q5_1>(&p, job.rows),
                     _ => q_matmul::<Q8_0>(&p, job.rows),
                 }
             }
@@ -583,4 +585,62 @@ pub(super) fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i
             v128_store(qb.as_mut_ptr().add(16).cast(), hi);
         }
     }
+}
+
+/// Q5_0/Q5_1 weights (Gemma 3's fallback for narrow Q4_K_M tensors): row by row, each block
+/// unpacked once and dotted with up to four tokens. Per (row, token) and block the float step
+/// is `acc += (d_w·d_x)·Σq_w·q_x`, then `acc += m_w·s_x` (Q5_0: `m_w = -16·d_w`), whatever n:
+/// batch-invariant.
+unsafe fn q5_matmul<const F: u8>(p: &Tile, rows: usize) {
+    for r in 0..rows {
+        let mut t = 0;
+        while t < p.n {
+            let rn = (p.n - t).min(4);
+            q5_tile::<F>(p, r, t, rn);
+            t += rn;
+        }
+    }
+}
+
+/// out[t][r] for row `r` and tokens `t0..t0 + rn` (rn ≤ 4) of Q5_0/Q5_1 weights.
+#[inline(always)]
+unsafe fn q5_tile<const F: u8>(p: &Tile, r: usize, t0: usize, rn: usize) {
+    let block_bytes = block_bytes(F);
+    let mut acc = [0f32; 4];
+    for b in 0..p.nb {
+        let blk = p.w.add(r * p.row_bytes + b * block_bytes);
+        let dw = f16_to_f32(read_u16(blk));
+        let (qh, mw) = if F == Q5_1 { (blk.add(4), f16_to_f32(read_u16(blk.add(2)))) } else { (blk.add(2), -16.0 * dw) };
+        let (lo, hi) = q5_unpack(qh);
+        let w = [i16x8_extend_low_u8x16(lo), i16x8_extend_high_u8x16(lo), i16x8_extend_low_u8x16(hi), i16x8_extend_high_u8x16(hi)];
+        for (t, acc) in acc.iter_mut().enumerate().take(rn) {
+            let a = p.qs.add((t0 + t) * p.k + b * 32);
+            let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
+            let s = i32x4_add(
+                i32x4_add(i32x4_dot_i16x8(w[0], i16x8_extend_low_i8x16(a0)), i32x4_dot_i16x8(w[1], i16x8_extend_high_i8x16(a0))),
+                i32x4_add(i32x4_dot_i16x8(w[2], i16x8_extend_low_i8x16(a1)), i32x4_dot_i16x8(w[3], i16x8_extend_high_i8x16(a1))),
+            );
+            let isum = i32x4_extract_lane::<0>(s) + i32x4_extract_lane::<1>(s) + i32x4_extract_lane::<2>(s) + i32x4_extract_lane::<3>(s);
+            let (dx, sx) = (*p.d.add(b * p.n + t0 + t), *p.s.add(b * p.n + t0 + t));
+            *acc += (dw * dx) * isum as f32;
+            *acc += mw * sx;
+        }
+    }
+    for (t, v) in acc.iter().enumerate().take(rn) {
+        *p.out.add((t0 + t) * p.out_stride + r) = *v;
+    }
+}
+
+/// A Q5 block's quants (0..32) from its u32 `qh` at `qh` and the nibbles after it: values
+/// 0..16, then 16..32, as u8x16; bit j of `qh` is value j's fifth bit.
+#[inline(always)]
+unsafe fn q5_unpack(qh: *const u8) -> (v128, v128) {
+    let raw = v128_load(qh.add(4).cast());
+    let bits = u32x4_splat(qh.cast::<u32>().read_unaligned());
+    let mask = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    let fifth = |lo_byte: u8| {
+        let spread = u8x16_swizzle(bits, u8x16(lo_byte, lo_byte, lo_byte, lo_byte, lo_byte, lo_byte, lo_byte, lo_byte, lo_byte + 1, lo_byte + 1, lo_byte + 1, lo_byte + 1, lo_byte + 1, lo_byte + 1, lo_byte + 1, lo_byte + 1));
+        v128_and(u8x16_eq(v128_and(spread, mask), mask), u8x16_splat(0x10))
+    };
+    (v128_or(v128_and(raw, u8x16_splat(0x0F)), fifth(0)), v128_or(u8x16_shr(raw, 4), fifth(2)))
 }

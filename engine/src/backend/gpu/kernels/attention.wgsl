@@ -1,7 +1,8 @@
 // Split-KV attention, first pass: for query head h of token t, the keys of one chunk of 64
 // positions (split s). Writes the chunk's max score m, Σ exp(score − m) and the unnormalized
 // Σ exp(score − m) · v; attention_merge.wgsl combines the chunks. Causal: token t sees
-// positions 0 ..= pos + t. q stays f32 against the f16 keys (ggml rounds it to f16 for its
+// positions 0 ..= pos + t, or with a sliding window w > 0 only the last w of them (a chunk
+// wholly before the window gives m = −3e38, l = 0, and weighs nothing in the merge). q stays f32 against the f16 keys (ggml rounds it to f16 for its
 // f16 dot products, which saves nothing here and adds a rounding). Four invocations per
 // position: each takes a quarter of the head's dimensions for the scores, then a quarter of the
 // chunk's positions for the weighted sum of values, so no invocation runs a long chain of
@@ -16,6 +17,7 @@ struct Params {
     n: u32,
     n_splits: u32,
     scale: f32,
+    window: u32,    // sliding window (0: none)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,6 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let hd = p.head_dim;
     let g = h / p.group;
     let len = p.pos + t + 1u;
+    let first = select(0u, len - min(len, p.window), p.window > 0u);
     let j0 = s * CH;
     let q_dim = p.n_heads * hd;
     if (lid < hd) {
@@ -65,7 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let d_begin = (lid & 3u) * per;
     let d_end = min(d_begin + per, pairs);
     var acc = 0.0;
-    if (j < len) {
+    if (j < len && j >= first) {
         let kb = (g * p.max_ctx + j) * pairs;
         for (var d2 = d_begin; d2 < d_end; d2++) {
             let kv = unpack2x16float(kc[kb + d2]);
@@ -75,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     part[lid] = acc;
     workgroupBarrier();
-    let valid = lid < CH && j0 + lid < len;
+    let valid = lid < CH && j0 + lid < len && j0 + lid >= first;
     var sc = NEG;
     if (valid) {
         let b = 4u * lid;

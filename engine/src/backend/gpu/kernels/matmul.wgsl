@@ -79,6 +79,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     put_w(8u * sub + e, lr, lo[e]);
                     put_w(8u * sub + 4u + e, lr, hi[e]);
                 }
+            } else if (IS_Q5) {
+                let e = q5_quarter(b, sub);
+                let lo = e.d * e.lo + e.m;
+                let hi = e.d * e.hi + e.m;
+                for (var i = 0u; i < 4u; i++) {
+                    put_w(4u * sub + i, lr, lo[i]);
+                    put_w(16u + 4u * sub + i, lr, hi[i]);
+                }
             } else {
                 let q = word_at(b + 4u - 2u * u32(FMT == Q4_0) + 4u * sub);
                 var lo = lo_nibbles(q);

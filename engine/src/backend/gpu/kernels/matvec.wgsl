@@ -32,12 +32,16 @@ struct Params {
 
 var<workgroup> sh: array<vec4<f32>, 256>;
 
-// Quarter `sub` of the Q4_0/Q4_1/Q8_0 block at byte `b` dotted with the x values under it
+// Quarter `sub` of the Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 block at byte `b` dotted with the x values under it
 // (`xa`, `xb`: the quarter's two vec4s, `sx` their sum).
 fn quarter_dot(b: u32, sub: u32, xa: vec4<f32>, xb: vec4<f32>, sx: f32) -> f32 {
     if (FMT == Q8_0) {
         let q = dot(bytes_i8(word_at(b + 2u + 8u * sub)), xa) + dot(bytes_i8(word_at(b + 6u + 8u * sub)), xb);
         return f16_at(b) * q;
+    }
+    if (IS_Q5) {
+        let e = q5_quarter(b, sub);
+        return e.d * (dot(e.lo, xa) + dot(e.hi, xb)) + e.m * sx;
     }
     // Q4_0 / Q4_1: byte j holds value j (low nibble) and value j + 16 (high nibble).
     let q = word_at(b + 4u - 2u * u32(FMT == Q4_0) + 4u * sub);

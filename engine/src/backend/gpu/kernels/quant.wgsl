@@ -8,11 +8,14 @@ const F32: u32 = 0u;
 const F16: u32 = 1u;
 const Q4_0: u32 = 2u;
 const Q4_1: u32 = 3u;
+const Q5_0: u32 = 6u;
+const Q5_1: u32 = 7u;
 const Q8_0: u32 = 8u;
 const Q4_K: u32 = 12u;
 const Q5_K: u32 = 13u;
 const Q6_K: u32 = 14u;
 const IS_K: bool = FMT == Q4_K || FMT == Q5_K || FMT == Q6_K;
+const IS_Q5: bool = FMT == Q5_0 || FMT == Q5_1;
 
 // The 4 bytes at byte offset `b` (even).
 fn word_at(b: u32) -> u32 {
@@ -59,6 +62,28 @@ fn bytes_i8(q: u32) -> vec4<f32> {
 // The 4 unsigned bytes of `q`, in byte order.
 fn bytes_u8(q: u32) -> vec4<f32> {
     return small_u32s(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(255u));
+}
+
+// Quarter `sub` of the Q5_0/Q5_1 block at byte `b`: quants (0..32) of values 4·sub .. 4·sub + 4
+// (lo) and 16 + 4·sub .. (hi), nibbles joined to their fifth bit from the u32 qh; `d` and the
+// offset `m` (Q5_0: -16·d) make a value `d · q + m`.
+struct Q5Quarter {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+    d: f32,
+    m: f32,
+}
+
+fn q5_quarter(b: u32, sub: u32) -> Q5Quarter {
+    let qh_at = b + select(2u, 4u, FMT == Q5_1);
+    let qh = word_at(qh_at);
+    let q = word_at(qh_at + 4u + 4u * sub);
+    let bl = qh >> (4u * sub);
+    let bh = qh >> (16u + 4u * sub);
+    let lo = lo_nibbles(q) + 16.0 * vec4<f32>(vec4<u32>(bl, bl >> 1u, bl >> 2u, bl >> 3u) & vec4<u32>(1u));
+    let hi = hi_nibbles(q) + 16.0 * vec4<f32>(vec4<u32>(bh, bh >> 1u, bh >> 2u, bh >> 3u) & vec4<u32>(1u));
+    let d = f16_at(b);
+    return Q5Quarter(lo, hi, d, select(-16.0 * d, f16_at(b + 2u), FMT == Q5_1));
 }
 
 // The 6-bit (scale, min) of sub-block `s` of the Q4_K/Q5_K super-block at byte `b` (ggml's
@@ -125,6 +150,10 @@ fn deq(row: u32, c: u32) -> f32 {
     if (FMT == Q8_0) {
         let q = i32(byte_at(b + 2u + j) << 24u) >> 24u;
         return f32(q) * f16_at(b);
+    }
+    if (IS_Q5) {
+        let e = q5_quarter(b, (j % 16u) / 4u);
+        return e.d * select(e.lo[j & 3u], e.hi[j & 3u], j >= 16u) + e.m;
     }
     let byte = byte_at(b + 4u - 2u * u32(FMT == Q4_0) + (j & 15u));
     let nib = select(byte & 15u, byte >> 4u, j >= 16u);
