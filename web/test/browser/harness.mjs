@@ -16,13 +16,14 @@ function require(file, hint) {
   if (!fs.existsSync(file)) throw new Error(`${file} is missing: ${hint}`);
 }
 
-/** Server + browser + page on the test page. Call `close()` at the end. */
-export async function open() {
+/** Server + browser + page on the test page (`server`: startServer's options, e.g. more
+ * mounts). Call `close()` at the end. */
+export async function open(server = {}) {
   require(CHROMIUM, "install Chromium (cargo xtask setup does: apt-get install -y chromium)");
   require(path.join(WEB, "dist/index.js"), "build the package first (cargo xtask web)");
   require(path.join(WEB, "dist/wasm/nib_wasm_bg.wasm"), "build the wasm first (cargo xtask web)");
   require(MODEL_FILE, "fetch the default model (cargo xtask setup)");
-  const srv = await startServer();
+  const srv = await startServer(server);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "nib-chromium-"));
   const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
   const page = context.pages()[0] ?? (await context.newPage());
