@@ -85,6 +85,26 @@ fn complete_builds_the_documented_qwen_fim_prompt() {
     }
 }
 
+/// DeepSeek-Coder's FIM prompt, on the tiny DeepSeek-Coder-shaped llama model (`cargo xtask
+/// setup` makes it): `BOS <｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>` exactly as
+/// llama.cpp tokenizes that documented form (tests/fixtures/deepseek_coder_tiny.json).
+#[test]
+fn complete_builds_the_documented_deepseek_fim_prompt() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let m = root.join("target/xtask/deepseek/tiny-deepseek-coder.gguf");
+    assert!(m.is_file(), "{} is missing: run `cargo xtask setup` first", m.display());
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/deepseek_coder_tiny.json")).unwrap()).unwrap();
+    for (i, case) in fx["fim"].as_array().unwrap().iter().enumerate() {
+        let (p, s) = files(&format!("deepseek{i}"), case["prefix"].as_str().unwrap(), case["suffix"].as_str().unwrap());
+        let want = &case["ids"];
+        assert_eq!((&want[0], &want[1]), (&serde_json::json!(49152), &serde_json::json!(49155)), "BOS, then <｜fim▁begin｜>");
+        let out = nib(&["complete", "--model", m.to_str().unwrap(), "--backend", "cpu", "--prefix-file", p.to_str().unwrap(), "--suffix-file", s.to_str().unwrap(), "--max-tokens", "2", "--show-prompt"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(&v["prompt_ids"], want, "case {i}");
+    }
+}
+
 #[test]
 fn complete_usage_and_file_errors() {
     let (p, _) = files("err", "x = ", "");

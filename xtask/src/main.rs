@@ -113,7 +113,7 @@ fn test() -> Result<(), String> {
 
 /// Integration tests that also run as wasm (the rest read files through APIs WASI lacks, or
 /// need native-only code).
-const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "session", "qwen2", "starcoder"];
+const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "session", "qwen2", "starcoder", "deepseek"];
 
 fn fixtures() -> Result<(), String> {
     setup::require_llama_cpp()?;
@@ -126,5 +126,7 @@ fn fixtures() -> Result<(), String> {
     // The tiny qwen2 model (its tokenizer.json comes from setup) and llama.cpp's results for it.
     run_cmd(Command::new(setup::python()).args(["tests/fixtures/make_tiny_qwen2.py", "--fixtures"]))?;
     // The tiny starcoder2 and starcoder models (the default model's vocabulary) and their results.
-    run_cmd(Command::new(setup::python()).args(["tests/fixtures/make_tiny_starcoder.py", "--fixtures"]))
+    run_cmd(Command::new(setup::python()).args(["tests/fixtures/make_tiny_starcoder.py", "--fixtures"]))?;
+    // The tiny DeepSeek-Coder-shaped llama model (linear RoPE ×4) and its results.
+    run_cmd(Command::new(setup::python()).args(["tests/fixtures/make_tiny_deepseek.py", "--fixtures"]))
 }

@@ -51,6 +51,7 @@ pub fn run() -> Result<(), String> {
     tiny_qwen2()?;
     qwen2_05b()?;
     tiny_starcoder()?;
+    tiny_deepseek()?;
     kquant_models()?;
     tiny_hf()?;
     wasm_bindgen_cli()?;
@@ -314,7 +315,20 @@ fn gguf_py() -> Result<(), String> {
 /// (llama.cpp's results for it) records. About ten seconds.
 fn tiny_starcoder() -> Result<(), String> {
     let models = [("tiny-starcoder2.gguf", "starcoder2_tiny.json"), ("tiny-gpt-bigcode.gguf", "gpt_bigcode_tiny.json")];
-    let dir = root().join("target/xtask/starcoder");
+    tiny_models("starcoder", "tests/fixtures/make_tiny_starcoder.py", &models)
+}
+
+/// The tiny random-weight DeepSeek-Coder-shaped `llama` model of engine/tests/deepseek.rs
+/// (linear RoPE scaling ×4), written by tests/fixtures/make_tiny_deepseek.py with the default
+/// model's vocabulary, checked like `tiny_starcoder`. A few seconds.
+fn tiny_deepseek() -> Result<(), String> {
+    tiny_models("deepseek", "tests/fixtures/make_tiny_deepseek.py", &[("tiny-deepseek-coder.gguf", "deepseek_coder_tiny.json")])
+}
+
+/// Writes target/xtask/`name`/ with `script` (`--vocab` the default model) unless each
+/// (GGUF, fixture) of `models` is present with the sha256 the fixture records; then checks them.
+fn tiny_models(name: &str, script: &str, models: &[(&str, &str)]) -> Result<(), String> {
+    let dir = root().join("target/xtask").join(name);
     let mut wants = Vec::new();
     for (file, fixture) in models {
         let fixture = root().join("tests/fixtures").join(fixture);
@@ -334,13 +348,13 @@ fn tiny_starcoder() -> Result<(), String> {
         Ok(true)
     };
     if present(&wants)? {
-        eprintln!("xtask: tiny starcoder models present (target/xtask/starcoder)");
+        eprintln!("xtask: tiny {name} models present (target/xtask/{name})");
         return Ok(());
     }
     gguf_py()?;
-    run_cmd(Command::new(python()).arg("tests/fixtures/make_tiny_starcoder.py").arg("--vocab").arg(root().join(MODEL_PATH)).arg("--out-dir").arg(&dir))?;
+    run_cmd(Command::new(python()).arg(script).arg("--vocab").arg(root().join(MODEL_PATH)).arg("--out-dir").arg(&dir))?;
     if !present(&wants)? {
-        return Err(format!("target/xtask/starcoder: the models came out with other bytes than their fixtures were made from (another gguf/numpy?): {wants:?}"));
+        return Err(format!("target/xtask/{name}: the models came out with other bytes than their fixtures were made from (another gguf/numpy?): {wants:?}"));
     }
     Ok(())
 }

@@ -54,6 +54,14 @@ pub fn gemma3_model() -> PathBuf {
     p
 }
 
+/// The tiny random-weight DeepSeek-Coder-shaped `llama` model of tests/fixtures/make_tiny_deepseek.py
+/// (`cargo xtask setup` writes it and checks it against deepseek_coder_tiny.json's sha256).
+pub fn tiny_deepseek() -> PathBuf {
+    let p = root().join("target/xtask/deepseek/tiny-deepseek-coder.gguf");
+    assert!(p.is_file(), "{} is missing: run `cargo xtask setup` first", p.display());
+    p
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
