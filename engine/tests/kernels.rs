@@ -640,3 +640,47 @@ fn reference_attention_is_exact_to_f32() {
         }
     }
 }
+
+/// The default attention path on a cache that has only finite keys and values (where the wasm
+/// kernels take their quick f16 conversion) equals the one on the same contents after an
+/// infinite key was stored and overwritten (the cache then no longer claims finiteness and the
+/// general kernels run), bit for bit. The data has f16 subnormals, zeros of both signs, and
+/// probabilities that round to zero in f16; prefills past the 8-key blocks, then decode steps.
+#[test]
+fn attention_on_a_finite_cache_equals_the_general_path() {
+    let mut rng = Rng(0xF1_0000);
+    let fast = backend(Precision::Ggml, 1);
+    for (nh, nkv, hd, prefill, steps, scale) in [(9, 3, 64, 21, 3, 2.0), (9, 3, 64, 67, 2, 12.0), (6, 2, 34, 13, 2, 4.0), (4, 4, 16, 9, 3, 2.0), (3, 1, 8, 1, 9, 20.0)] {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let max_ctx = prefill + steps + 5;
+        let (mut finite, mut general) = (fast.new_cache(1, max_ctx, shape).unwrap(), fast.new_cache(1, max_ctx, shape).unwrap());
+        let odd = |rng: &mut Rng, n: usize, s: f32| -> Vec<f32> {
+            let mut v = rng.vec(n, s);
+            for (i, x) in v.iter_mut().enumerate() {
+                match i % 11 {
+                    3 => *x *= 1e-6, // an f16 subnormal
+                    5 => *x = 0.0,
+                    7 => *x = -0.0,
+                    _ => {}
+                }
+            }
+            v
+        };
+        // An infinite key at position 0 (|x| > 65504 rounds to inf in f16), overwritten below.
+        let mut k = vec![1.0f32; shape.kv_dim()];
+        k[0] = 1e6;
+        let t = |d: Vec<f32>, n: usize, cols: usize| CpuTensor::new(n, cols, d).unwrap();
+        fast.attention(&mut general, 0, 0, &t(vec![0.5; shape.q_dim()], 1, shape.q_dim()), &t(k, 1, shape.kv_dim()), &t(vec![1.0; shape.kv_dim()], 1, shape.kv_dim()), shape).unwrap();
+        let mut pos = 0;
+        for n in std::iter::once(prefill).chain(std::iter::repeat_n(1, steps)) {
+            let (q, k, v) = (odd(&mut rng, n * shape.q_dim(), scale), odd(&mut rng, n * shape.kv_dim(), 2.0), odd(&mut rng, n * shape.kv_dim(), 1.0));
+            let (qt, kt, vt) = (t(q, n, shape.q_dim()), t(k, n, shape.kv_dim()), t(v, n, shape.kv_dim()));
+            let a = fast.attention(&mut finite, 0, pos, &qt, &kt, &vt, shape).unwrap().data;
+            let b = fast.attention(&mut general, 0, pos, &qt, &kt, &vt, shape).unwrap().data;
+            assert!(a.iter().all(|x| x.is_finite()), "{shape:?} pos {pos}: non-finite output");
+            let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{shape:?} pos {pos} n {n}: the finite-cache path differs from the general one");
+            pos += n;
+        }
+    }
+}

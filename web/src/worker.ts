@@ -25,10 +25,26 @@ let dead = false;
 /** Ids of running requests, with the controller that aborts each. */
 const running = new Map<number, AbortController>();
 
+/**
+ * Whether this browser runs relaxed SIMD (Chrome 114+): a tiny module that uses
+ * `i16x8.relaxed_dot_i8x16_i7x16_s` validates. Then the engine is nib_wasm_bg.wasm, built with
+ * relaxed-simd (faster 4-bit matmuls, identical results); otherwise nib_wasm_simd128_bg.wasm,
+ * the same code with SIMD128 alone. One JS glue serves both (`cargo xtask web` checks).
+ */
+function hasRelaxedSimd(): boolean {
+  const v128 = [0xfd, 0x0c, ...new Array<number>(16).fill(0)]; // v128.const 0
+  const body = [0x00, ...v128, ...v128, 0xfd, 0x92, 0x02, 0x0b]; // no locals; dot; end
+  const code = [0x01, body.length, ...body];
+  // magic, version; type () -> v128; one function of that type; its code.
+  const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00];
+  return WebAssembly.validate(new Uint8Array([...header, 0x0a, code.length, ...code]));
+}
+
 async function wasmModule(): Promise<WasmModule> {
   if (!wasm) {
     const m = (await import(new URL("./wasm/nib_wasm.js", import.meta.url).href)) as WasmModule;
-    const out = await m.default({ module_or_path: new URL("./wasm/nib_wasm_bg.wasm", import.meta.url) });
+    const file = hasRelaxedSimd() ? "./wasm/nib_wasm_bg.wasm" : "./wasm/nib_wasm_simd128_bg.wasm";
+    const out = await m.default({ module_or_path: new URL(file, import.meta.url) });
     memory = out.memory;
     wasm = m;
   }

@@ -101,7 +101,13 @@ fn test() -> Result<(), String> {
     for t in WASM_TESTS {
         wasm.args(["--test", t]);
     }
-    run_cmd(wasm.env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner))?;
+    run_cmd(wasm.env("CARGO_TARGET_WASM32_WASIP1_RUNNER", &runner))?;
+    // The kernels again as the browser's relaxed-simd module runs them (web::build), in their
+    // own target dir (other rustflags; --config appends to .cargo/config.toml's).
+    let relaxed = r#"target.wasm32-wasip1.rustflags=["-C", "target-feature=+relaxed-simd"]"#;
+    let mut kernels = cargo();
+    kernels.args(["test", "--release", "--target", "wasm32-wasip1", "-p", "nib-engine", "--test", "kernels"]);
+    run_cmd(kernels.args(["--target-dir", "target/relaxed", "--config", relaxed]).env("CARGO_TARGET_WASM32_WASIP1_RUNNER", &runner))?;
     // The browser runtime: built, then its JS unit tests and Chromium end-to-end tests.
     web::build()?;
     web::test()?;

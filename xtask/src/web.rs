@@ -9,13 +9,34 @@ use crate::{cargo, root, run_cmd};
 /// The wasm-bindgen CLI must be the crate's exact version (wasm/Cargo.toml pins it).
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 
+/// Two builds of nib-wasm from the same code: nib_wasm_bg.wasm with relaxed-simd (browsers that
+/// have it: faster 4-bit matmuls, the same results) and nib_wasm_simd128_bg.wasm with SIMD128
+/// alone; the worker picks one. The relaxed build has its own target dir (other rustflags).
 pub fn build() -> Result<(), String> {
-    run_cmd(cargo().args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "nib-wasm"]))?;
-    let wasm = root().join("target/wasm32-unknown-unknown/wasm/nib_wasm.wasm");
+    let bindgen = |wasm: &str, out: &std::path::Path| {
+        // No wasm-opt: Debian's binaryen breaks this module, and the npm one is not worth its
+        // download for the few percent it saves (README, "Browser runtime").
+        run_cmd(Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(out).arg(root().join(wasm)))
+    };
+    let wasm_build = || {
+        let mut c = cargo();
+        c.args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "-p", "nib-wasm"]);
+        c
+    };
+    run_cmd(&mut wasm_build())?;
+    let plain = root().join("target/xtask/wasm-simd128");
+    bindgen("target/wasm32-unknown-unknown/wasm/nib_wasm.wasm", &plain)?;
+    // --config arrays append to .cargo/config.toml's rustflags (+simd128 and the getrandom cfg).
+    run_cmd(wasm_build().args(["--target-dir", "target/relaxed", "--config", r#"target.wasm32-unknown-unknown.rustflags=["-C", "target-feature=+relaxed-simd"]"#]))?;
     let out = root().join("web/dist/wasm");
-    // No wasm-opt: Debian's binaryen breaks this module, and the npm one is not worth its
-    // download for the few percent it saves (README, "Browser runtime").
-    run_cmd(Command::new("wasm-bindgen").args(["--target", "web", "--out-dir"]).arg(&out).arg(&wasm))?;
+    bindgen("target/relaxed/wasm32-unknown-unknown/wasm/nib_wasm.wasm", &out)?;
+    // The worker loads either module through the one glue: it must be the same for both.
+    let read = |p: std::path::PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
+    if read(plain.join("nib_wasm.js"))? != read(out.join("nib_wasm.js"))? {
+        return Err("wasm-bindgen glue differs between the simd128 and relaxed-simd builds".into());
+    }
+    let simd128 = out.join("nib_wasm_simd128_bg.wasm");
+    std::fs::copy(plain.join("nib_wasm_bg.wasm"), &simd128).map_err(|e| format!("{}: {e}", simd128.display()))?;
     run_cmd(Command::new("npm").args(["run", "--silent", "build"]).current_dir(root().join("web")))
 }
 

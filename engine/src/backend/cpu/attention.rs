@@ -23,6 +23,9 @@ pub struct KvLayer {
     kt: Vec<f16>,
     /// Values, `(max_ctx, kv_dim)`.
     v: Vec<f16>,
+    /// No key or value stored so far is infinite or NaN: the wasm kernels may then convert f16
+    /// with three instructions instead of fifteen (see `f16x8_scaled`).
+    finite: bool,
 }
 
 /// The cache geometry shared by every layer.
@@ -42,7 +45,7 @@ impl KvShape {
 impl KvLayer {
     pub fn new(s: KvShape) -> Self {
         let len = s.max_ctx * s.kv_dim();
-        KvLayer { kt: vec![f16::ZERO; len], v: vec![f16::ZERO; len] }
+        KvLayer { kt: vec![f16::ZERO; len], v: vec![f16::ZERO; len], finite: true }
     }
 
     /// A layer of shape `to` holding positions `0..len` of this one (shape `s`); the caller
@@ -54,6 +57,7 @@ impl KvLayer {
         }
         let n = len * s.kv_dim();
         out.v[..n].copy_from_slice(&self.v[..n]);
+        out.finite = self.finite;
         out
     }
 
@@ -73,12 +77,15 @@ impl KvLayer {
         for (t, row) in k.chunks_exact(kv_dim).enumerate() {
             for (c, &x) in row.iter().enumerate() {
                 // c = g * head_dim + d, so (g, d, p) is at c * max_ctx + p.
-                self.kt[c * s.max_ctx + pos + t] = f16::from_f32(x);
+                let h = f16::from_f32(x);
+                self.finite &= h.is_finite();
+                self.kt[c * s.max_ctx + pos + t] = h;
             }
         }
         let dst = &mut self.v[pos * kv_dim..pos * kv_dim + v.len()];
         for (d, &x) in dst.iter_mut().zip(v) {
             *d = f16::from_f32(x);
+            self.finite &= d.is_finite();
         }
     }
 }
@@ -121,7 +128,7 @@ pub fn attend<'o>(task: &Task, mut write: impl FnMut(usize, usize) -> Option<&'o
     let kt = &task.layer.kt[task.g * hd * s.max_ctx..(task.g + 1) * hd * s.max_ctx];
     for (i, chunk) in queries.chunks(QUERY_TILE * hd).enumerate() {
         let out = &mut probs[i * QUERY_TILE * len_max..(i * QUERY_TILE * len_max + chunk.len() / hd * len_max)];
-        scores(kt, s.max_ctx, hd, chunk, len_max, out);
+        scores(kt, s.max_ctx, hd, chunk, len_max, out, task.layer.finite);
     }
     for (p, &(t, _)) in probs.chunks_exact_mut(len_max).zip(&pairs) {
         let len = task.pos + t + 1;
@@ -143,13 +150,15 @@ pub fn attend<'o>(task: &Task, mut write: impl FnMut(usize, usize) -> Option<&'o
             }
             outs.push(o);
         }
-        weighted_values(v, s.kv_dim(), task.g * hd, hd, chunk, len_max, &mut outs);
+        weighted_values(v, s.kv_dim(), task.g * hd, hd, chunk, len_max, &mut outs, task.layer.finite);
     }
     Some(())
 }
 
-/// `out[i][j] = q_i · key_j` for `j < len`; `q` holds up to QUERY_TILE queries of `hd`.
-fn scores(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mut [f32]) {
+/// `out[i][j] = q_i · key_j` for `j < len`; `q` holds up to QUERY_TILE queries of `hd`;
+/// `finite`: no key is infinite or NaN.
+#[allow(unused_variables)] // `finite` is for wasm
+fn scores(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mut [f32], finite: bool) {
     #[cfg(target_arch = "x86_64")]
     if vec::has_avx2() {
         let nq = q.len() / hd;
@@ -162,6 +171,16 @@ fn scores(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mu
                 4 => return scores_avx2::<4>(kt, max_ctx, hd, q, len, out),
                 _ => {}
             }
+        }
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if finite {
+        match q.len() / hd {
+            1 => return scores_simd128_finite::<1>(kt, max_ctx, hd, q, len, out),
+            2 => return scores_simd128_finite::<2>(kt, max_ctx, hd, q, len, out),
+            3 => return scores_simd128_finite::<3>(kt, max_ctx, hd, q, len, out),
+            4 => return scores_simd128_finite::<4>(kt, max_ctx, hd, q, len, out),
+            _ => {}
         }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -258,8 +277,10 @@ unsafe fn scores_avx2<const NQ: usize>(kt: &[f16], max_ctx: usize, hd: usize, q:
     }
 }
 
-/// `outs[i] = Σ_j p[i][j] · value_j` over the head's `hd` columns starting at `col`.
-fn weighted_values(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], len: usize, outs: &mut [&mut [f32]]) {
+/// `outs[i] = Σ_j p[i][j] · value_j` over the head's `hd` columns starting at `col`; `finite`:
+/// no value is infinite or NaN.
+#[allow(unused_variables, clippy::too_many_arguments)] // `finite` is for wasm
+fn weighted_values(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], len: usize, outs: &mut [&mut [f32]], finite: bool) {
     #[cfg(target_arch = "x86_64")]
     if vec::has_avx2() && hd.is_multiple_of(8) {
         // SAFETY: AVX2/FMA/F16C detected; rows j < len lie in the cache, columns in the head.
@@ -271,6 +292,16 @@ fn weighted_values(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], l
                 4 => return values_avx2::<4>(v, kv_dim, col, hd, p, len, outs),
                 _ => {}
             }
+        }
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if finite && hd.is_multiple_of(8) && len.saturating_sub(1) * kv_dim + col + hd <= v.len() && p.len() >= outs.len() * len {
+        match outs.len() {
+            1 => return values_simd128_finite::<1>(v, kv_dim, col, hd, p, len, outs),
+            2 => return values_simd128_finite::<2>(v, kv_dim, col, hd, p, len, outs),
+            3 => return values_simd128_finite::<3>(v, kv_dim, col, hd, p, len, outs),
+            4 => return values_simd128_finite::<4>(v, kv_dim, col, hd, p, len, outs),
+            _ => {}
         }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -312,6 +343,95 @@ fn values_simd128<const NQ: usize>(v: &[f16], kv_dim: usize, col: usize, hd: usi
             // SAFETY: each output row holds the head's `hd` columns.
             if o.len() >= c + 4 {
                 unsafe { v128_store(o.as_mut_ptr().add(c) as *mut v128, *a) };
+            }
+        }
+    }
+}
+
+/// 2¹¹²: a finite f16's bits moved into an f32's place read as that f16 times 2⁻¹¹² (exactly,
+/// subnormals included), so the `_finite` kernels scale the other factor by 2¹¹² instead:
+/// `(q·2¹¹²)·(k·2⁻¹¹²)` is the same product, rounded the same way, as `q·k`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const TWO_112: f32 = f32::from_bits(0x7780_0000);
+
+/// Eight finite f16 as two f32x4, each 2⁻¹¹² times its value (see [`TWO_112`]): the half
+/// moved to the top of a lane, shifted down arithmetically (the sign copies into the exponent's
+/// top bits, which the mask clears). Three instructions per four values, against fifteen for
+/// [`f16x4_to_f32`], which also handles infinities and NaNs.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn f16x8_scaled(h: v128) -> (v128, v128) {
+    let zero = i16x8_splat(0);
+    let lo = i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(zero, h);
+    let hi = i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(zero, h);
+    let f = |x: v128| v128_and(i32x4_shr(x, 3), u32x4_splat(0x8fff_ffff));
+    (f(lo), f(hi))
+}
+
+/// [`scores_simd128`] eight keys at a time for a cache with finite keys, the queries scaled by
+/// 2¹¹² for [`f16x8_scaled`]: the same sums, bit for bit.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn scores_simd128_finite<const NQ: usize>(kt: &[f16], max_ctx: usize, hd: usize, q: &[f32], len: usize, out: &mut [f32]) {
+    let qs: Vec<f32> = q[..NQ * hd].iter().map(|x| x * TWO_112).collect();
+    let mut j = 0;
+    // Blocks of 8 keys (the last may run past `len`, never past the key rows).
+    while j < len && j + 8 <= max_ctx && (hd - 1) * max_ctx + j + 8 <= kt.len() {
+        let mut acc = [[f32x4_splat(0.0); 2]; NQ];
+        for d in 0..hd {
+            // SAFETY: d * max_ctx + j + 8 <= kt.len(), checked for the largest d above.
+            let (k0, k1) = f16x8_scaled(unsafe { v128_load(kt.as_ptr().add(d * max_ctx + j) as *const v128) });
+            for (i, a) in acc.iter_mut().enumerate() {
+                // SAFETY: i * hd + d < NQ * hd = qs.len().
+                let qv = f32x4_splat(unsafe { *qs.get_unchecked(i * hd + d) });
+                a[0] = f32x4_add(a[0], f32x4_mul(qv, k0));
+                a[1] = f32x4_add(a[1], f32x4_mul(qv, k1));
+            }
+        }
+        let n = (len - j).min(8);
+        for (i, a) in acc.iter().enumerate() {
+            let mut lanes = [0f32; 8];
+            // SAFETY: two stores of four f32 into eight.
+            unsafe {
+                v128_store(lanes.as_mut_ptr() as *mut v128, a[0]);
+                v128_store(lanes.as_mut_ptr().add(4) as *mut v128, a[1]);
+            }
+            out[i * len + j..i * len + j + n].copy_from_slice(&lanes[..n]);
+        }
+        j += 8;
+    }
+    for j in j..len {
+        for i in 0..NQ {
+            out[i * len + j] = (0..hd).map(|d| q[i * hd + d] * kt[d * max_ctx + j].to_f32()).sum();
+        }
+    }
+}
+
+/// [`values_simd128`] eight columns at a time for a cache with finite values (`hd` a multiple
+/// of 8, rows `j < len` in `v`), the probabilities scaled by 2¹¹² for [`f16x8_scaled`]. Zero
+/// probabilities are added rather than skipped: `acc + 0·v` is `acc` for a finite `v` (an
+/// accumulator that starts at +0 is never −0), so the sums are the same bit for bit.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn values_simd128_finite<const NQ: usize>(v: &[f16], kv_dim: usize, col: usize, hd: usize, p: &[f32], len: usize, outs: &mut [&mut [f32]]) {
+    let ps: Vec<f32> = p[..NQ * len].iter().map(|x| x * TWO_112).collect();
+    for c in (0..hd).step_by(8) {
+        let mut acc = [[f32x4_splat(0.0); 2]; NQ];
+        for j in 0..len {
+            // SAFETY: j * kv_dim + col + c + 8 <= v.len(), checked by the caller for j < len.
+            let (v0, v1) = f16x8_scaled(unsafe { v128_load(v.as_ptr().add(j * kv_dim + col + c) as *const v128) });
+            for (i, a) in acc.iter_mut().enumerate() {
+                // SAFETY: i * len + j < NQ * len = ps.len().
+                let w = f32x4_splat(unsafe { *ps.get_unchecked(i * len + j) });
+                a[0] = f32x4_add(a[0], f32x4_mul(w, v0));
+                a[1] = f32x4_add(a[1], f32x4_mul(w, v1));
+            }
+        }
+        for (o, a) in outs.iter_mut().zip(&acc) {
+            if o.len() >= c + 8 {
+                // SAFETY: c + 8 <= o.len().
+                unsafe {
+                    v128_store(o.as_mut_ptr().add(c) as *mut v128, a[0]);
+                    v128_store(o.as_mut_ptr().add(c + 4) as *mut v128, a[1]);
+                }
             }
         }
     }

@@ -3,8 +3,11 @@
 //!
 //! Same tiling and algebra as `avx2.rs`. simd128 has no u8 × i8 multiply-add, so quants are
 //! widened to i16 and multiplied with `i32x4_dot_i16x8`; each activation block is widened once
-//! per tile and reused by every row, each weight block once and reused by every token. No FMA
-//! either (relaxed-simd is not assumed), so the scale step is a multiply and an add. f16 scales
+//! per tile and reused by every row, each weight block once and reused by every token. Built with
+//! `+relaxed-simd` as well (the browser's second module, see xtask/src/web.rs), 4-bit blocks
+//! take relaxed-simd's i8 × i7 dot instead (`block_dot`): about half the instructions, the same
+//! exact integer sums. No FMA (relaxed madd may or may not fuse), so the scale step is a
+//! multiply and an add. f16 scales
 //! are converted with a branch-light bit trick (`f16_to_f32`) rather than `half`'s generic path.
 //! Batch invariance as in `avx2.rs`: decode and the token tiles run the same f32 operations per
 //! (row, token), block after block (`acc += (d_w·d_x)·Σq_w·q_x`, then `acc += m_w·s_x`).
@@ -346,13 +349,7 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
         let dw = f16x4_to_f32(dm);
         let scale = f32x4_mul(dw, f32x4_splat(*p.d.add(b)));
         let a = p.qs.add(b * 32);
-        let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
-        let a16 = [
-            i16x8_extend_low_i8x16(a0),
-            i16x8_extend_high_i8x16(a0),
-            i16x8_extend_low_i8x16(a1),
-            i16x8_extend_high_i8x16(a1),
-        ];
+        let a16 = operand::<F>(v128_load(a.cast()), v128_load(a.add(16).cast()));
         let mut isum = [i32x4_splat(0); 4];
         for r in 0..RM {
             let (lo, hi) = match F {
@@ -362,16 +359,7 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
                 }
                 _ => (v128_load(blk[r].add(2).cast()), v128_load(blk[r].add(18).cast())),
             };
-            isum[r] = i32x4_add(
-                i32x4_add(
-                    i32x4_dot_i16x8(i16x8_extend_low_i8x16(lo), a16[0]),
-                    i32x4_dot_i16x8(i16x8_extend_high_i8x16(lo), a16[1]),
-                ),
-                i32x4_add(
-                    i32x4_dot_i16x8(i16x8_extend_low_i8x16(hi), a16[2]),
-                    i32x4_dot_i16x8(i16x8_extend_high_i8x16(hi), a16[3]),
-                ),
-            );
+            isum[r] = block_dot::<F>(&operand::<F>(lo, hi), &a16);
         }
         acc = f32x4_add(acc, f32x4_mul(scale, f32x4_convert_i32x4(transpose_add(isum))));
         if F != Q8_0 {
@@ -444,13 +432,7 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
         let mut a16 = [[i16x8_splat(0); 4]; RN];
         for t in 0..RN {
             let a = p.qs.add((t0 + t) * p.k + b * 32);
-            let (a0, a1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
-            a16[t] = [
-                i16x8_extend_low_i8x16(a0),
-                i16x8_extend_high_i8x16(a0),
-                i16x8_extend_low_i8x16(a1),
-                i16x8_extend_high_i8x16(a1),
-            ];
+            a16[t] = operand::<F>(v128_load(a.cast()), v128_load(a.add(16).cast()));
         }
         for r in 0..RM {
             let blk = p.w.add((r0 + r) * p.row_bytes + b * block_bytes);
@@ -466,19 +448,10 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
                 }
                 _ => (v128_load(blk.add(2).cast()), v128_load(blk.add(18).cast()), 0.0),
             };
-            let w = [
-                i16x8_extend_low_i8x16(lo),
-                i16x8_extend_high_i8x16(lo),
-                i16x8_extend_low_i8x16(hi),
-                i16x8_extend_high_i8x16(hi),
-            ];
+            let w = operand::<F>(lo, hi);
             let mut isum = [i32x4_splat(0); 4];
             for t in 0..RN {
-                let a = &a16[t];
-                isum[t] = i32x4_add(
-                    i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1])),
-                    i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3])),
-                );
+                isum[t] = block_dot::<F>(&w, &a16[t]);
             }
             let sums = f32x4_convert_i32x4(transpose_add(isum));
             acc[r] = f32x4_add(acc[r], f32x4_mul(f32x4_mul(f32x4_splat(dw), dx), sums));
@@ -494,6 +467,42 @@ unsafe fn tile<const F: u8, const RM: usize, const RN: usize>(p: &Tile, r0: usiz
             *p.out.add((t0 + t) * p.out_stride + r0 + r) = v[t];
         }
     }
+}
+
+/// Whether this build runs `F`'s blocks through relaxed-simd's i8 × i7 dot product: the 4-bit
+/// formats, whose nibbles are 7-bit (Q8_0's signed weights are not).
+const fn relaxed<const F: u8>() -> bool {
+    cfg!(target_feature = "relaxed-simd") && (F == Q4_0 || F == Q4_1)
+}
+
+/// 32 quants of one block, values 0..16 in `lo` and 16..32 in `hi` (i8, or u8 below 16), as
+/// [`block_dot`] takes them: widened to four i16x8 for `i32x4_dot_i16x8`, or (relaxed) as they are.
+/// Widened once per block and shared: activations by every row, weights by every token.
+#[inline(always)]
+fn operand<const F: u8>(lo: v128, hi: v128) -> [v128; 4] {
+    if relaxed::<F>() {
+        [lo, hi, lo, hi]
+    } else {
+        [i16x8_extend_low_i8x16(lo), i16x8_extend_high_i8x16(lo), i16x8_extend_low_i8x16(hi), i16x8_extend_high_i8x16(hi)]
+    }
+}
+
+/// Σ q_w·q_x over one block of 32, as four i32 lanes (to be added by [`transpose_add`]), from
+/// the weights' and the activations' [`operand`]s. The sum is exact either way, so relaxed and
+/// plain builds give the same results bit for bit.
+#[inline(always)]
+fn block_dot<const F: u8>(w: &[v128; 4], a: &[v128; 4]) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    if relaxed::<F>() {
+        // i8 activations × nibbles (0..16: 7-bit, so every engine computes the same), adjacent
+        // products summed in i16: |Σ| ≤ 4·128·15 < 2¹⁵ after the add, so nothing saturates.
+        let p = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(a[0], w[0]), i16x8_relaxed_dot_i8x16_i7x16(a[1], w[1]));
+        return i32x4_extadd_pairwise_i16x8(p);
+    }
+    i32x4_add(
+        i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1])),
+        i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3])),
+    )
 }
 
 /// `[Σ v[0], Σ v[1], Σ v[2], Σ v[3]]` (each over its four lanes).
