@@ -651,7 +651,7 @@ fn attention_on_a_finite_cache_equals_the_general_path() {
     let mut rng = Rng(0xF1_0000);
     let fast = backend(Precision::Ggml, 1);
     for (nh, nkv, hd, prefill, steps, scale) in [(9, 3, 64, 21, 3, 2.0), (9, 3, 64, 67, 2, 12.0), (6, 2, 34, 13, 2, 4.0), (4, 4, 16, 9, 3, 2.0), (3, 1, 8, 1, 9, 20.0)] {
-        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd };
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window: None };
         let max_ctx = prefill + steps + 5;
         let (mut finite, mut general) = (fast.new_cache(1, max_ctx, shape).unwrap(), fast.new_cache(1, max_ctx, shape).unwrap());
         let odd = |rng: &mut Rng, n: usize, s: f32| -> Vec<f32> {
