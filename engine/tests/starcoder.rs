@@ -71,7 +71,7 @@ fn gpt_bigcode_config_and_positions() {
     // A cache larger than the position table: the position past it is refused, not read.
     let b = &m.backend;
     let mut cache = b.new_cache(c.n_layers, 4096, c.attn).unwrap();
-    let err = m.arch.forward(b, &mut cache, &[17], 2048, false).err().expect("position 2048 of 2048 runs");
+    let Err(err) = m.arch.forward(b, &mut cache, &[17], 2048, false) else { panic!("position 2048 of 2048 runs") };
     assert!(matches!(&err, Error::InvalidArgument(e) if e.contains("learned positions")), "{err:?}");
     // Position 2047 is the table's last row.
     assert!(m.arch.forward(b, &mut cache, &[17], 2047, false).is_ok());
