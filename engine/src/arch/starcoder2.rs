@@ -8,13 +8,11 @@
 //! - the output matrix, or the token embedding when the file has none (3B ties them).
 //!
 //! **Sliding window.** StarCoder2 was trained with sliding-window attention (4096 tokens for
-//! every size), which nib does not implement. Within the window it equals full attention, so
-//! nib bounds the context to the window instead: [`config`] sets `ctx_len` to
-//! `min(context_length, window)`, [`crate::Model::session`] clamps a session to it, and a prompt
-//! longer than that is refused with [`crate::Error::InvalidArgument`] rather than attended in
-//! full. (llama.cpp itself runs StarCoder2 with full attention over the whole context, and its
-//! converter writes no window: the window is `starcoder2.attention.sliding_window` when a file
-//! has it, else StarCoder2's 4096.)
+//! every size): each position attends to itself and the 4095 before it. [`config`] sets
+//! `attn.window` to it (`starcoder2.attention.sliding_window` when a file has it, else 4096),
+//! and both backends' attention honour it, so the whole 16k context is usable. (llama.cpp runs
+//! StarCoder2 with full attention, which equals this within the window: the fixtures' prompts
+//! are shorter than that.)
 
 use super::llama::{Config, Llama, Variant};
 use crate::backend::Backend;
@@ -26,7 +24,7 @@ pub const SLIDING_WINDOW: usize = 4096;
 
 const VARIANT: Variant = Variant { qkv_bias: true, fused_qkv: false, layer_norm: true, gelu_ffn: true, learned_positions: false };
 
-/// The config from `starcoder2.*` metadata, its context bounded by the sliding window.
+/// The config from `starcoder2.*` metadata, with its sliding window.
 pub fn config(g: &Gguf) -> Result<Config> {
     let mut c = Config::read(g, "starcoder2", true)?;
     let window = match g.get("starcoder2.attention.sliding_window") {
@@ -37,7 +35,7 @@ pub fn config(g: &Gguf) -> Result<Config> {
             .filter(|&w| w >= 1)
             .ok_or_else(|| Error::Model("starcoder2.attention.sliding_window is not a positive integer".into()))?,
     };
-    c.ctx_len = c.ctx_len.min(window);
+    c.attn.window = (window < c.ctx_len).then_some(window);
     Ok(c)
 }
 
