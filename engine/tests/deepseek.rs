@@ -12,6 +12,7 @@
 //! prompt the completer builds; GPU (lavapipe) against the CPU reference on a few prompts.
 
 mod common;
+use common::ids;
 
 use std::sync::Arc;
 
@@ -27,10 +28,6 @@ const BOS: &str = "<｜begin▁of▁sentence｜>";
 const EOS: &str = "<｜end▁of▁sentence｜>";
 /// DeepSeek-Coder's FIM markers in prompt order (prefix, suffix, middle).
 const FIM: [&str; 3] = ["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"];
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 fn top(v: &Value) -> Vec<(u32, f32)> {
     v.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect()
@@ -84,19 +81,7 @@ fn tokenizer_ids_match_llama_cpp() {
         assert_eq!(got.first(), Some(&bos), "BOS added to {text:?}");
         assert_eq!(tok.decode(&got[1..]).unwrap(), text, "decode(encode({text:?}))");
     }
-    let [p, s, mid] = FIM;
-    for key in ["special_tokens", "fim"] {
-        for c in fx[key].as_array().unwrap() {
-            let text = match c["text"].as_str() {
-                Some(text) => text.to_owned(),
-                None => format!("{p}{}{s}{}{mid}", c["prefix"].as_str().unwrap(), c["suffix"].as_str().unwrap()),
-            };
-            let got = tok.encode_with_special(&text).unwrap();
-            if got != ids(&c["ids"]) {
-                bad.push(format!("{key} {text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
-            }
-        }
-    }
+    bad.extend(common::special_mismatches(&tok, &fx, FIM));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     for s in FIM.iter().chain([&BOS, &EOS]) {
         let id = tok.token_id(s).unwrap_or_else(|| panic!("{s} is in the vocabulary"));

@@ -22,13 +22,13 @@
 //! of them.
 
 mod common;
+use common::ids;
 
 use nib_engine::backend::cpu::{CpuBackend, Precision};
 use nib_engine::backend::gpu::{self, GpuBackend};
 use nib_engine::backend::Backend;
 use nib_engine::sample::{argmax, top_k};
 use nib_engine::Model;
-use serde_json::Value;
 
 const GREEDY_TOKENS: usize = 32;
 
@@ -38,10 +38,6 @@ const MAX_DELTA: f32 = 1e-2;
 /// A top-2 margin of the default CPU path's logits below which its choice is a tie at the
 /// precision of its 8-bit activations.
 const NEAR: f32 = 0.5;
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 fn gpu_model() -> Model<GpuBackend> {
     let m = gpu::open_model(&common::default_model()).unwrap();

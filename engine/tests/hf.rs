@@ -10,6 +10,7 @@
 //! - corrupt files and bad configs give typed errors that name the problem.
 
 mod common;
+use common::ids;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,10 +27,6 @@ fn hf_dir(name: &str) -> PathBuf {
     let p = common::root().join("target/xtask/hf").join(name);
     assert!(p.exists(), "{} is missing: run `cargo xtask setup` (tests/fixtures/make_tiny_hf.py)", p.display());
     p
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 /// The HF checkpoint `dir` as GGUF bytes, and its GGUF twin's bytes.

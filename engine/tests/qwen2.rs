@@ -20,16 +20,12 @@
 //! qwen2, as the browser's CPU path runs it.
 
 mod common;
+use common::ids;
 
 use nib_engine::backend::cpu::{CpuBackend, Precision};
 use nib_engine::complete::{Completer, CompleterConfig, Family, Request};
 use nib_engine::gguf::{Gguf, ModelBytes};
 use nib_engine::{Error, Model};
-use serde_json::Value;
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 fn cpu_model(precision: Precision) -> Model<CpuBackend> {
     Model::open_cpu_with(&common::tiny_qwen2(), 2, precision).unwrap()
@@ -90,18 +86,7 @@ fn tokenizer_ids_match_llama_cpp() {
         }
         assert_eq!(tok.decode(&got).unwrap(), text, "decode(encode({text:?}))");
     }
-    for key in ["special_tokens", "fim"] {
-        for c in fx[key].as_array().unwrap() {
-            let text = match c["text"].as_str() {
-                Some(t) => t.to_owned(),
-                None => format!("<|fim_prefix|>{}<|fim_suffix|>{}<|fim_middle|>", c["prefix"].as_str().unwrap(), c["suffix"].as_str().unwrap()),
-            };
-            let got = tok.encode_with_special(&text).unwrap();
-            if got != ids(&c["ids"]) {
-                bad.push(format!("{key} {text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
-            }
-        }
-    }
+    bad.extend(common::special_mismatches(&tok, &fx, ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     // The Qwen2.5-Coder specials, by spelling and id (the FIM ones are control tokens).
     for (s, id) in [("<|endoftext|>", 151643), ("<|fim_prefix|>", 151659), ("<|fim_middle|>", 151660), ("<|fim_suffix|>", 151661), ("<|fim_pad|>", 151662), ("<|repo_name|>", 151663), ("<|file_sep|>", 151664)] {

@@ -18,13 +18,13 @@
 //! the GPU's pipelined decode).
 
 mod common;
+use common::ids;
 
 use nib_engine::backend::cpu::{CpuBackend, Precision};
 use nib_engine::backend::Backend;
 use nib_engine::complete::{Completer, CompleterConfig, Family, Request};
 use nib_engine::gguf::{Gguf, ModelBytes};
 use nib_engine::{Error, Model};
-use serde_json::Value;
 
 /// One tiny model: its file, fixture, and FIM spellings.
 struct Tiny {
@@ -35,10 +35,6 @@ struct Tiny {
 
 const STARCODER2: Tiny = Tiny { file: "tiny-starcoder2.gguf", fixture: "starcoder2_tiny.json", fim: ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"] };
 const GPT_BIGCODE: Tiny = Tiny { file: "tiny-gpt-bigcode.gguf", fixture: "gpt_bigcode_tiny.json", fim: ["<fim-prefix>", "<fim-suffix>", "<fim-middle>"] };
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 fn cpu_model(t: &Tiny, precision: Precision) -> Model<CpuBackend> {
     Model::open_cpu_with(&common::tiny_starcoder(t.file), 2, precision).unwrap()
@@ -140,19 +136,7 @@ fn tokenizer_ids_match_llama_cpp(t: &Tiny) {
         }
         assert_eq!(tok.decode(&got).unwrap(), text, "decode(encode({text:?}))");
     }
-    let [p, s, mid] = t.fim;
-    for key in ["special_tokens", "fim"] {
-        for c in fx[key].as_array().unwrap() {
-            let text = match c["text"].as_str() {
-                Some(text) => text.to_owned(),
-                None => format!("{p}{}{s}{}{mid}", c["prefix"].as_str().unwrap(), c["suffix"].as_str().unwrap()),
-            };
-            let got = tok.encode_with_special(&text).unwrap();
-            if got != ids(&c["ids"]) {
-                bad.push(format!("{key} {text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
-            }
-        }
-    }
+    bad.extend(common::special_mismatches(&tok, &fx, t.fim));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     for s in t.fim {
         let id = tok.token_id(s).unwrap_or_else(|| panic!("{s} is in the vocabulary"));

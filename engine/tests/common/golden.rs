@@ -23,6 +23,7 @@
 
 use nib_engine::backend::Backend;
 use nib_engine::Model;
+use super::ids;
 
 use nib_engine::sample::{argmax, top_k};
 use serde_json::Value;
@@ -31,10 +32,6 @@ use serde_json::Value;
 const NEAR: f32 = 0.5;
 /// A top-2 margin below which llama.cpp's choice is a coin toss: no arithmetic is held to it.
 const TIE: f32 = 0.1;
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 fn top(v: &Value) -> Vec<(u32, f32)> {
     v.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect()

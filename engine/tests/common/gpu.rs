@@ -2,6 +2,7 @@
 //! (`Precision::Reference`), for the tiny architecture models.
 
 use std::path::Path;
+use super::ids;
 
 use nib_engine::backend::cpu::Precision;
 use nib_engine::backend::gpu::{self, decode};
@@ -14,10 +15,6 @@ use serde_json::Value;
 /// model).
 pub const MAX_DELTA: f32 = 1e-2;
 pub const GREEDY_TOKENS: usize = 16;
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 /// GPU logits against the CPU reference on every fixture case's prompt (within [`MAX_DELTA`],
 /// same top-1), and greedy continuations through the GPU's pipelined decode (argmax on the GPU,

@@ -62,6 +62,32 @@ pub fn tiny_deepseek() -> PathBuf {
     p
 }
 
+/// A fixture's list of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// The cases of a tokenizer fixture's `special_tokens` and `fim` lists (a `text`, or a `prefix`
+/// and `suffix` to put between the FIM markers `[prefix, suffix, middle]`) whose ids with the
+/// specials parsed differ from llama.cpp's, one line each.
+pub fn special_mismatches(tok: &nib_engine::tokenizer::Tokenizer, fx: &serde_json::Value, fim: [&str; 3]) -> Vec<String> {
+    let [p, s, mid] = fim;
+    let mut bad = Vec::new();
+    for key in ["special_tokens", "fim"] {
+        for c in fx[key].as_array().unwrap() {
+            let text = match c["text"].as_str() {
+                Some(text) => text.to_owned(),
+                None => format!("{p}{}{s}{}{mid}", c["prefix"].as_str().unwrap(), c["suffix"].as_str().unwrap()),
+            };
+            let got = tok.encode_with_special(&text).unwrap();
+            if got != ids(&c["ids"]) {
+                bad.push(format!("{key} {text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
+            }
+        }
+    }
+    bad
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
