@@ -81,7 +81,7 @@ fn tokenizer_ids_match_llama_cpp() {
         assert_eq!(got.first(), Some(&bos), "BOS added to {text:?}");
         assert_eq!(tok.decode(&got[1..]).unwrap(), text, "decode(encode({text:?}))");
     }
-    bad.extend(common::special_mismatches(&tok, &fx, FIM));
+    bad.extend(common::special_mismatches(tok, &fx, FIM));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     for s in FIM.iter().chain([&BOS, &EOS]) {
         let id = tok.token_id(s).unwrap_or_else(|| panic!("{s} is in the vocabulary"));

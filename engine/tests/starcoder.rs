@@ -136,7 +136,7 @@ fn tokenizer_ids_match_llama_cpp(t: &Tiny) {
         }
         assert_eq!(tok.decode(&got).unwrap(), text, "decode(encode({text:?}))");
     }
-    bad.extend(common::special_mismatches(&tok, &fx, t.fim));
+    bad.extend(common::special_mismatches(tok, &fx, t.fim));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     for s in t.fim {
         let id = tok.token_id(s).unwrap_or_else(|| panic!("{s} is in the vocabulary"));
