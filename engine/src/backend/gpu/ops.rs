@@ -91,8 +91,8 @@ pub enum Fused<'a> {
 
 /// Weight rows per 32 lanes of matvec: 4 for the largest matrices (the output projection:
 /// each lane's x loads serve 4 rows and it has 4 weight loads in flight), else 1, so that a
-/// small matrix still spreads over the cores of a large GPU (132 on an H100, where 2 rows were
-/// slower than 1 on every layer matrix of `gpu_bench`).
+/// small matrix still spreads over the cores of a large GPU (132 on an H100, where 2 or 4 rows
+/// were no faster than 1 on the layer matrices of `gpu_bench`, and up to 16 µs slower).
 pub fn matvec_rows(gpu: &Gpu, rows: usize) -> u32 {
     gpu.tuning().matvec_rows.unwrap_or(if rows >= 16384 { 4 } else { 1 })
 }
@@ -124,9 +124,9 @@ fn matvec_source(file: &str, ty: GgmlType, xin: &str, glu: bool, r: u32, sg: Opt
 
 const MATVEC: &str = include_str!("kernels/matvec.wgsl");
 
-/// matmul's matvec with x quantized to 8 bits first (quantize_x.wgsl, then matvec_q8.wgsl).
-#[allow(clippy::too_many_arguments)]
-fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, per: u32, sg: Option<u32>) -> Result<()> {
+/// matmul's matvec with x quantized to 8 bits first (quantize_x.wgsl, then matvec_q8.wgsl);
+/// `id`, `per`, `sg`: matmul's kernel key, rows per group and subgroup size.
+fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, (id, per, sg): (u32, u32, Option<u32>)) -> Result<()> {
     let (r, rw) = (Access::Read, Access::ReadWrite);
     let blocks = n * w.cols / 32;
     let xq_bytes = blocks as u64 * 10 * 4;
@@ -134,7 +134,6 @@ fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: us
     let quantize = gpu.kernel(("quantize_x", 0), &[r, rw], || include_str!("kernels/quantize_x.wgsl").into())?;
     let binds = [Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: &xq.buffer, bytes: xq_bytes }];
     gpu.dispatch(&quantize, &[u32_of(blocks, "blocks")?], &binds, grid_1d(gpu, blocks)?)?;
-    let id = w.ty.id() | per << 8 | sg.unwrap_or(0) << 12;
     let k = gpu.kernel(("matvec_q8", id), &[r, r, rw], || matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, "", false, per, sg))?;
     let params = [
         u32_of(w.rows, "weight rows")?,
@@ -161,7 +160,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
     let k = match (tiled, fused) {
         (true, Fused::No) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
         (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
-        (false, Fused::No) if matvec_q8(gpu, w.ty, per) => return matvec_q8_launch(gpu, w, x, n, m, out, per, sg),
+        (false, Fused::No) if matvec_q8(gpu, w.ty, per) => return matvec_q8_launch(gpu, w, x, n, m, out, (id, per, sg)),
         (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
         (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_SWIGLU, false, per, sg))?,
         (false, Fused::GegluInput(_)) => gpu.kernel(("matvec_geglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_GEGLU, false, per, sg))?,
