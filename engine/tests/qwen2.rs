@@ -48,26 +48,12 @@ fn config_is_read_from_qwen2_metadata() {
 fn other_architectures_are_typed_errors() {
     let bytes = std::fs::read(common::tiny_qwen2()).unwrap();
     // "qwen2" is 5 bytes: rename it in place (the value and every `qwen2.*` key) to "qwen9".
-    let renamed = replace_all(&bytes, b"qwen2", b"qwen9");
+    let renamed = common::replace_all(&bytes, b"qwen2", b"qwen9");
     let err = Model::load_cpu(ModelBytes::Owned(renamed), 1).err().expect("an unknown architecture loads");
     assert!(matches!(&err, Error::Unsupported(m) if m.contains("qwen9")), "{err:?}");
     // Metadata that says qwen2 while the keys are another architecture's: a typed error too.
     let g = Gguf::parse(&bytes).unwrap();
     assert!(nib_engine::arch::llama::Config::from_gguf(&g).is_err());
-}
-
-fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = hay.to_vec();
-    let mut i = 0;
-    while i + from.len() <= out.len() {
-        if &out[i..i + from.len()] == from {
-            out[i..i + from.len()].copy_from_slice(to);
-            i += from.len();
-        } else {
-            i += 1;
-        }
-    }
-    out
 }
 
 #[test]

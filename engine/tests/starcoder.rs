@@ -79,7 +79,7 @@ fn gpt_bigcode_config_and_positions() {
 fn gpt_bigcode_missing_parts_are_typed_errors() {
     let bytes = std::fs::read(common::tiny_starcoder(GPT_BIGCODE.file)).unwrap();
     for (from, to) in [(&b"position_embd.weight"[..], &b"position_embe.weight"[..]), (b"blk.1.attn_qkv.weight", b"blk.1.attn_qkx.weight")] {
-        let renamed = replace_all(&bytes, from, to);
+        let renamed = common::replace_all(&bytes, from, to);
         let err = Model::load_cpu(ModelBytes::Owned(renamed), 1).err().expect("a model with a missing tensor loads");
         let name = String::from_utf8_lossy(from).into_owned();
         assert!(matches!(&err, Error::Model(m) if m.contains(&name)), "{err:?}");
@@ -105,20 +105,6 @@ fn fused_qkv_row_ranges() {
     for (start, len) in [(300, 21), (0, 0), (u64::MAX, 2)] {
         assert!(w.rows("x".into(), start, len).is_err(), "rows {start}..+{len} of 320");
     }
-}
-
-fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = hay.to_vec();
-    let mut i = 0;
-    while i + from.len() <= out.len() {
-        if &out[i..i + from.len()] == from {
-            out[i..i + from.len()].copy_from_slice(to);
-            i += from.len();
-        } else {
-            i += 1;
-        }
-    }
-    out
 }
 
 fn tokenizer_ids_match_llama_cpp(t: &Tiny) {

@@ -62,6 +62,22 @@ pub fn tiny_deepseek() -> PathBuf {
     p
 }
 
+/// `hay` with every occurrence of `from` overwritten by `to` (same length): a file's bytes with a
+/// name changed in place.
+pub fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = hay.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 /// A fixture's list of token ids.
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
