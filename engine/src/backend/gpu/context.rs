@@ -409,10 +409,15 @@ impl Gpu {
 
     /// A storage buffer holding `bytes` (padded to a multiple of 4, plus `pad` zero bytes).
     pub fn upload(&self, label: &str, bytes: &[u8], pad: usize) -> Result<wgpu::Buffer> {
-        let len = bytes.len().div_ceil(4) * 4 + pad.div_ceil(4) * 4;
+        self.upload_with(label, bytes.len(), pad, |data| data.extend_from_slice(bytes))
+    }
+
+    /// [`Gpu::upload`] of the `len` bytes that `fill` appends to the staging buffer.
+    pub fn upload_with(&self, label: &str, len: usize, pad: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Result<wgpu::Buffer> {
+        let len = len.div_ceil(4) * 4 + pad.div_ceil(4) * 4;
         let mut data = Vec::new();
         data.try_reserve_exact(len.max(4)).map_err(|_| Error::gpu(GpuFailure::OutOfMemory, format!("no host memory to stage {len} bytes")))?;
-        data.extend_from_slice(bytes);
+        fill(&mut data);
         data.resize(len.max(4), 0);
         let init = wgpu::util::BufferInitDescriptor {
             label: Some(label),

@@ -1,8 +1,8 @@
 //! The GPU backend: the op set of [`Backend`] as WGSL compute kernels through wgpu (Vulkan
 //! natively; lavapipe where there is no GPU).
 //!
-//! - Weights are uploaded as the file's GGML blocks, as u32 words, and dequantized inside the
-//!   kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
+//! - Weights are uploaded as the file's GGML blocks, as u32 words (Q4_0 and Q8_0 blocks in
+//!   aligned pairs: `layout`), and dequantized inside the kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
 //!   binding is split by rows into parts, each dispatched on its own.
 //! - Ops are recorded into one pending command encoder (in one compute pass while no copy
 //!   intervenes) and submitted only when the host reads something back, so a decode step is
@@ -17,6 +17,7 @@
 
 pub mod context;
 pub mod decode;
+mod layout;
 pub mod ops;
 
 use std::collections::HashMap;
@@ -151,11 +152,12 @@ impl GpuBackend {
         if !ops::supported(ty) {
             return Err(Error::Unsupported(format!("{name}: block format {} on the GPU backend", ty.name())));
         }
-        let row_bytes = ty
+        let file_row_bytes = ty
             .bytes_for(cols as u64)
             .and_then(|b| usize::try_from(b).ok())
             .filter(|&b| b > 0 && rows.checked_mul(b) == Some(data.len()))
             .ok_or_else(|| Error::Model(format!("{name}: {} bytes for ({rows}, {cols}) {}", data.len(), ty.name())))?;
+        let row_bytes = layout::row_bytes(ty, file_row_bytes);
         // Parts of whole rows, each with 4 bytes of padding for the kernels' unaligned reads.
         let rows_per_part = usize::try_from((self.part_bytes.saturating_sub(8)) / row_bytes as u64).unwrap_or(usize::MAX).min(rows);
         if rows_per_part == 0 {
@@ -164,8 +166,9 @@ impl GpuBackend {
         let mut parts = Vec::new();
         for row0 in (0..rows).step_by(rows_per_part) {
             let n = rows_per_part.min(rows - row0);
-            let bytes = data.get(row0 * row_bytes..(row0 + n) * row_bytes).ok_or_else(|| Error::Model(format!("{name}: rows past the data")))?;
-            parts.push(WeightPart { row0, rows: n, buffer: self.gpu.upload(name, bytes, 4)? });
+            let bytes = data.get(row0 * file_row_bytes..(row0 + n) * file_row_bytes).ok_or_else(|| Error::Model(format!("{name}: rows past the data")))?;
+            let buffer = self.gpu.upload_with(name, n * row_bytes, 4, |out| layout::push_rows(ty, file_row_bytes, bytes, out))?;
+            parts.push(WeightPart { row0, rows: n, buffer });
         }
         let vector = if rows == 1 {
             let mut v = vec![0f32; cols];
@@ -717,6 +720,10 @@ impl Backend for GpuBackend {
             rows += usize::try_from(info.dims[1]).map_err(|_| Error::Model(format!("{}: too many rows", info.name)))?;
         }
         let cols = usize::try_from(first.dims[0]).map_err(|_| Error::Model(format!("{}: too many columns", first.name)))?;
+        // Paired blocks pad rows with an odd number of blocks: the stack must still be one part.
+        if rows > 0 && (rows * layout::row_bytes(first.ty, data.len() / rows)) as u64 + 8 > self.part_bytes {
+            return Ok(None);
+        }
         let name: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
         self.weight(&name.join("+"), first.ty, rows, cols, &data).map(Some)
     }

@@ -70,17 +70,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 put_w(8u * sub + 4u + i, lr, hi[i]);
             }
         } else if (gr < p.rows) {
-            let b = gr * p.row_bytes + (k0 / BLK) * BLK_BYTES;
-            let d = f16_at(b);
+            let row = gr * p.row_bytes;
+            let bi = k0 / BLK;
             if (FMT == Q8_0) {
-                let lo = d * bytes_i8(word_at(b + 2u + 8u * sub));
-                let hi = d * bytes_i8(word_at(b + 6u + 8u * sub));
+                let d = block_d(row, bi);
+                let lo = d * bytes_i8(quant_word(row, bi, 2u * sub));
+                let hi = d * bytes_i8(quant_word(row, bi, 2u * sub + 1u));
                 for (var e = 0u; e < 4u; e++) {
                     put_w(8u * sub + e, lr, lo[e]);
                     put_w(8u * sub + 4u + e, lr, hi[e]);
                 }
             } else if (IS_Q5) {
-                let e = q5_quarter(b, sub);
+                let e = q5_quarter(row + bi * BLK_BYTES, sub);
                 let lo = e.d * e.lo + e.m;
                 let hi = e.d * e.hi + e.m;
                 for (var i = 0u; i < 4u; i++) {
@@ -88,16 +89,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     put_w(16u + 4u * sub + i, lr, hi[i]);
                 }
             } else {
-                let q = word_at(b + 4u - 2u * u32(FMT == Q4_0) + 4u * sub);
+                let q = quant_word(row, bi, sub);
                 var lo = lo_nibbles(q);
                 var hi = hi_nibbles(q);
                 if (FMT == Q4_0) {
+                    let d = block_d(row, bi);
                     lo = d * (lo - 8.0);
                     hi = d * (hi - 8.0);
                 } else {
-                    let mn = f16_at(b + 2u);
-                    lo = d * lo + mn;
-                    hi = d * hi + mn;
+                    let dm = block_dm(row, bi);
+                    lo = dm.x * lo + dm.y;
+                    hi = dm.x * hi + dm.y;
                 }
                 for (var e = 0u; e < 4u; e++) {
                     put_w(4u * sub + e, lr, lo[e]);

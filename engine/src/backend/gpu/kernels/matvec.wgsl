@@ -32,24 +32,25 @@ struct Params {
 
 var<workgroup> sh: array<vec4<f32>, 256>;
 
-// Quarter `sub` of the Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 block at byte `b` dotted with the x values under it
-// (`xa`, `xb`: the quarter's two vec4s, `sx` their sum).
-fn quarter_dot(b: u32, sub: u32, xa: vec4<f32>, xb: vec4<f32>, sx: f32) -> f32 {
+// Quarter `sub` of block `bi` of the Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 row at byte `row` dotted with
+// the x values under it (`xa`, `xb`: the quarter's two vec4s, `sx` their sum).
+fn quarter_dot(row: u32, bi: u32, sub: u32, xa: vec4<f32>, xb: vec4<f32>, sx: f32) -> f32 {
     if (FMT == Q8_0) {
-        let q = dot(bytes_i8(word_at(b + 2u + 8u * sub)), xa) + dot(bytes_i8(word_at(b + 6u + 8u * sub)), xb);
-        return f16_at(b) * q;
+        let q = dot(bytes_i8(quant_word(row, bi, 2u * sub)), xa) + dot(bytes_i8(quant_word(row, bi, 2u * sub + 1u)), xb);
+        return block_d(row, bi) * q;
     }
     if (IS_Q5) {
-        let e = q5_quarter(b, sub);
+        let e = q5_quarter(row + bi * BLK_BYTES, sub);
         return e.d * (dot(e.lo, xa) + dot(e.hi, xb)) + e.m * sx;
     }
     // Q4_0 / Q4_1: byte j holds value j (low nibble) and value j + 16 (high nibble).
-    let q = word_at(b + 4u - 2u * u32(FMT == Q4_0) + 4u * sub);
+    let q = quant_word(row, bi, sub);
     let s = dot(lo_nibbles(q), xa) + dot(hi_nibbles(q), xb);
     if (FMT == Q4_0) {
-        return f16_at(b) * (s - 8.0 * sx);
+        return block_d(row, bi) * (s - 8.0 * sx);
     }
-    return f16_at(b) * s + f16_at(b + 2u) * sx;
+    let dm = block_dm(row, bi);
+    return dm.x * s + dm.y * sx;
 }
 
 // The byte offsets of the R rows of the group whose first output is `o` (components past R
@@ -116,14 +117,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let xa = xin(xv + select(sub, 2u * sub, FMT == Q8_0));
                 let xb = xin(xv + select(4u + sub, 2u * sub + 1u, FMT == Q8_0));
                 let sx = dot(xa + xb, vec4<f32>(1.0));
-                let b = bi * BLK_BYTES;
-                acc.x += quarter_dot(rb.x + b, sub, xa, xb, sx);
+                acc.x += quarter_dot(rb.x, bi, sub, xa, xb, sx);
                 if (R > 1u) {
-                    acc.y += quarter_dot(rb.y + b, sub, xa, xb, sx);
+                    acc.y += quarter_dot(rb.y, bi, sub, xa, xb, sx);
                 }
                 if (R > 2u) {
-                    acc.z += quarter_dot(rb.z + b, sub, xa, xb, sx);
-                    acc.w += quarter_dot(rb.w + b, sub, xa, xb, sx);
+                    acc.z += quarter_dot(rb.z, bi, sub, xa, xb, sx);
+                    acc.w += quarter_dot(rb.w, bi, sub, xa, xb, sx);
                 }
             }
         }

@@ -25,20 +25,47 @@ struct Params {
 var<workgroup> sh: array<vec4<f32>, 256>;
 
 const ONES: u32 = 0x01010101u;
+// Blocks per lane and pass of the loop (below).
+const U: u32 = 2u;
 
-// Quarter `sub` of the block at byte `b` dotted with the 8 quantized x values under it
-// (`xa`, `xc`; `dx` their block's scale, `qsum` their sum, `sx` the block's d · Σq or 0).
-fn quarter_q8(b: u32, sub: u32, xa: u32, xc: u32, dx: f32, qsum: f32, sx: f32) -> f32 {
+// Quarter `sub` of block `bi` of the row at byte `row` dotted with the 8 quantized x values
+// under it (`xa`, `xc`; `dx` their block's scale, `qsum` their sum, `sx` the block's d · Σq or 0).
+fn quarter_q8(row: u32, bi: u32, sub: u32, xa: u32, xc: u32, dx: f32, qsum: f32, sx: f32) -> f32 {
     if (FMT == Q8_0) {
-        let q = dot4I8Packed(word_at(b + 2u + 8u * sub), xa) + dot4I8Packed(word_at(b + 6u + 8u * sub), xc);
-        return f16_at(b) * dx * f32(q);
+        let q = dot4I8Packed(quant_word(row, bi, 2u * sub), xa) + dot4I8Packed(quant_word(row, bi, 2u * sub + 1u), xc);
+        return block_d(row, bi) * dx * f32(q);
     }
-    let q = word_at(b + 4u - 2u * u32(FMT == Q4_0) + 4u * sub);
+    let q = quant_word(row, bi, sub);
     let s = f32(dot4I8Packed(q & 0x0f0f0f0fu, xa) + dot4I8Packed((q >> 4u) & 0x0f0f0f0fu, xc));
     if (FMT == Q4_0) {
-        return f16_at(b) * dx * (s - 8.0 * qsum);
+        return block_d(row, bi) * dx * (s - 8.0 * qsum);
     }
-    return f16_at(b) * dx * s + f16_at(b + 2u) * sx;
+    let dm = block_dm(row, bi);
+    return dm.x * dx * s + dm.y * sx;
+}
+
+// Block `bi` of the R rows at bytes `rb` dotted with the quantized x of token `t` under it
+// (`nb` blocks per row; this lane's quarter `sub`). Component i: row i.
+fn block_rows(rb: vec4<u32>, bi: u32, t: u32, nb: u32, sub: u32) -> vec4<f32> {
+    let xb = 10u * (t * nb + bi);
+    // Q8_0: values 8 sub .. 8 sub + 8; Q4: values 4 sub .. and 16 + 4 sub ..
+    let xa = xq[xb + select(sub, 2u * sub, FMT == Q8_0)];
+    let xc = xq[xb + select(4u + sub, 2u * sub + 1u, FMT == Q8_0)];
+    let dx = bitcast<f32>(xq[xb + 8u]);
+    // Σq over this lane's 8 values of x (Q4_0's offset of 8); the block's d · Σq (Q4_1's
+    // minimum, added once per block, by its first lane).
+    let qsum = f32(dot4I8Packed(ONES, xa) + dot4I8Packed(ONES, xc));
+    let sx = select(0.0, bitcast<f32>(xq[xb + 9u]), sub == 0u);
+    var a = vec4<f32>(0.0);
+    a.x = quarter_q8(rb.x, bi, sub, xa, xc, dx, qsum, sx);
+    if (R > 1u) {
+        a.y = quarter_q8(rb.y, bi, sub, xa, xc, dx, qsum, sx);
+    }
+    if (R > 2u) {
+        a.z = quarter_q8(rb.z, bi, sub, xa, xc, dx, qsum, sx);
+        a.w = quarter_q8(rb.w, bi, sub, xa, xc, dx, qsum, sx);
+    }
+    return a;
 }
 
 @compute @workgroup_size(256)
@@ -51,24 +78,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let rb = (min(vec4<u32>(o) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.rows - 1u))) * p.row_bytes;
         let sub = lane & 3u;
         let nb = p.k / 32u;
-        for (var bi = lane >> 2u; bi < nb; bi += 8u) {
-            let xb = 10u * (t * nb + bi);
-            // Q8_0: values 8 sub .. 8 sub + 8; Q4: values 4 sub .. and 16 + 4 sub ..
-            let xa = xq[xb + select(sub, 2u * sub, FMT == Q8_0)];
-            let xc = xq[xb + select(4u + sub, 2u * sub + 1u, FMT == Q8_0)];
-            let dx = bitcast<f32>(xq[xb + 8u]);
-            // Σq over this lane's 8 values of x (Q4_0's offset of 8); the block's d · Σq (Q4_1's
-            // minimum, added once per block, by its first lane).
-            let qsum = f32(dot4I8Packed(ONES, xa) + dot4I8Packed(ONES, xc));
-            let sx = select(0.0, bitcast<f32>(xq[xb + 9u]), sub == 0u);
-            let b = bi * BLK_BYTES;
-            acc.x += quarter_q8(rb.x + b, sub, xa, xc, dx, qsum, sx);
-            if (R > 1u) {
-                acc.y += quarter_q8(rb.y + b, sub, xa, xc, dx, qsum, sx);
-            }
-            if (R > 2u) {
-                acc.z += quarter_q8(rb.z + b, sub, xa, xc, dx, qsum, sx);
-                acc.w += quarter_q8(rb.w + b, sub, xa, xc, dx, qsum, sx);
+        // U blocks a pass, so that a lane has U times the weight loads in flight; blocks past
+        // the row are read clamped into it, and weigh nothing.
+        for (var b0 = lane >> 2u; b0 < nb; b0 += 8u * U) {
+            for (var u = 0u; u < U; u++) {
+                let bi = b0 + 8u * u;
+                acc += select(vec4<f32>(0.0), block_rows(rb, min(bi, nb - 1u), t, nb, sub), bi < nb);
             }
         }
     }

@@ -1,7 +1,10 @@
-// Shared by the kernels that read weights: GGML blocks read in place from `w`, the weight's
-// bytes as little-endian u32 words (padded by 4 bytes past the end). Every block of these
-// formats (Q6_K's 210 bytes included) starts at an even byte, so a u32 at a block-relative offset is either one word or the
-// high half of one word joined to the low half of the next: no repacking on upload.
+// Shared by the kernels that read weights: GGML blocks from `w`, the weight's bytes as
+// little-endian u32 words (padded by 4 bytes past the end). Most formats are read in place:
+// every block (Q6_K's 210 bytes included) starts at an even byte, so a u32 at a block-relative
+// offset is either one word or the high half of one word joined to the low half of the next.
+// Q4_0 and Q8_0, whose 18- and 34-byte blocks put every other block 2 bytes off a word, are
+// uploaded in pairs instead (layout.rs): [d₀ d₁][quants₀][quants₁], so that every quant word
+// and the pair's scales are one aligned load.
 // The launcher prepends FMT (the ggml type id), BLK (values per block), BLK_BYTES.
 
 const F32: u32 = 0u;
@@ -16,6 +19,7 @@ const Q5_K: u32 = 13u;
 const Q6_K: u32 = 14u;
 const IS_K: bool = FMT == Q4_K || FMT == Q5_K || FMT == Q6_K;
 const IS_Q5: bool = FMT == Q5_0 || FMT == Q5_1;
+const PAIRED: bool = FMT == Q4_0 || FMT == Q8_0;
 
 // The 4 bytes at byte offset `b` (even).
 fn word_at(b: u32) -> u32 {
@@ -35,6 +39,30 @@ fn f16_at(b: u32) -> f32 {
 // The byte at offset `b`.
 fn byte_at(b: u32) -> u32 {
     return (w[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+}
+
+// The functions below read block `bi` of the Q4_0/Q4_1/Q8_0 row that starts at byte `row`
+// (on a word: these rows are whole words long).
+
+// The block's scale d.
+fn block_d(row: u32, bi: u32) -> f32 {
+    if (PAIRED) {
+        return unpack2x16float(w[(row >> 2u) + (bi >> 1u) * (BLK_BYTES / 2u)])[bi & 1u];
+    }
+    return block_dm(row, bi).x;
+}
+
+// Q4_1's scale and minimum.
+fn block_dm(row: u32, bi: u32) -> vec2<f32> {
+    return unpack2x16float(w[(row >> 2u) + bi * (BLK_BYTES / 4u)]);
+}
+
+// Word `i` of the block's quants.
+fn quant_word(row: u32, bi: u32, i: u32) -> u32 {
+    if (PAIRED) {
+        return w[(row >> 2u) + (bi >> 1u) * (BLK_BYTES / 2u) + 1u + (bi & 1u) * ((BLK_BYTES - 2u) / 4u) + i];
+    }
+    return w[(row >> 2u) + bi * (BLK_BYTES / 4u) + 1u + i];
 }
 
 // Small unsigned integers as f32 without a conversion instruction (an eighth of the FMA rate on
@@ -148,18 +176,19 @@ fn deq(row: u32, c: u32) -> f32 {
         return e.scale * select(e.lo[i & 3u], e.hi[i & 3u], i >= 4u) - e.mn;
     }
     if (FMT == Q8_0) {
-        let q = i32(byte_at(b + 2u + j) << 24u) >> 24u;
-        return f32(q) * f16_at(b);
+        let q = i32(quant_word(row, c / BLK, j / 4u) << (24u - 8u * (j & 3u))) >> 24u;
+        return f32(q) * block_d(row, c / BLK);
     }
     if (IS_Q5) {
         let e = q5_quarter(b, (j % 16u) / 4u);
         return e.d * select(e.lo[j & 3u], e.hi[j & 3u], j >= 16u) + e.m;
     }
-    let byte = byte_at(b + 4u - 2u * u32(FMT == Q4_0) + (j & 15u));
+    let byte = (quant_word(row, c / BLK, (j & 15u) / 4u) >> (8u * (j & 3u))) & 0xffu;
     let nib = select(byte & 15u, byte >> 4u, j >= 16u);
     if (FMT == Q4_0) {
-        return f32(i32(nib) - 8) * f16_at(b);
+        return f32(i32(nib) - 8) * block_d(row, c / BLK);
     }
     // Q4_1
-    return f32(nib) * f16_at(b) + f16_at(b + 2u);
+    let dm = block_dm(row, c / BLK);
+    return f32(nib) * dm.x + dm.y;
 }
