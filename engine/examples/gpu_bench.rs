@@ -12,8 +12,9 @@
 //!    decode of 128 tokens with the argmax on the GPU (4 bytes read back per token), with the
 //!    dispatches, submits and host recording time of a decode step; the same decode pipelined
 //!    (`backend::gpu::decode`: the host one step ahead); 3 candidates decoded together; sampled
-//!    decode with top-k on the GPU. Each with the backend's choice of matvec and with the first
-//!    kernel's (one row per 32 lanes, workgroup sums, f32 x). Models:
+//!    decode with top-k on the GPU. Each with the backend's choice of kernel variants and with
+//!    the first kernels' (one row per 32 lanes, workgroup sums, f32 x, the KV cache unpacked
+//!    from u32 words rather than read as f16). Models:
 //!    - `smollm2-135m`: the default model's shapes and formats (30 layers, 576 wide, Q4_1 with a
 //!      Q8_0 tied output) with random weights, or the real file when `--model` is given (the file
 //!      is bigger than what travels to a GPU machine);
@@ -185,7 +186,7 @@ fn variants(b: &GpuBackend) -> Vec<Tuning> {
     let mut v = Vec::new();
     for (subgroup, q8) in [(None, false)].into_iter().chain(sg.map(|n| [(Some(n), false), (Some(n), true)]).into_iter().flatten()) {
         for rows in [1, 2, 4] {
-            v.push(Tuning { subgroup, matvec_rows: Some(rows), matvec_q8: Some(q8) });
+            v.push(Tuning { subgroup, matvec_rows: Some(rows), matvec_q8: Some(q8), f16: None });
         }
     }
     v
@@ -300,6 +301,16 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     row(&format!("rope + KV append + attention at position {pos}"), 3, time_us(b, reps, || {
         b.rope_attention(&mut cache, 0, pos, &mut q, &mut k, &v, attn, &rope)
     })?);
+    // Attention alone (the KV append included: the backend's op stores, then attends) in each
+    // variant: the cache unpacked from u32 words, and read as f16 where the device has it.
+    let gpu = b.context();
+    let auto = gpu.tuning();
+    for f16 in [false].into_iter().chain(gpu.has_f16().then_some(true)) {
+        gpu.set_tuning(Tuning { f16: Some(f16), ..auto })?;
+        let cache_as = if f16 { "f16 (shader-f16)" } else { "u32 words, unpacked" };
+        row(&format!("KV append + attention at position {pos}, cache read as {cache_as}"), 3, time_us(b, reps, || b.attention(&mut cache, 0, pos, &q, &k, &v, attn))?);
+    }
+    gpu.set_tuning(auto)?;
     row("add + norm", 1, time_us(b, reps, || b.add_rms_norm(&mut x, &y, &norm, 1e-6))?);
     row("gate/up + SwiGLU (stacked matvec)", 1, time_us(b, reps, || b.glu(&h, &wgu))?);
     let logits = b.tensor(1, shape.vocab, &rng.vec(shape.vocab, 8.0))?;
@@ -318,6 +329,12 @@ fn layer_ops(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, pos: usi
     row(&format!("prefill {n}: rope + KV append + attention"), 3, time_us(b, reps, || {
         b.rope_attention(&mut cache, 0, 0, &mut qn, &mut kn, &vn, attn, &rope)
     })?);
+    for f16 in [false].into_iter().chain(gpu.has_f16().then_some(true)) {
+        gpu.set_tuning(Tuning { f16: Some(f16), ..auto })?;
+        let cache_as = if f16 { "f16 (shader-f16)" } else { "u32 words, unpacked" };
+        row(&format!("prefill {n}: KV append + attention, cache read as {cache_as}"), 3, time_us(b, reps, || b.attention(&mut cache, 0, 0, &qn, &kn, &vn, attn))?);
+    }
+    gpu.set_tuning(auto)?;
     row(&format!("prefill {n}: gate/up + SwiGLU (stacked matmul)"), 2, time_us(b, reps, || b.glu(&hn, &wgu))?);
     row(&format!("prefill {n}: down (matmul)"), 1, time_us(b, reps, || b.matmul(&gn, &wdown))?);
     // The down projection's shape in every weight format, and at fewer tokens: what the tiled
@@ -501,7 +518,7 @@ fn run() -> Res<()> {
 
     // Each model with the backend's choice of matvec variant, then with the first kernel's
     // (one row per 32 lanes, workgroup sums) for comparison.
-    let first = Tuning { subgroup: None, matvec_rows: Some(1), matvec_q8: Some(false) };
+    let first = Tuning { subgroup: None, matvec_rows: Some(1), matvec_q8: Some(false), f16: Some(false) };
     let mut models = Vec::new();
     let smollm = match &model_file {
         Some(path) => (ModelBytes::open(std::path::Path::new(path))?, format!("{} (file {path})", SMOLLM.name)),

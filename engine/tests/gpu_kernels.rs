@@ -85,9 +85,17 @@ fn swiglu_and_add_match_cpu_backend() {
     run("swiglu, add", kernel_checks::swiglus_and_adds);
 }
 
+/// Attention in each variant (f32, and f16 where the device has shader-f16) against f64 and
+/// the CPU backend, on a backend of its own: the variants it sets would change the other tests'
+/// attention meanwhile. lavapipe has shader-f16, so there the f16 variant must run.
 #[test]
 fn attention_prefill_then_decode() {
-    run("attention", kernel_checks::attentions);
+    let (b, report) = run_alone(kernel_checks::attentions);
+    let gpu = b.context();
+    if gpu.info.name.contains("llvmpipe") {
+        assert!(gpu.has_f16(), "lavapipe offers shader-f16 through wgpu, but the device lacks it: {}", b.describe());
+    }
+    assert_eq!(report.0.iter().any(|(n, _)| n == "attention f16"), gpu.has_f16(), "the f16 variant ran where, and only where, the device has shader-f16");
 }
 
 #[test]
@@ -120,13 +128,20 @@ fn check_embed(b: &GpuBackend, seed: u64, ty: GgmlType, rows: usize, cols: usize
 /// its own: the variants it sets would change the other tests' products meanwhile.
 #[test]
 fn matvec_variants_match_their_references() {
+    run_alone(kernel_checks::matvec_variants);
+}
+
+/// One shared check that sets kernel variants, on a poisoned backend of its own (on the shared
+/// one the variants would change the other tests' results meanwhile); the backend and report.
+fn run_alone(check: impl AsyncFnOnce(&GpuBackend, &mut Report) -> kernel_checks::Check) -> (GpuBackend, Report) {
     let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
     b.set_poison(true);
     let mut report = Report::default();
-    ready(kernel_checks::matvec_variants(&b, &mut report)).unwrap_or_else(|e| panic!("{e}"));
+    ready(check(&b, &mut report)).unwrap_or_else(|e| panic!("{e}"));
     for (name, e) in &report.0 {
         println!("{name}: worst rel err {e:.2e}");
     }
+    (b, report)
 }
 
 #[test]

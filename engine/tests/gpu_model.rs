@@ -25,7 +25,7 @@ mod common;
 use common::ids;
 
 use nib_engine::backend::cpu::{CpuBackend, Precision};
-use nib_engine::backend::gpu::{self, GpuBackend};
+use nib_engine::backend::gpu::{self, GpuBackend, Tuning};
 use nib_engine::backend::Backend;
 use nib_engine::sample::{argmax, top_k};
 use nib_engine::Model;
@@ -192,25 +192,51 @@ fn k_quant_models_match_cpu_reference() {
         assert!(path.is_file(), "{} is missing: run `cargo xtask setup` first", path.display());
         let g = gpu::open_model(&path).unwrap();
         let r = Model::open_cpu_with(&path, 2, Precision::Reference).unwrap();
-        for (ci, case) in entry["cases"].as_array().unwrap().iter().take(prompts).enumerate() {
-            let prompt = ids(&case["ids"]);
-            let gl = g.eval(&mut g.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
-            let rl = r.eval(&mut r.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
-            let delta = max_abs_diff(&gl, &rl);
-            let (gt, rt) = (top_k(&gl, 2), top_k(&rl, 2));
-            println!("{name} case {ci} ({} tokens): max |Δlogit| vs the reference {delta:.2e}, top-1 {} vs {}", prompt.len(), gt[0].0, rt[0].0);
-            if delta > MAX_DELTA || gt[0].0 != rt[0].0 {
-                failures.push(format!("{name} case {ci}: max |Δ| {delta:.2e}, top-1 {} vs {}", gt[0].0, rt[0].0));
-            }
-            if ci == 0 {
-                let got = greedy_gpu(&g, &prompt, 6);
-                let (want, margins) = greedy_cpu(&r, &prompt, 6);
-                if let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) {
-                    failures.push(format!("{name}: greedy diverges at step {step} (reference margin {:.4})", margins[step]));
-                }
+        failures.extend(against_reference(&g, &r, &entry["cases"].as_array().unwrap()[..prompts], 6, name));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The GPU's logits against the reference's on each of `cases` (within `MAX_DELTA`, the same
+/// top-1), and a greedy continuation of `greedy` tokens from the first; the failures, each
+/// named with `label`.
+fn against_reference(g: &Model<GpuBackend>, r: &Model<CpuBackend>, cases: &[serde_json::Value], greedy: usize, label: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (ci, case) in cases.iter().enumerate() {
+        let prompt = ids(&case["ids"]);
+        let gl = g.eval(&mut g.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+        let rl = r.eval(&mut r.session(prompt.len() + 1).unwrap(), &prompt).unwrap();
+        let delta = max_abs_diff(&gl, &rl);
+        let (gt, rt) = (top_k(&gl, 2), top_k(&rl, 2));
+        println!("{label} case {ci} ({} tokens): max |Δlogit| vs the reference {delta:.2e}, top-1 {} vs {}", prompt.len(), gt[0].0, rt[0].0);
+        if delta > MAX_DELTA || gt[0].0 != rt[0].0 {
+            failures.push(format!("{label} case {ci}: max |Δ| {delta:.2e}, top-1 {} vs {}", gt[0].0, rt[0].0));
+        }
+        if ci == 0 {
+            let got = greedy_gpu(g, &prompt, greedy);
+            let (want, margins) = greedy_cpu(r, &prompt, greedy);
+            if let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) {
+                failures.push(format!("{label}: greedy diverges at step {step} (reference margin {:.4})", margins[step]));
             }
         }
     }
+    failures
+}
+
+/// Attention's f32 variant (`Tuning::f16` off: what runs where the device lacks shader-f16, as
+/// SwiftShader does) against the reference on the first prompts, logits and a greedy
+/// continuation; the test above runs the default, which is the f16 variant wherever the device
+/// has shader-f16 (lavapipe has: asserted there).
+#[test]
+fn f32_attention_matches_cpu_reference() {
+    let g = gpu_model();
+    let gpu = g.backend.context();
+    if gpu.info.name.contains("llvmpipe") {
+        assert!(gpu.attn_f16(), "lavapipe has shader-f16, so attention's f16 variant is the default there: {}", g.backend.describe());
+    }
+    gpu.set_tuning(Tuning { f16: Some(false), ..gpu.tuning() }).unwrap();
+    let fx = common::fixture("logits_smollm2.json");
+    let failures = against_reference(&g, &reference_model(), &fx["cases"].as_array().unwrap()[..4], GREEDY_TOKENS, "f32 attention");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -7,7 +7,8 @@
 //!
 //! The references: matmul and embedding against the reference dequantization (`quant`) times
 //! x in f64; RMSNorm in f64; RoPE, SwiGLU and add against the CPU backend; attention against
-//! an f64 softmax over the same q and f16-rounded keys and values; argmax and top-k against
+//! an f64 softmax over the same q and f16-rounded keys and values (in both variants where the
+//! device has shader-f16); argmax and top-k against
 //! `sample`'s, and sampling from the GPU's top-k against the CPU sampler on the whole row.
 #![allow(dead_code)]
 
@@ -247,8 +248,19 @@ pub async fn swiglus_and_adds(b: &GpuBackend, report: &mut Report) -> Check {
 /// heads, head dim, prefill, decode steps, sliding window): GQA groups, a head dim that is not
 /// a multiple of 4, prefills that end inside and across 64-position chunks; windows (Gemma 3's
 /// local layers) within a chunk, leaving whole 64-position chunks out, and of one position.
+/// Each step runs in both variants where the device has shader-f16 (the cache unpacked from
+/// u32 words, or read as f16; both write the same cache, the second time the same values), each
+/// within [`TOL`] (both multiply in f32), and the f16 kernel must have been compiled: it ran.
+/// Without shader-f16, asking for the f16 variant is an error.
+/// Sets the backend's tuning; give it a backend of its own where tests run in parallel.
 pub async fn attentions(b: &GpuBackend, report: &mut Report) -> Check {
     let c = cpu();
+    let gpu = b.context();
+    let auto = gpu.tuning();
+    let variants: Vec<bool> = [false].into_iter().chain(gpu.has_f16().then_some(true)).collect();
+    if !gpu.has_f16() && gpu.set_tuning(Tuning { f16: Some(true), ..auto }).is_ok() {
+        return Err("f16 attention was accepted on a device without shader-f16".into());
+    }
     let mut rng = Rng(700);
     let cases = [(9, 3, 64, 7, 2, None), (6, 2, 34, 70, 3, None), (4, 4, 16, 130, 1, None), (6, 2, 34, 70, 3, Some(16)), (4, 4, 16, 200, 2, Some(64)), (2, 1, 8, 5, 3, Some(1))];
     for (nh, nkv, hd, prefill, steps, window) in cases {
@@ -261,17 +273,25 @@ pub async fn attentions(b: &GpuBackend, report: &mut Report) -> Check {
             let (q, k, v) = (rng.vec(n * shape.q_dim(), 2.0), rng.vec(n * shape.kv_dim(), 2.0), rng.vec(n * shape.kv_dim(), 1.0));
             ks.extend_from_slice(&k);
             vs.extend_from_slice(&v);
-            let t = |n: usize, cols: usize, data: &[f32]| b.tensor(n, cols, data).map_err(err);
-            let got = b.attention(&mut gc, 1, pos, &t(n, shape.q_dim(), &q)?, &t(n, shape.kv_dim(), &k)?, &t(n, shape.kv_dim(), &v)?, shape).map_err(err)?;
             let want = random::attention_f64(&q, &ks, &vs, pos, n, shape);
-            let got = b.to_vec_async(&got).await.map_err(err)?;
-            report.note("attention", within(format!("attention {shape:?} pos {pos} n {n} vs f64"), rel_err(&got, &want)?, TOL)?);
             // The CPU backend also rounds q and the probabilities to f16 (ggml's habit): 2e-3.
             let ct = |n: usize, cols: usize, data: Vec<f32>| CpuTensor::new(n, cols, data).map_err(err);
-            let cpu_out = c.attention(&mut cc, 1, pos, &ct(n, shape.q_dim(), q)?, &ct(n, shape.kv_dim(), k)?, &ct(n, shape.kv_dim(), v)?, shape).map_err(err)?;
-            report.note("attention vs cpu", within(format!("attention {shape:?} pos {pos} n {n} vs the CPU backend"), rel_err(&got, &f64s(&cpu_out.data))?, 2e-3)?);
+            let cpu_out = c.attention(&mut cc, 1, pos, &ct(n, shape.q_dim(), q.clone())?, &ct(n, shape.kv_dim(), k.clone())?, &ct(n, shape.kv_dim(), v.clone())?, shape).map_err(err)?;
+            for &f16 in &variants {
+                gpu.set_tuning(Tuning { f16: Some(f16), ..auto }).map_err(err)?;
+                let name = if f16 { "attention f16" } else { "attention" };
+                let t = |n: usize, cols: usize, data: &[f32]| b.tensor(n, cols, data).map_err(err);
+                let got = b.attention(&mut gc, 1, pos, &t(n, shape.q_dim(), &q)?, &t(n, shape.kv_dim(), &k)?, &t(n, shape.kv_dim(), &v)?, shape).map_err(err)?;
+                let got = b.to_vec_async(&got).await.map_err(err)?;
+                report.note(name, within(format!("{name} {shape:?} pos {pos} n {n} vs f64"), rel_err(&got, &want)?, TOL)?);
+                report.note(&format!("{name} vs cpu"), within(format!("{name} {shape:?} pos {pos} n {n} vs the CPU backend"), rel_err(&got, &f64s(&cpu_out.data))?, 2e-3)?);
+            }
             pos += n;
         }
+    }
+    gpu.set_tuning(auto).map_err(err)?;
+    if variants.len() > 1 && !gpu.has_kernel(("attention", 1)) {
+        return Err("attention's f16 kernel was never compiled: the f16 variant did not run".into());
     }
     Ok(())
 }
@@ -407,7 +427,7 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
     for sg in [None].into_iter().chain(auto.subgroup.map(Some)) {
         for per in [1u32, 2, 4] {
             let r = per as usize;
-            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(false) }).map_err(err)?;
+            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(false), ..auto }).map_err(err)?;
             for ty in FORMATS {
                 let k = match ty.block_size() {
                     256 => 512,
@@ -433,7 +453,7 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
                     report.note("matvec variants, swiglu input", within(format!("swiglu_matmul {what}"), rel_err(&got, &f64s(&want))?, TOL)?);
                 }
             }
-            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true) }).map_err(err)?;
+            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true), ..auto }).map_err(err)?;
             for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
                 for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4)] {
                     let wb = random_weights(&mut rng, ty, rows, k);

@@ -25,6 +25,9 @@ const POOL_PER_CLASS: usize = 16;
 /// Bind groups kept for reuse; past this many the cache starts over (one decode step of a
 /// 30-layer model uses a few hundred).
 const BIND_GROUPS_KEPT: usize = 4096;
+/// Features the kernels have variants for, requested where the adapter has them (SwiftShader,
+/// Chromium's software WebGPU, has neither).
+const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP.union(wgpu::Features::SHADER_F16);
 
 /// What the device did since the last [`Gpu::reset_stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -130,6 +133,9 @@ pub struct Tuning {
     /// Whether a plain matvec of a 32-value format takes x in 8 bits (`matvec_q8.wgsl`);
     /// `None`: where it takes 4 rows per lane group (`ops::matvec_q8`).
     pub matvec_q8: Option<bool>,
+    /// Whether attention reads the f16 KV cache as f16 and multiplies in f16 where precision
+    /// allows (`Gpu::attn_f16`); `None`: where the device has shader-f16.
+    pub f16: Option<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,7 +249,7 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("nib"),
-                required_features: adapter.features() & wgpu::Features::SUBGROUP,
+                required_features: adapter.features() & OPTIONAL_FEATURES,
                 required_limits: want.clone(),
                 ..Default::default()
             })
@@ -268,7 +274,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        let features = adapter.features() & OPTIONAL_FEATURES;
         // Subgroup shuffles serve lane sums within 32-lane groups: sizes that are powers of two.
         let sg = info.subgroup_min_size.min(32);
         let subgroup = (features.contains(wgpu::Features::SUBGROUP) && sg >= 4 && sg.is_power_of_two()).then_some(sg);
@@ -278,7 +284,7 @@ impl Gpu {
             info,
             limits: want,
             features,
-            tuning: Mutex::new(Tuning { subgroup, matvec_rows: None, matvec_q8: None }),
+            tuning: Mutex::new(Tuning { subgroup, matvec_rows: None, matvec_q8: None, f16: None }),
             lost,
             error,
             params,
@@ -312,8 +318,13 @@ impl Gpu {
             None if self.features.contains(wgpu::Features::SUBGROUP) => "subgroups unused".into(),
             None => "no subgroups (lane sums in workgroup memory)".into(),
         };
+        let f16 = match (self.attn_f16(), self.has_f16()) {
+            (true, _) => "shader-f16 (attention reads the KV cache as f16)",
+            (false, true) => "shader-f16 unused",
+            (false, false) => "no shader-f16 (attention unpacks the KV cache to f32)",
+        };
         format!(
-            "{} ({:?}, {:?}, driver {:?}); max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB; {subgroups}",
+            "{} ({:?}, {:?}, driver {:?}); max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB; {subgroups}; {f16}",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -328,9 +339,23 @@ impl Gpu {
         *lock(&self.tuning)
     }
 
-    /// Overrides the kernel variants (the bench and the kernel tests): subgroups only where the
-    /// device has them.
+    /// Whether the device has shader-f16 (the adapter offered it).
+    pub fn has_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// Whether attention reads the KV cache as f16 (`Tuning::f16`; by default where the device
+    /// has shader-f16).
+    pub fn attn_f16(&self) -> bool {
+        self.tuning().f16.unwrap_or(self.has_f16())
+    }
+
+    /// Overrides the kernel variants (the bench and the kernel tests): subgroups and f16 only
+    /// where the device has them.
     pub fn set_tuning(&self, t: Tuning) -> Result<()> {
+        if t.f16 == Some(true) && !self.has_f16() {
+            return Err(Error::Unsupported(format!("f16 attention on {:?}, which lacks shader-f16", self.info.name)));
+        }
         if let Some(n) = t.subgroup {
             if !self.features.contains(wgpu::Features::SUBGROUP) || !n.is_power_of_two() || n > self.info.subgroup_min_size.min(32) {
                 return Err(Error::Unsupported(format!("lane sums in subgroups of {n} on {:?}", self.info.name)));
@@ -428,6 +453,11 @@ impl Gpu {
             (buffer, None) => Ok(buffer),
             (_, Some(e)) => Err(Error::gpu(GpuFailure::OutOfMemory, format!("uploading {label} ({len} bytes): {e}"))),
         }
+    }
+
+    /// Whether the kernel `key` has been compiled (the tests' proof that a variant ran).
+    pub fn has_kernel(&self, key: KernelKey) -> bool {
+        lock(&self.state).kernels.contains_key(&key)
     }
 
     /// The kernel `key`, compiled from `source` on first use.

@@ -362,6 +362,15 @@ pub fn rope_store(gpu: &Gpu, c: &AttnCall, cs: &wgpu::Buffer, half: usize, neox:
     gpu.dispatch(&kern, &params, &binds, [u32_of(per_token.div_ceil(WG as usize), "workgroups")?, u32_of(c.n, "tokens")?, 1])
 }
 
+/// How attention.wgsl reads the f16 cache: u32 words unpacked ...
+const ATTN_PACKED: &str = "alias KV = u32;\nfn pair(w: KV) -> vec2<f32> { return unpack2x16float(w); }\n";
+/// ... or, with shader-f16, bound as vec2<f16> and converted. Every product stays in f32, so
+/// both give the same result: products in f16 did not keep the default model's logits within
+/// 1e-2 of the f32 reference on lavapipe (gpu_model.rs): q · k and p · v in f16 (q and p
+/// rounded to f16) reached 2.5e-2 on its first 4 prompts (a score's error is exponentiated),
+/// p · v alone 1.3e-2 on the 16 (8.0e-3 with both in f32).
+const ATTN_F16: &str = "enable f16;\nalias KV = vec2<f16>;\nfn pair(w: KV) -> vec2<f32> { return vec2<f32>(w); }\n";
+
 /// Attends `q (n, n_heads * head_dim)` over the cache into `out`, through the split scratch
 /// buffers `part_o (n, n_heads, n_splits, head_dim)` and `part_ml (n, n_heads, n_splits, 2)`.
 #[allow(clippy::too_many_arguments)]
@@ -369,8 +378,9 @@ pub fn attend(gpu: &Gpu, c: &AttnCall, q: &wgpu::Buffer, kc: &wgpu::Buffer, vc: 
     let n_splits = (c.pos + c.n).div_ceil(ATTN_CHUNK);
     let q_len = c.n * c.n_heads * c.head_dim;
     let slots = c.n * c.n_heads * n_splits;
-    let kern = gpu.kernel(("attention", 0), &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
-        include_str!("kernels/attention.wgsl").into()
+    let f16 = gpu.attn_f16();
+    let kern = gpu.kernel(("attention", f16 as u32), &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
+        format!("{}{}", if f16 { ATTN_F16 } else { ATTN_PACKED }, include_str!("kernels/attention.wgsl"))
     })?;
     let scale = 1.0 / (c.head_dim as f32).sqrt();
     let params = [
