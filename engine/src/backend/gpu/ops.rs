@@ -69,12 +69,10 @@ const XIN_PLAIN: &str = "fn xin(i: u32) -> vec4<f32> { return x[i]; }\n";
 const XIN_SWIGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
     fn xin(i: u32) -> vec4<f32> { let g = x[i]; return g / (vec4<f32>(1.0) + exp(-g)) * up[i]; }\n";
 
-/// ... or gelu(x) · up (GELU's tanh approximation, its argument clamped so that no driver's
-/// tanh overflows): GEGLU fused into the down projection.
+/// ... or gelu(x) · up: GEGLU fused into the down projection.
 const XIN_GEGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
-    fn xin(i: u32) -> vec4<f32> { let g = x[i]; \
-    let t = tanh(clamp(0.7978846 * g * (vec4<f32>(1.0) + 0.044715 * g * g), vec4<f32>(-10.0), vec4<f32>(10.0))); \
-    return 0.5 * g * (vec4<f32>(1.0) + t) * up[i]; }\n";
+    fn xin(i: u32) -> vec4<f32> { return gelu_tanh(x[i]) * up[i]; }\n";
+const GELU_TANH: &str = include_str!("kernels/gelu_tanh.wgsl");
 
 /// What a matmul fuses around its product (matvec sizes only: `n` ≤ [`MATVEC_MAX_TOKENS`]).
 #[derive(Clone, Copy)]
@@ -163,7 +161,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         (false, Fused::No) if matvec_q8(gpu, w.ty, per) => return matvec_q8_launch(gpu, w, x, n, m, out, (id, per, sg)),
         (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
         (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_SWIGLU, false, per, sg))?,
-        (false, Fused::GegluInput(_)) => gpu.kernel(("matvec_geglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_GEGLU, false, per, sg))?,
+        (false, Fused::GegluInput(_)) => gpu.kernel(("matvec_geglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, &format!("{GELU_TANH}{XIN_GEGLU}"), false, per, sg))?,
         (false, Fused::Glu) => gpu.kernel(("matvec_glu", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, true, per, sg))?,
     };
     let mut params = vec![
@@ -429,7 +427,7 @@ pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, rows: usize, co
 
 /// out = gelu(x) over `len` elements.
 pub fn gelu(gpu: &Gpu, x: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("gelu", 0), &[Access::Read, Access::ReadWrite], || include_str!("kernels/gelu.wgsl").into())?;
+    let k = gpu.kernel(("gelu", 0), &[Access::Read, Access::ReadWrite], || format!("{GELU_TANH}{}", include_str!("kernels/gelu.wgsl")))?;
     let b = bytes_f32(len);
     gpu.dispatch(&k, &[u32_of(len, "elements")?], &[Bind { buffer: x, bytes: b }, Bind { buffer: out, bytes: b }], grid_1d(gpu, len)?)
 }
@@ -442,7 +440,7 @@ pub fn scale(gpu: &Gpu, x: &wgpu::Buffer, len: usize, s: f32) -> Result<()> {
 
 /// out = gelu(gate) · up over `len` elements (GELU's tanh approximation).
 pub fn geglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("geglu", 0), &[Access::Read, Access::Read, Access::ReadWrite], || include_str!("kernels/geglu.wgsl").into())?;
+    let k = gpu.kernel(("geglu", 0), &[Access::Read, Access::Read, Access::ReadWrite], || format!("{GELU_TANH}{}", include_str!("kernels/geglu.wgsl")))?;
     let b = bytes_f32(len);
     let binds = [Bind { buffer: gate, bytes: b }, Bind { buffer: up, bytes: b }, Bind { buffer: out, bytes: b }];
     gpu.dispatch(&k, &[u32_of(len, "elements")?], &binds, grid_1d(gpu, len)?)

@@ -1,6 +1,5 @@
-// out = gelu(gate) · up, elementwise, GELU with the tanh approximation (Gemma's feed-forward).
-// The tanh argument is clamped to ±10, where tanh is ±1 in f32, so that no driver's tanh
-// (exp-based on some) overflows to NaN. Grid: 2-D over ceil(len / 256).
+// out = gelu(gate) · up, elementwise, GELU with the tanh approximation (gelu_tanh.wgsl,
+// prepended: Gemma's feed-forward). Grid: 2-D over ceil(len / 256).
 
 struct Params {
     len: u32,
@@ -17,7 +16,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= p.len) {
         return;
     }
-    let g = gate[i];
-    let t = tanh(clamp(0.7978846 * g * (1.0 + 0.044715 * g * g), -10.0, 10.0));
-    out[i] = 0.5 * g * (1.0 + t) * up[i];
+    out[i] = gelu_tanh(vec4<f32>(gate[i])).x * up[i];
 }

@@ -1,7 +1,5 @@
-// out = gelu(x), elementwise, with the tanh approximation: 0.5·x·(1 + tanh(√(2/π)·x·(1 +
-// 0.044715·x²))), and ggml's cut-offs (x ≤ -10 → 0, x ≥ 10 → x). tanh's argument is clamped to
-// ±10, where tanh is ±1 in f32, so no implementation overflows inside it. Grid: 2-D over
-// ceil(len / 256) workgroups.
+// out = gelu(x), elementwise, with the tanh approximation (gelu_tanh.wgsl, prepended) and
+// ggml's cut-offs (x ≤ -10 → 0, x ≥ 10 → x). Grid: 2-D over ceil(len / 256) workgroups.
 
 struct Params {
     len: u32,
@@ -18,8 +16,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let v = x[i];
-    let u = 0.7978846 * v * (1.0 + 0.044715 * v * v);
-    var y = 0.5 * v * (1.0 + tanh(clamp(u, -10.0, 10.0)));
+    var y = gelu_tanh(vec4<f32>(v)).x;
     if (v <= -10.0) {
         y = 0.0;
     } else if (v >= 10.0) {
