@@ -1,7 +1,7 @@
 //! The prepared GPU benchmark (issue #3): everything a real GPU should be asked, in one run.
 //!
 //! cargo build --release -p nib-engine --example gpu_bench
-//! target/release/examples/gpu_bench [--probe | --quick] [--model FILE.gguf] [--out FILE.json]
+//! target/release/examples/gpu_bench [--probe | --quick | --matvec-only] [--model FILE.gguf] [--out FILE.json]
 //! (bench/gpu/run.sh is the script that runs it on a GPU machine and keeps the results.)
 //!
 //! 1. The adapter, its copy bandwidth (a buffer-to-buffer copy, counting bytes read and
@@ -487,6 +487,8 @@ fn main() {
 fn run() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // Only the roofs and the matvec tables (a short run to compare kernels).
+    let matvec_only = args.iter().any(|a| a == "--matvec-only");
     let opt = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let model_file = opt("--model");
     let out_file = opt("--out");
@@ -495,7 +497,8 @@ fn run() -> Res<()> {
     let mut rng = Rng(0x5eed_0b1d);
 
     let probe = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new())))?;
-    eprintln!("adapter: {}", probe.describe());
+    let adapter = probe.describe();
+    eprintln!("adapter: {adapter}");
     if args.iter().any(|a| a == "--probe") {
         return Ok(());
     }
@@ -504,6 +507,10 @@ fn run() -> Res<()> {
     let read_bytes = (if quick { 16u64 << 20 } else { 1 << 30 }).min(probe.context().max_binding() / 16 * 16);
     let read_bw = read_bandwidth(&probe, read_bytes, copy_reps)?;
     eprintln!("WGSL read kernel: {:.1} GB/s", read_bw / 1e9);
+    // The same over as many bytes as the largest matrix (the 0.5B output, 76.6 MB): what a
+    // dispatch of that size can reach.
+    let out_bytes = (QWEN.vocab * QWEN.dim / 32 * 18) as u64;
+    let read_out_bw = read_bandwidth(&probe, out_bytes.min(read_bytes), mv_reps)?;
     let floor_us = dispatch_floor(&probe, if quick { 50 } else { 2000 })?;
     eprintln!("dependent dispatch: {floor_us:.2} µs");
 
@@ -511,7 +518,9 @@ fn run() -> Res<()> {
     let mut ops = Vec::new();
     for shape in [SMOLLM, QWEN] {
         matvec.extend(matvec_rates(&probe, &shape, &mut rng, mv_reps, copy_bw)?);
-        ops.extend(layer_ops(&probe, &shape, &mut rng, mv_reps, if quick { 40 } else { 576 })?);
+        if !matvec_only {
+            ops.extend(layer_ops(&probe, &shape, &mut rng, mv_reps, if quick { 40 } else { 576 })?);
+        }
     }
     let variant_names: Vec<String> = variants(&probe).iter().map(variant_name).collect();
     drop(probe);
@@ -526,17 +535,17 @@ fn run() -> Res<()> {
     };
     let qwen = ModelBytes::Owned(synthetic_gguf(&QWEN, &mut rng)?);
     for (bytes, label) in [(Arc::new(smollm.0), smollm.1), (Arc::new(qwen), format!("{} (shapes, Q4_0, random weights)", QWEN.name))] {
-        for tuning in [None, Some(first)] {
+        for tuning in [None, Some(first)].into_iter().filter(|_| !matvec_only) {
             models.push(whole_model(&bytes, &label, tuning, runs, prompt, gen, &mut rng)?);
         }
     }
 
     let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
     let s = |v: &Value, k: &str| v.get(k).map(|x| x.to_string().trim_matches('"').to_string()).unwrap_or_default();
-    println!("adapter: {}", models.first().map(|m| s(m, "adapter")).unwrap_or_default());
+    println!("adapter: {}", models.first().map_or(adapter, |m| s(m, "adapter")));
     println!("copy bandwidth (read + written): {:.1} GB/s", copy_bw / 1e9);
     println!("one dependent dispatch of an empty kernel: {floor_us:.2} µs\n");
-    println!("WGSL kernel reading a {} MiB buffer: {:.1} GB/s\n", read_bytes >> 20, read_bw / 1e9);
+    println!("WGSL kernel reading a {} MiB buffer: {:.1} GB/s; {:.1} MB (the 0.5B output matrix): {:.1} GB/s\n", read_bytes >> 20, read_bw / 1e9, out_bytes.min(read_bytes) as f64 / 1e6, read_out_bw / 1e9);
     println!("Each matrix-vector product alone, the backend's choice of variant (GB/s of weight read; shares of wgpu's copy and of the read kernel):\n");
     println!("| model | matrix | rows × cols | format | variant | µs | GB/s | share of wgpu copy | share of read kernel |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -589,7 +598,7 @@ fn run() -> Res<()> {
             s(m, "bytes_read_per_sampled_step")
         );
     }
-    let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "read_kernel_gb_s": read_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "layer_ops": ops, "models": models, "quick": quick });
+    let report = json!({ "copy_bandwidth_gb_s": copy_bw / 1e9, "read_kernel_gb_s": read_bw / 1e9, "read_kernel_output_size_gb_s": read_out_bw / 1e9, "dependent_dispatch_us": floor_us, "matvec": matvec, "layer_ops": ops, "models": models, "quick": quick });
     if let Some(path) = out_file {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     }
