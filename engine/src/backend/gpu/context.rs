@@ -133,8 +133,8 @@ pub struct Tuning {
     /// Whether a plain matvec of a 32-value format takes x in 8 bits (`matvec_q8.wgsl`);
     /// `None`: where it takes 4 rows per lane group (`ops::matvec_q8`).
     pub matvec_q8: Option<bool>,
-    /// Whether attention reads the f16 KV cache as f16 and multiplies in f16 where precision
-    /// allows (`Gpu::attn_f16`); `None`: where the device has shader-f16.
+    /// Whether attention binds the f16 KV cache as `vec2<f16>` rather than unpacking u32 words
+    /// (products are f32 either way: `Gpu::attn_f16`); `None`: where the device has shader-f16.
     pub f16: Option<bool>,
 }
 
