@@ -33,7 +33,7 @@ use std::sync::Arc;
 use nib_engine::backend::cpu::kernels::{
     matmul_strided_with, matmul_with, prepare_with, Isa, QMatrix,
 };
-use nib_engine::backend::cpu::{reference, CpuBackend, CpuTensor, Precision};
+use nib_engine::backend::cpu::{reference, vec, CpuBackend, CpuTensor, Precision};
 use nib_engine::backend::{AttnShape, Backend};
 use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::{dequantize, GgmlType};
@@ -681,6 +681,56 @@ fn attention_on_a_finite_cache_equals_the_general_path() {
             let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same, "{shape:?} pos {pos} n {n}: the finite-cache path differs from the general one");
             pos += n;
+        }
+    }
+}
+
+/// The vector helpers with simd128 versions (wasm), against their definitions: `round_f16` bit
+/// for bit against `half` (f16 normals, subnormals, ties both ways, underflow to ±0, the edge
+/// of f16's range, inf and NaN), softmax against an f64 softmax, SiLU against f64.
+#[test]
+fn vector_helpers_match_their_definitions() {
+    let mut rng = Rng(0x5E_C000);
+    let mut xs: Vec<f32> = Vec::new();
+    for e in -30..17 {
+        let scale = 2f32.powi(e);
+        xs.extend(rng.vec(64, 1.0).into_iter().map(|x| x * scale));
+    }
+    // f16 ties (f16 normals and subnormals, even and odd neighbours) and their neighbours.
+    for h in [0x0001u16, 0x0002, 0x0003, 0x03ff, 0x0400, 0x0401, 0x3c00, 0x3c01, 0x7bfe, 0x7bff] {
+        let lo = half::f16::from_bits(h).to_f32();
+        let hi = half::f16::from_bits(h + 1).to_f32();
+        let mid = (lo as f64 + hi as f64) / 2.0;
+        for x in [mid as f32, f32::from_bits((mid as f32).to_bits() + 1), f32::from_bits((mid as f32).to_bits() - 1), lo, hi] {
+            xs.extend([x, -x]);
+        }
+    }
+    xs.extend([0.0, -0.0, 2f32.powi(-25), 2f32.powi(-26), 65504.0, 65519.0, 65520.0, 1e6, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE / 2.0]);
+    for x in xs.chunks(5).flat_map(|c| c.iter().rev()).copied().collect::<Vec<_>>().chunks(7) {
+        let mut got = x.to_vec();
+        vec::round_f16(&mut got);
+        for (g, x) in got.iter().zip(x) {
+            let want = half::f16::from_f32(*x).to_f32();
+            assert!(g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()), "round_f16({x:e} = {:#x}): {g:e}, half: {want:e}", x.to_bits());
+        }
+    }
+    for n in [1, 3, 4, 7, 8, 64, 577, 1000] {
+        let a = rng.vec(n, 30.0);
+        let mut s = a.clone();
+        vec::softmax(&mut s);
+        let max = a.iter().copied().fold(f32::MIN, f32::max);
+        let z: f64 = a.iter().map(|v| ((v - max) as f64).exp()).sum();
+        for (i, (&s, &a)) in s.iter().zip(&a).enumerate() {
+            let want = ((a - max) as f64).exp() / z;
+            assert!((s as f64 - want).abs() < 2e-6 * (1.0 + want), "softmax n={n} i={i}: {s} vs {want}");
+        }
+        let (g, u) = (rng.vec(n, 40.0), rng.vec(n, 2.0));
+        let mut o = vec![f32::NAN; n];
+        vec::silu_mul(&g, &u, &mut o);
+        for i in 0..n {
+            let gi = g[i] as f64;
+            let want = gi / (1.0 + (-gi).exp()) * u[i] as f64;
+            assert!((o[i] as f64 - want).abs() < 1e-5 * (1.0 + want.abs()), "silu n={n} i={i}: {} vs {want}", o[i]);
         }
     }
 }

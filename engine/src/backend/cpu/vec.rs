@@ -1,8 +1,13 @@
 //! f32 vector helpers for the CPU backend's non-matmul ops: axpy over f16 values for attention,
 //! softmax, SiLU, RMSNorm, LayerNorm and GELU. Each has a portable version and an AVX2+FMA version chosen at run
-//! time (wasm builds with simd128 get theirs from LLVM's auto-vectorisation of the portable code).
+//! time (wasm builds with simd128 get theirs from LLVM's auto-vectorisation of the portable code,
+//! except where it leaves calls per element: exp (softmax, SiLU), the max and the f16 rounding
+//! of attention's probabilities have simd128 versions, without relaxed-simd so that both wasm
+//! builds compute the same bits).
 //! All functions assume equal lengths; callers slice their inputs to match.
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use std::arch::wasm32::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -57,7 +62,7 @@ unsafe fn hsum256(v: __m256) -> f32 {
 
 /// In place: x ← exp(x − max) / Σ exp(x − max).
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max(x);
     if !max.is_finite() {
         return;
     }
@@ -68,6 +73,24 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// The largest value of x, ignoring NaNs (−∞ if none), as `fold(f32::NEG_INFINITY, f32::max)`.
+fn max(x: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let (x, m) = {
+        let mut chunks = x.chunks_exact(4);
+        let mut m = f32x4_splat(f32::NEG_INFINITY);
+        for c in &mut chunks {
+            // SAFETY: `c` holds four f32. `pmax(m, v)` is `m < v ? v : m`: a NaN never replaces m.
+            m = f32x4_pmax(m, unsafe { v128_load(c.as_ptr().cast()) });
+        }
+        let lanes = [f32x4_extract_lane::<0>(m), f32x4_extract_lane::<1>(m), f32x4_extract_lane::<2>(m), f32x4_extract_lane::<3>(m)];
+        (chunks.remainder(), lanes.into_iter().fold(f32::NEG_INFINITY, f32::max))
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let m = f32::NEG_INFINITY;
+    x.iter().copied().fold(m, f32::max)
+}
+
 /// x ← exp(x − shift); returns Σ x.
 fn exp_shifted(x: &mut [f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -75,6 +98,23 @@ fn exp_shifted(x: &mut [f32], shift: f32) -> f32 {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { exp_shifted_avx2(x, shift) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let (x, mut sum) = {
+        let vs = f32x4_splat(shift);
+        let mut acc = f32x4_splat(0.0);
+        let mut chunks = x.chunks_exact_mut(4);
+        for c in &mut chunks {
+            // SAFETY: `c` holds four f32.
+            unsafe {
+                let e = exp128(f32x4_sub(v128_load(c.as_ptr().cast()), vs));
+                v128_store(c.as_mut_ptr().cast(), e);
+                acc = f32x4_add(acc, e);
+            }
+        }
+        let lanes = [f32x4_extract_lane::<0>(acc), f32x4_extract_lane::<1>(acc), f32x4_extract_lane::<2>(acc), f32x4_extract_lane::<3>(acc)];
+        (chunks.into_remainder(), (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let mut sum = 0.0;
     for v in x.iter_mut() {
         *v = (*v - shift).exp();
@@ -127,6 +167,62 @@ unsafe fn exp256(x: __m256) -> __m256 {
     _mm256_mul_ps(q, _mm256_castsi256_ps(bits))
 }
 
+/// [`exp256`] for 4 lanes without FMA (relaxed-simd's may or may not fuse): the same range
+/// reduction (n·ln2_hi is exact, ln2_hi having 16 significant bits) and polynomial.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn exp128(x: v128) -> v128 {
+    let x = f32x4_pmax(f32x4_pmin(x, f32x4_splat(88.37)), f32x4_splat(-87.33));
+    let n = f32x4_nearest(f32x4_mul(x, f32x4_splat(std::f32::consts::LOG2_E)));
+    let r = f32x4_sub(x, f32x4_mul(n, f32x4_splat(0.693_145_75)));
+    let r = f32x4_sub(r, f32x4_mul(n, f32x4_splat(1.428_606_8e-6)));
+    let mut q = f32x4_splat(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        q = f32x4_add(f32x4_mul(q, r), f32x4_splat(c));
+    }
+    let bits = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
+    f32x4_mul(q, bits)
+}
+
+/// x ← x rounded to f16 and back (round to nearest even), as `f16::from_f32(x).to_f32()`.
+pub fn round_f16(x: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let x = {
+        let mut chunks = x.chunks_exact_mut(4);
+        for c in &mut chunks {
+            // SAFETY: `c` holds four f32.
+            unsafe {
+                let v = v128_load(c.as_ptr().cast());
+                if let Some(r) = round_f16x4(v) {
+                    v128_store(c.as_mut_ptr().cast(), r);
+                } else {
+                    c.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+                }
+            }
+        }
+        chunks.into_remainder()
+    };
+    x.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+}
+
+/// Four f32 rounded to f16 precision, or `None` if a lane is beyond f16's largest finite value
+/// (or inf/NaN), left to `half`. f16 normals (|x| ≥ 2⁻¹⁴) keep 10 mantissa bits: the bits
+/// rounded to nearest even with integer adds; below that f16 has a fixed step of 2⁻²⁴, which
+/// `(|x| + 0.5) − 0.5` rounds to (the sum lies in [0.5, 1), where f32's step is 2⁻²⁴).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn round_f16x4(x: v128) -> Option<v128> {
+    let a = f32x4_abs(x);
+    if !u32x4_all_true(f32x4_lt(a, f32x4_splat(65504.0))) {
+        return None;
+    }
+    let odd = v128_and(u32x4_shr(a, 13), u32x4_splat(1));
+    let normal = v128_and(i32x4_add(i32x4_add(a, u32x4_splat(0xfff)), odd), u32x4_splat(!0x1fff));
+    let small = f32x4_sub(f32x4_add(a, f32x4_splat(0.5)), f32x4_splat(0.5));
+    let r = v128_bitselect(small, normal, f32x4_lt(a, f32x4_splat(f32::from_bits(0x3880_0000)))); // 2⁻¹⁴
+    Some(v128_or(r, v128_and(x, u32x4_splat(0x8000_0000))))
+}
+
 /// out[i] = silu(gate[i]) · up[i], silu(g) = g / (1 + e^(−g)).
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -134,6 +230,21 @@ pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { silu_mul_avx2(gate, up, out) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let (gate, up, out) = {
+        let n = out.len().min(gate.len()).min(up.len());
+        let mut chunks = out[..n].chunks_exact_mut(4);
+        for (i, o) in (&mut chunks).enumerate() {
+            // SAFETY: 4i + 4 <= n, the length of all three slices' prefixes used.
+            unsafe {
+                let g = v128_load(gate.as_ptr().add(4 * i).cast());
+                let s = f32x4_div(g, f32x4_add(f32x4_splat(1.0), exp128(f32x4_neg(g))));
+                v128_store(o.as_mut_ptr().cast(), f32x4_mul(s, v128_load(up.as_ptr().add(4 * i).cast())));
+            }
+        }
+        let done = n - chunks.into_remainder().len();
+        (&gate[done..], &up[done..], &mut out[done..])
+    };
     for ((o, g), u) in out.iter_mut().zip(gate).zip(up) {
         *o = g / (1.0 + (-g).exp()) * u;
     }

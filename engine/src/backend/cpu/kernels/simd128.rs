@@ -6,7 +6,8 @@
 //! per tile and reused by every row, each weight block once and reused by every token. Built with
 //! `+relaxed-simd` as well (the browser's second module, see xtask/src/web.rs), 4-bit blocks
 //! take relaxed-simd's i8 × i7 dot instead (`block_dot`): about half the instructions, the same
-//! exact integer sums. No FMA (relaxed madd may or may not fuse), so the scale step is a
+//! exact integer sums; so does Q8_0 decode (the output projection), with the activations' signs
+//! moved onto the weights (`SignedActs`). No FMA (relaxed madd may or may not fuse), so the scale step is a
 //! multiply and an add. f16 scales
 //! are converted with a branch-light bit trick (`f16_to_f32`) rather than `half`'s generic path.
 //! Batch invariance as in `avx2.rs`: decode and the token tiles run the same f32 operations per
@@ -349,17 +350,27 @@ unsafe fn decode<const F: u8, const RM: usize>(p: &Tile, r0: usize) {
         let dw = f16x4_to_f32(dm);
         let scale = f32x4_mul(dw, f32x4_splat(*p.d.add(b)));
         let a = p.qs.add(b * 32);
-        let a16 = operand::<F>(v128_load(a.cast()), v128_load(a.add(16).cast()));
+        let (x0, x1) = (v128_load(a.cast()), v128_load(a.add(16).cast()));
         let mut isum = [i32x4_splat(0); 4];
-        for r in 0..RM {
-            let (lo, hi) = match F {
-                Q4_1 | Q4_0 => {
-                    let raw = v128_load(blk[r].add(if F == Q4_1 { 4 } else { 2 }).cast());
-                    (v128_and(raw, low), u8x16_shr(raw, 4))
-                }
-                _ => (v128_load(blk[r].add(2).cast()), v128_load(blk[r].add(18).cast())),
-            };
-            isum[r] = block_dot::<F>(&operand::<F>(lo, hi), &a16);
+        #[cfg(target_feature = "relaxed-simd")]
+        if F == Q8_0 {
+            let x = SignedActs::new(x0, x1);
+            for r in 0..RM {
+                isum[r] = x.dot(v128_load(blk[r].add(2).cast()), v128_load(blk[r].add(18).cast()));
+            }
+        }
+        if F != Q8_0 || !cfg!(target_feature = "relaxed-simd") {
+            let a16 = operand::<F>(x0, x1);
+            for r in 0..RM {
+                let (lo, hi) = match F {
+                    Q4_1 | Q4_0 => {
+                        let raw = v128_load(blk[r].add(if F == Q4_1 { 4 } else { 2 }).cast());
+                        (v128_and(raw, low), u8x16_shr(raw, 4))
+                    }
+                    _ => (v128_load(blk[r].add(2).cast()), v128_load(blk[r].add(18).cast())),
+                };
+                isum[r] = block_dot::<F>(&operand::<F>(lo, hi), &a16);
+            }
         }
         acc = f32x4_add(acc, f32x4_mul(scale, f32x4_convert_i32x4(transpose_add(isum))));
         if F != Q8_0 {
@@ -503,6 +514,47 @@ fn block_dot<const F: u8>(w: &[v128; 4], a: &[v128; 4]) -> v128 {
         i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1])),
         i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3])),
     )
+}
+
+/// A Q8_0 activation block for relaxed-simd's i8 × i7 dot, whose second operand must be 7-bit:
+/// the sign moves onto the weight. `w ^ m` with `m = x < 0 ? -1 : 0` is `w` or `-w - 1` (never
+/// overflows, -128 ↔ 127), so `Σ (w ^ m)·|x| = Σ w·x - Σ_{x<0} |x|`, and `fix` adds that back:
+/// the exact integer sum, as the simd128 build's i16 path gives it, for any weights. |x| ≤ 127:
+/// the activation quantizer never writes -128.
+#[cfg(target_feature = "relaxed-simd")]
+struct SignedActs {
+    abs: [v128; 2],
+    neg: [v128; 2],
+    /// Σ_{x<0} |x| spread over four i32 lanes.
+    fix: v128,
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+impl SignedActs {
+    #[inline(always)]
+    fn new(lo: v128, hi: v128) -> Self {
+        let zero = i8x16_splat(0);
+        let (abs, neg) = ([i8x16_abs(lo), i8x16_abs(hi)], [i8x16_lt(lo, zero), i8x16_lt(hi, zero)]);
+        let (one, ones) = (i8x16_splat(1), i16x8_splat(1));
+        let fix = i32x4_add(
+            i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(v128_and(neg[0], one), abs[0]), ones),
+            i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(v128_and(neg[1], one), abs[1]), ones),
+        );
+        SignedActs { abs, neg, fix }
+    }
+
+    /// Σ w·x over the block (weights 0..16 in `lo`, 16..32 in `hi`) as four i32 lanes. Each i16
+    /// lane holds two products, |Σ| ≤ 2·128·127 < 2¹⁵: nothing saturates. The i16 pairs are
+    /// widened by a dot with ones, not `extadd_pairwise`: LLVM fuses that and the add into
+    /// `i32x4.relaxed_dot_i8x16_i7x16_add_s`, whose sums with negative `w ^ m` came out wrong
+    /// in Node 20's V8 (the kernel test caught it).
+    #[inline(always)]
+    fn dot(&self, lo: v128, hi: v128) -> v128 {
+        let ones = i16x8_splat(1);
+        let p0 = i16x8_relaxed_dot_i8x16_i7x16(v128_xor(lo, self.neg[0]), self.abs[0]);
+        let p1 = i16x8_relaxed_dot_i8x16_i7x16(v128_xor(hi, self.neg[1]), self.abs[1]);
+        i32x4_add(i32x4_add(i32x4_dot_i16x8(p0, ones), i32x4_dot_i16x8(p1, ones)), self.fix)
+    }
 }
 
 /// `[Σ v[0], Σ v[1], Σ v[2], Σ v[3]]` (each over its four lanes).
