@@ -68,19 +68,7 @@ fn tokenizer_ids_match_llama_cpp() {
     let m = cpu_model();
     let fx = common::fixture(FIXTURE);
     let tok = &m.tokenizer;
-    let mut bad = Vec::new();
-    let plain = fx["tokens"].as_array().unwrap();
-    assert!(plain.len() >= 100);
-    for c in plain {
-        let text = c["text"].as_str().unwrap();
-        let got = tok.encode(text).unwrap();
-        if got != ids(&c["ids"]) {
-            bad.push(format!("{text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
-        }
-        let bos = tok.bos().unwrap();
-        assert_eq!(got.first(), Some(&bos), "BOS added to {text:?}");
-        assert_eq!(tok.decode(&got[1..]).unwrap(), text, "decode(encode({text:?}))");
-    }
+    let mut bad = common::token_mismatches(tok, &fx);
     bad.extend(common::special_mismatches(tok, &fx, FIM));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     for s in FIM.iter().chain([&BOS, &EOS]) {

@@ -61,17 +61,7 @@ fn tokenizer_ids_match_llama_cpp() {
     let m = cpu_model(Precision::Ggml);
     let fx = common::fixture("qwen2_tiny.json");
     let tok = &m.tokenizer;
-    let mut bad = Vec::new();
-    let plain = fx["tokens"].as_array().unwrap();
-    assert!(plain.len() >= 100);
-    for c in plain {
-        let text = c["text"].as_str().unwrap();
-        let got = tok.encode(text).unwrap();
-        if got != ids(&c["ids"]) {
-            bad.push(format!("{text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
-        }
-        assert_eq!(tok.decode(&got).unwrap(), text, "decode(encode({text:?}))");
-    }
+    let mut bad = common::token_mismatches(tok, &fx);
     bad.extend(common::special_mismatches(tok, &fx, ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     // The Qwen2.5-Coder specials, by spelling and id (the FIM ones are control tokens).

@@ -111,17 +111,7 @@ fn tokenizer_ids_match_llama_cpp(t: &Tiny) {
     let m = cpu_model(t, Precision::Ggml);
     let fx = common::fixture(t.fixture);
     let tok = &m.tokenizer;
-    let mut bad = Vec::new();
-    let plain = fx["tokens"].as_array().unwrap();
-    assert!(plain.len() >= 100);
-    for c in plain {
-        let text = c["text"].as_str().unwrap();
-        let got = tok.encode(text).unwrap();
-        if got != ids(&c["ids"]) {
-            bad.push(format!("{text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
-        }
-        assert_eq!(tok.decode(&got).unwrap(), text, "decode(encode({text:?}))");
-    }
+    let mut bad = common::token_mismatches(tok, &fx);
     bad.extend(common::special_mismatches(tok, &fx, t.fim));
     assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
     for s in t.fim {

@@ -83,6 +83,31 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
+/// The cases of a tokenizer fixture's `tokens` list (at least 100 plain strings) whose ids differ
+/// from llama.cpp's, one line each; every string must also decode back to itself (after the BOS,
+/// which must lead where the tokenizer adds one).
+pub fn token_mismatches(tok: &nib_engine::tokenizer::Tokenizer, fx: &serde_json::Value) -> Vec<String> {
+    let plain = fx["tokens"].as_array().unwrap();
+    assert!(plain.len() >= 100);
+    let mut bad = Vec::new();
+    for c in plain {
+        let text = c["text"].as_str().unwrap();
+        let got = tok.encode(text).unwrap();
+        if got != ids(&c["ids"]) {
+            bad.push(format!("{text:?}: nib {got:?} llama.cpp {:?}", ids(&c["ids"])));
+        }
+        let body = match tok.add_bos() {
+            true => {
+                assert_eq!(got.first(), tok.bos().as_ref(), "BOS added to {text:?}");
+                &got[1..]
+            }
+            false => &got[..],
+        };
+        assert_eq!(tok.decode(body).unwrap(), text, "decode(encode({text:?}))");
+    }
+    bad
+}
+
 /// The cases of a tokenizer fixture's `special_tokens` and `fim` lists (a `text`, or a `prefix`
 /// and `suffix` to put between the FIM markers `[prefix, suffix, middle]`) whose ids with the
 /// specials parsed differ from llama.cpp's, one line each.
