@@ -2,8 +2,8 @@
 //! blocks (18 and 34 bytes: every other one starts 2 bytes off a word, and reading its quants
 //! took two loads and shifts) go in pairs, `[d₀ d₁][quants₀][quants₁]`, so that every quant
 //! word and a pair's two scales are one aligned load (quant.wgsl `quant_word`, `block_d`); a
-//! row with an odd number of blocks ends with a zero block that no kernel reads. A block keeps
-//! its byte offset, so kernels find it as before.
+//! row with an odd number of blocks ends with a zero block that no kernel reads. Rows keep their
+//! length (but for that block), so kernels find block `bi` of a row by its index.
 
 use crate::quant::GgmlType;
 
