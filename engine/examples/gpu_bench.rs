@@ -222,7 +222,7 @@ fn matvec_rates(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, copy_
         }
         gpu.set_tuning(auto)?;
         let per = ops::matvec_rows(gpu, r);
-        let chosen = Tuning { matvec_rows: Some(per), matvec_q8: Some(ops::matvec_q8(gpu, ty, per)), ..auto };
+        let chosen = Tuning { matvec_rows: Some(per), matvec_q8: Some(ops::matvec_q8(gpu, ty, c, per)), ..auto };
         let t = time_us(b, reps, || b.matmul(&x, &w))? * 1e-6;
         let gbs = data.len() as f64 / t / 1e9;
         rows.push(json!({

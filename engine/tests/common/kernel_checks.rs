@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use nib_engine::backend::cpu::{CpuBackend, CpuTensor};
-use nib_engine::backend::gpu::{GpuBackend, Tuning};
+use nib_engine::backend::gpu::{ops, GpuBackend, Tuning};
 use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::{dequantize, GgmlType};
@@ -414,7 +414,7 @@ pub async fn top_ks(b: &GpuBackend, report: &mut Report) -> Check {
 /// subgroups where the adapter has them, x in f32 or in 8 bits), each on row counts around a
 /// workgroup's rows with the last group partly empty. With x in f32: plain products against
 /// the f64 reference, the fused GLU and SwiGLU-input products against the unfused ones. With x
-/// in 8 bits (quantize_x + matvec_q8): against the CPU backend, which quantizes x the same way
+/// in 8 bits (matvec_q8, up to its largest k): against the CPU backend, which quantizes x the same way
 /// (ggml's Q8_0 / Q8_1); the f32 sums run in another order, and amax / 127 is not correctly
 /// rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a rounding
 /// boundary may quantize one step apart and Q4_1's d · Σq round to the next f16: up to 1.4e-3
@@ -455,7 +455,7 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
             }
             gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true), ..auto }).map_err(err)?;
             for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-                for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4)] {
+                for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4), (5, ops::MATVEC_Q8_MAX_K, 2)] {
                     let wb = random_weights(&mut rng, ty, rows, k);
                     let scale = 10f32.powf(rng.unit());
                     let x = rng.vec(n * k, scale);

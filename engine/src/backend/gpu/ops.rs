@@ -95,12 +95,17 @@ pub fn matvec_rows(gpu: &Gpu, rows: usize) -> u32 {
     gpu.tuning().matvec_rows.unwrap_or(if rows >= 16384 { 4 } else { 1 })
 }
 
-/// Whether a plain matvec of `ty` with `rows_per_group` takes x in 8 bits: a 4-bit matrix
-/// large enough to take 4 rows per lane group (the output projection), since quantizing x
-/// costs a dispatch. On an H100 that made the 151,936-row Q4_0 product 18% faster; the
-/// 49,152-row Q8_0 one ran the same either way, and keeps x in f32.
-pub fn matvec_q8(gpu: &Gpu, ty: GgmlType, rows_per_group: u32) -> bool {
+/// The most columns matvec_q8.wgsl takes: x's 8-bit blocks live in workgroup memory (10 KB).
+pub const MATVEC_Q8_MAX_K: usize = 8192;
+
+/// Whether a plain matvec of `ty` with `cols` columns and `rows_per_group` takes x in 8 bits:
+/// a 4-bit matrix large enough to take 4 rows per lane group (the output projection). On an
+/// H100 that made the 151,936-row Q4_0 product 18% faster (with x quantized by a dispatch of
+/// its own, before each workgroup did so); the 49,152-row Q8_0 one ran the same either way,
+/// and keeps x in f32.
+pub fn matvec_q8(gpu: &Gpu, ty: GgmlType, cols: usize, rows_per_group: u32) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+        && cols <= MATVEC_Q8_MAX_K
         && gpu.tuning().matvec_q8.unwrap_or(rows_per_group == 4 && ty != GgmlType::Q8_0)
 }
 
@@ -122,16 +127,10 @@ fn matvec_source(file: &str, ty: GgmlType, xin: &str, glu: bool, r: u32, sg: Opt
 
 const MATVEC: &str = include_str!("kernels/matvec.wgsl");
 
-/// matmul's matvec with x quantized to 8 bits first (quantize_x.wgsl, then matvec_q8.wgsl);
-/// `id`, `per`, `sg`: matmul's kernel key, rows per group and subgroup size.
+/// matmul's matvec with x in 8 bits (matvec_q8.wgsl); `id`, `per`, `sg`: matmul's kernel key,
+/// rows per group and subgroup size.
 fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, (id, per, sg): (u32, u32, Option<u32>)) -> Result<()> {
     let (r, rw) = (Access::Read, Access::ReadWrite);
-    let blocks = n * w.cols / 32;
-    let xq_bytes = blocks as u64 * 10 * 4;
-    let xq = gpu.alloc(xq_bytes)?;
-    let quantize = gpu.kernel(("quantize_x", 0), &[r, rw], || include_str!("kernels/quantize_x.wgsl").into())?;
-    let binds = [Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: &xq.buffer, bytes: xq_bytes }];
-    gpu.dispatch(&quantize, &[u32_of(blocks, "blocks")?], &binds, grid_1d(gpu, blocks)?)?;
     let k = gpu.kernel(("matvec_q8", id), &[r, r, rw], || matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, "", false, per, sg))?;
     let params = [
         u32_of(w.rows, "weight rows")?,
@@ -141,7 +140,7 @@ fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: us
         u32_of(w.row0, "weight row")?,
         u32_of(w.row_bytes, "row bytes")?,
     ];
-    let binds = [Bind { buffer: w.buffer, bytes: w.buffer.size() }, Bind { buffer: &xq.buffer, bytes: xq_bytes }, Bind { buffer: out, bytes: bytes_f32(n * m) }];
+    let binds = [Bind { buffer: w.buffer, bytes: w.buffer.size() }, Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: out, bytes: bytes_f32(n * m) }];
     gpu.dispatch(&k, &params, &binds, [u32_of(w.rows.div_ceil(8 * per as usize), "workgroups")?, u32_of(n, "workgroups")?, 1])
 }
 
@@ -158,7 +157,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
     let k = match (tiled, fused) {
         (true, Fused::No) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
         (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
-        (false, Fused::No) if matvec_q8(gpu, w.ty, per) => return matvec_q8_launch(gpu, w, x, n, m, out, (id, per, sg)),
+        (false, Fused::No) if matvec_q8(gpu, w.ty, w.cols, per) => return matvec_q8_launch(gpu, w, x, n, m, out, (id, per, sg)),
         (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
         (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_SWIGLU, false, per, sg))?,
         (false, Fused::GegluInput(_)) => gpu.kernel(("matvec_geglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, &format!("{GELU_TANH}{XIN_GEGLU}"), false, per, sg))?,

@@ -1,9 +1,13 @@
-// out (n, m) = x (n, k) · wᵀ for a few tokens with x in 8 bits (quantize_x.wgsl: 10 words per
-// 32 values), for the 32-value formats Q4_0, Q4_1 and Q8_0: the dot products of a block run on
-// integers, four byte products per dot4I8Packed, as ggml's CPU kernels and llama.cpp's GPU ones
-// do, and are scaled once per block. Per weight word that is a few integer instructions instead
-// of eight conversions and eight FMAs, and a lane loads 2 words of x instead of 2 vec4s:
-// what keeps a large matrix's product near memory bandwidth.
+// out (n, m) = x (n, k) · wᵀ for a few tokens with x in 8 bits, for the 32-value formats Q4_0,
+// Q4_1 and Q8_0: the dot products of a block run on integers, four byte products per
+// dot4I8Packed, as ggml's CPU kernels and llama.cpp's GPU ones do, and are scaled once per block.
+// Per weight word that is a few integer instructions instead of eight conversions and eight FMAs,
+// and a lane loads 2 words of x instead of 2 vec4s: what keeps a large matrix's product near
+// memory bandwidth.
+// Each workgroup first quantizes its token's x into workgroup memory (ggml's Q8_0 / Q8_1 rule, as
+// the CPU backend does), rather than a dispatch before it doing so once: x is a few KB read from
+// cache, and a dependent dispatch costs several µs (7 on an H100), as much as the 8-bit dot
+// products save on a layer matrix.
 // Layout as matvec.wgsl (without its fusions): R rows per 32 lanes, 8 groups per workgroup, four
 // lanes per block, one token per workgroup row of the grid. Grid: (ceil(rows / (8 R)), n).
 // Prepended: quant.wgsl and its constants, R, GLU (false), SUBGROUP and group_sum.
@@ -19,10 +23,15 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> xq: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 var<workgroup> sh: array<vec4<f32>, 256>;
+// Blocks of x held in workgroup memory, one per invocation: k ≤ 8192 (ops::MATVEC_Q8_MAX_K).
+const XB: u32 = 256u;
+// Block b of the token's x: its 32 quants packed 4 to a word (value order), then d rounded to
+// f16 and d · Σq rounded to f16 (Q8_1's sum, for Q4_1's minimum), both as f32 bits.
+var<workgroup> xq: array<u32, 10 * XB>;
 
 const ONES: u32 = 0x01010101u;
 // Blocks per lane and pass of the loop (below).
@@ -44,10 +53,10 @@ fn quarter_q8(row: u32, bi: u32, sub: u32, xa: u32, xc: u32, dx: f32, qsum: f32,
     return dm.x * dx * s + dm.y * sx;
 }
 
-// Block `bi` of the R rows at bytes `rb` dotted with the quantized x of token `t` under it
-// (`nb` blocks per row; this lane's quarter `sub`). Component i: row i.
-fn block_rows(rb: vec4<u32>, bi: u32, t: u32, nb: u32, sub: u32) -> vec4<f32> {
-    let xb = 10u * (t * nb + bi);
+// Block `bi` of the R rows at bytes `rb` dotted with the quantized x under it (this lane's
+// quarter `sub`). Component i: row i.
+fn block_rows(rb: vec4<u32>, bi: u32, sub: u32) -> vec4<f32> {
+    let xb = 10u * bi;
     // Q8_0: values 8 sub .. 8 sub + 8; Q4: values 4 sub .. and 16 + 4 sub ..
     let xa = xq[xb + select(sub, 2u * sub, FMT == Q8_0)];
     let xc = xq[xb + select(4u + sub, 2u * sub + 1u, FMT == Q8_0)];
@@ -68,22 +77,52 @@ fn block_rows(rb: vec4<u32>, bi: u32, t: u32, nb: u32, sub: u32) -> vec4<f32> {
     return a;
 }
 
+fn to_f16(v: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
+}
+
+// Block b of token t's x to xq, by ggml's rule: d = amax / 127, q = round(x / d) (ties to even;
+// 0 where amax = 0).
+fn quantize_x(t: u32, b: u32) {
+    var v: array<vec4<f32>, 8>;
+    var amax = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        v[i] = x[(t * p.k) / 4u + 8u * b + i];
+        let a = abs(v[i]);
+        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    let d = amax / 127.0;
+    let id = select(0.0, 127.0 / amax, amax != 0.0);
+    var sum = 0;
+    for (var i = 0u; i < 8u; i++) {
+        let q = vec4<i32>(round(v[i] * id));
+        sum += q.x + q.y + q.z + q.w;
+        xq[10u * b + i] = pack4xI8(q);
+    }
+    xq[10u * b + 8u] = bitcast<u32>(to_f16(d));
+    xq[10u * b + 9u] = bitcast<u32>(to_f16(d * f32(sum)));
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid & 31u;
     let o = wid.x * 8u * R + (lid >> 5u) * R;
     let t = wid.y;
+    let nb = p.k / 32u;
+    if (lid < nb) {
+        quantize_x(t, lid);
+    }
+    workgroupBarrier();
     var acc = vec4<f32>(0.0); // component i: row o + i, written out as in matvec.wgsl
     if (o < p.rows && t < p.n) {
         let rb = (min(vec4<u32>(o) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.rows - 1u))) * p.row_bytes;
         let sub = lane & 3u;
-        let nb = p.k / 32u;
         // U blocks a pass, so that a lane has U times the weight loads in flight; blocks past
         // the row are read clamped into it, and weigh nothing.
         for (var b0 = lane >> 2u; b0 < nb; b0 += 8u * U) {
             for (var u = 0u; u < U; u++) {
                 let bi = b0 + 8u * u;
-                acc += select(vec4<f32>(0.0), block_rows(rb, min(bi, nb - 1u), t, nb, sub), bi < nb);
+                acc += select(vec4<f32>(0.0), block_rows(rb, min(bi, nb - 1u), sub), bi < nb);
             }
         }
     }
