@@ -180,13 +180,15 @@ fn dispatch_floor(b: &GpuBackend, reps: usize) -> Res<f64> {
 }
 
 /// The matvec variants timed side by side: rows per 32-lane group; lane sums in workgroup
-/// memory or in subgroups (where the device has them); x in f32 or in 8 bits.
+/// memory or in subgroups (where the device has them); x in f32 or in 8 bits, a quarter block
+/// or (wide) a whole block per lane.
 fn variants(b: &GpuBackend) -> Vec<Tuning> {
     let sg = b.context().tuning().subgroup;
     let mut v = Vec::new();
-    for (subgroup, q8) in [(None, false)].into_iter().chain(sg.map(|n| [(Some(n), false), (Some(n), true)]).into_iter().flatten()) {
+    let kinds = [(None, false, false)].into_iter().chain(sg.map(|n| [(Some(n), false, false), (Some(n), true, false), (Some(n), true, true)]).into_iter().flatten());
+    for (subgroup, q8, wide) in kinds {
         for rows in [1, 2, 4] {
-            v.push(Tuning { subgroup, matvec_rows: Some(rows), matvec_q8: Some(q8), f16: None });
+            v.push(Tuning { subgroup, matvec_rows: Some(rows), matvec_q8: Some(q8), matvec_wide: Some(wide), f16: None });
         }
     }
     v
@@ -200,7 +202,8 @@ fn variant_name(t: &Tuning) -> String {
         Some(false) => "",
         None => ", 8-bit x when R=4",
     };
-    format!("R={rows}, {sums}{x}")
+    let wide = if t.matvec_wide == Some(true) && t.matvec_q8 != Some(false) { ", wide" } else { "" };
+    format!("R={rows}, {sums}{x}{wide}")
 }
 
 /// GB/s of weight read by one matrix-vector product of each matrix of `shape`, for each matvec
@@ -527,7 +530,7 @@ fn run() -> Res<()> {
 
     // Each model with the backend's choice of matvec variant, then with the first kernel's
     // (one row per 32 lanes, workgroup sums) for comparison.
-    let first = Tuning { subgroup: None, matvec_rows: Some(1), matvec_q8: Some(false), f16: Some(false) };
+    let first = Tuning { subgroup: None, matvec_rows: Some(1), matvec_q8: Some(false), matvec_wide: Some(false), f16: Some(false) };
     let mut models = Vec::new();
     let smollm = match &model_file {
         Some(path) => (ModelBytes::open(std::path::Path::new(path))?, format!("{} (file {path})", SMOLLM.name)),

@@ -411,10 +411,11 @@ pub async fn top_ks(b: &GpuBackend, report: &mut Report) -> Check {
 }
 
 /// Every matvec variant (`Tuning`: rows per 32 lanes, lane sums in workgroup memory or in
-/// subgroups where the adapter has them, x in f32 or in 8 bits), each on row counts around a
-/// workgroup's rows with the last group partly empty. With x in f32: plain products against
-/// the f64 reference, the fused GLU and SwiGLU-input products against the unfused ones. With x
-/// in 8 bits (matvec_q8, up to its largest k): against the CPU backend, which quantizes x the same way
+/// subgroups where the adapter has them, x in f32 or in 8 bits, a quarter or a whole block per
+/// lane), each on row counts around a workgroup's rows with the last group partly empty. With
+/// x in f32: plain products against the f64 reference, the fused GLU and SwiGLU-input products
+/// against the unfused ones. With x in 8 bits (matvec_q8, rows of 1 to 256 blocks, more than
+/// 32 for the wide variant's loop): against the CPU backend, which quantizes x the same way
 /// (ggml's Q8_0 / Q8_1); the f32 sums run in another order, and amax / 127 is not correctly
 /// rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a rounding
 /// boundary may quantize one step apart and Q4_1's d · Σq round to the next f16: up to 1.4e-3
@@ -453,9 +454,9 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
                     report.note("matvec variants, swiglu input", within(format!("swiglu_matmul {what}"), rel_err(&got, &f64s(&want))?, TOL)?);
                 }
             }
-            gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true), ..auto }).map_err(err)?;
-            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-                for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4), (5, ops::MATVEC_Q8_MAX_K, 2)] {
+            for (wide, ty) in [false, true].into_iter().flat_map(|w| [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].map(|t| (w, t))) {
+                gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true), matvec_wide: Some(wide), ..auto }).map_err(err)?;
+                for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4), (9, 1312, 2), (5, ops::MATVEC_Q8_MAX_K, 2)] {
                     let wb = random_weights(&mut rng, ty, rows, k);
                     let scale = 10f32.powf(rng.unit());
                     let x = rng.vec(n * k, scale);
@@ -463,7 +464,7 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
                     let cw = c.weight_at(ty, rows, k, 0).map_err(err)?;
                     let want = c.matmul(&CpuTensor::new(n, k, x.clone()).map_err(err)?, &cw).map_err(err)?.data;
                     let out = b.matmul(&b.tensor(n, k, &x).map_err(err)?, &b.weight("w", ty, rows, k, &wb).map_err(err)?).map_err(err)?;
-                    let what = format!("matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}");
+                    let what = format!("matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}, wide {wide}");
                     report.note("matvec 8-bit x vs CPU", within(what, rel_err(&b.to_vec_async(&out).await.map_err(err)?, &f64s(&want))?, 5e-3)?);
                 }
             }

@@ -75,6 +75,7 @@ impl Drop for PooledBuffer {
 }
 
 /// One storage binding of a dispatch: a buffer and how many bytes of it the kernel may see.
+#[derive(Clone, Copy)]
 pub struct Bind<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub bytes: u64,
@@ -133,6 +134,9 @@ pub struct Tuning {
     /// Whether a plain matvec of a 32-value format takes x in 8 bits (`matvec_q8.wgsl`);
     /// `None`: where it takes 4 rows per lane group (`ops::matvec_q8`).
     pub matvec_q8: Option<bool>,
+    /// Whether matvec_q8 takes one block per lane in 16-byte loads (its WIDE variant) rather
+    /// than a quarter block per lane in words; `None`: quarters, the variant measured so far.
+    pub matvec_wide: Option<bool>,
     /// Whether attention binds the f16 KV cache as `vec2<f16>` rather than unpacking u32 words
     /// (products are f32 either way: `Gpu::attn_f16`); `None`: where the device has shader-f16.
     pub f16: Option<bool>,
@@ -284,7 +288,7 @@ impl Gpu {
             info,
             limits: want,
             features,
-            tuning: Mutex::new(Tuning { subgroup, matvec_rows: None, matvec_q8: None, f16: None }),
+            tuning: Mutex::new(Tuning { subgroup, matvec_rows: None, matvec_q8: None, matvec_wide: None, f16: None }),
             lost,
             error,
             params,

@@ -720,7 +720,7 @@ impl Backend for GpuBackend {
             rows += usize::try_from(info.dims[1]).map_err(|_| Error::Model(format!("{}: too many rows", info.name)))?;
         }
         let cols = usize::try_from(first.dims[0]).map_err(|_| Error::Model(format!("{}: too many columns", first.name)))?;
-        // Paired blocks pad rows with an odd number of blocks: the stack must still be one part.
+        // Grouped blocks pad rows (layout.rs): the stack must still be one part.
         if rows > 0 && (rows * layout::row_bytes(first.ty, data.len() / rows)) as u64 + 8 > self.part_bytes {
             return Ok(None);
         }

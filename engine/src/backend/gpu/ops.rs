@@ -127,11 +127,14 @@ fn matvec_source(file: &str, ty: GgmlType, xin: &str, glu: bool, r: u32, sg: Opt
 
 const MATVEC: &str = include_str!("kernels/matvec.wgsl");
 
-/// matmul's matvec with x in 8 bits (matvec_q8.wgsl); `id`, `per`, `sg`: matmul's kernel key,
-/// rows per group and subgroup size.
+/// matmul's matvec with x in 8 bits (matvec_q8.wgsl, its WIDE variant as `Tuning::matvec_wide`
+/// says); `id`, `per`, `sg`: matmul's kernel key, rows per group and subgroup size.
 fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, (id, per, sg): (u32, u32, Option<u32>)) -> Result<()> {
     let (r, rw) = (Access::Read, Access::ReadWrite);
-    let k = gpu.kernel(("matvec_q8", id), &[r, r, rw], || matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, "", false, per, sg))?;
+    let wide = gpu.tuning().matvec_wide.unwrap_or(false);
+    let k = gpu.kernel(("matvec_q8", id | (wide as u32) << 24), &[r, r, rw, r], || {
+        matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, &format!("const WIDE: bool = {wide};\n"), false, per, sg)
+    })?;
     let params = [
         u32_of(w.rows, "weight rows")?,
         u32_of(w.cols, "weight columns")?,
@@ -140,7 +143,8 @@ fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: us
         u32_of(w.row0, "weight row")?,
         u32_of(w.row_bytes, "row bytes")?,
     ];
-    let binds = [Bind { buffer: w.buffer, bytes: w.buffer.size() }, Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: out, bytes: bytes_f32(n * m) }];
+    let wb = Bind { buffer: w.buffer, bytes: w.buffer.size() };
+    let binds = [wb, Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: out, bytes: bytes_f32(n * m) }, wb];
     gpu.dispatch(&k, &params, &binds, [u32_of(w.rows.div_ceil(8 * per as usize), "workgroups")?, u32_of(n, "workgroups")?, 1])
 }
 

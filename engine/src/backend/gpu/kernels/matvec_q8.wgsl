@@ -10,7 +10,11 @@
 // products save on a layer matrix.
 // Layout as matvec.wgsl (without its fusions): R rows per 32 lanes, 8 groups per workgroup, four
 // lanes per block, one token per workgroup row of the grid. Grid: (ceil(rows / (8 R)), n).
-// Prepended: quant.wgsl and its constants, R, GLU (false), SUBGROUP and group_sum.
+// WIDE: one lane per block instead, which reads the block's quants in 16-byte loads (`w4`: the
+// weight buffer bound a second time, as vec4s; layout.rs puts them on 16-byte units): a
+// quarter of the load instructions for the same bytes, each lane with R · 16 or R · 32 bytes in
+// flight per block.
+// Prepended: quant.wgsl and its constants, R, WIDE, GLU (false), SUBGROUP and group_sum.
 
 struct Params {
     rows: u32,      // rows of this weight part
@@ -25,6 +29,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> w4: array<vec4<u32>>;
 
 var<workgroup> sh: array<vec4<f32>, 256>;
 // Blocks of x held in workgroup memory, one per invocation: k ≤ 8192 (ops::MATVEC_Q8_MAX_K).
@@ -77,6 +82,50 @@ fn block_rows(rb: vec4<u32>, bi: u32, sub: u32) -> vec4<f32> {
     return a;
 }
 
+// Block `bi` of the row at byte `row` (all 32 values) dotted with the quantized x under it
+// (`xl`: values 0..16, `xh`: 16..32; `dx` their scale, `qsum` their sum, `sx` d · Σq).
+fn block_q8(row: u32, bi: u32, xl: vec4<u32>, xh: vec4<u32>, dx: f32, qsum: f32, sx: f32) -> f32 {
+    let at = quants_at(row, bi) >> 2u;
+    let q = w4[at];
+    if (FMT == Q8_0) {
+        let q2 = w4[at + 1u];
+        let s = dot4I8Packed(q.x, xl.x) + dot4I8Packed(q.y, xl.y) + dot4I8Packed(q.z, xl.z) + dot4I8Packed(q.w, xl.w)
+            + dot4I8Packed(q2.x, xh.x) + dot4I8Packed(q2.y, xh.y) + dot4I8Packed(q2.z, xh.z) + dot4I8Packed(q2.w, xh.w);
+        return block_d(row, bi) * dx * f32(s);
+    }
+    // Byte j: value j (low nibble) and j + 16 (high nibble).
+    let lo = q & vec4<u32>(0x0f0f0f0fu);
+    let hi = (q >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu);
+    let s = f32(dot4I8Packed(lo.x, xl.x) + dot4I8Packed(lo.y, xl.y) + dot4I8Packed(lo.z, xl.z) + dot4I8Packed(lo.w, xl.w)
+        + dot4I8Packed(hi.x, xh.x) + dot4I8Packed(hi.y, xh.y) + dot4I8Packed(hi.z, xh.z) + dot4I8Packed(hi.w, xh.w));
+    if (FMT == Q4_0) {
+        return block_d(row, bi) * dx * (s - 8.0 * qsum);
+    }
+    let dm = block_dm(row, bi);
+    return dm.x * dx * s + dm.y * sx;
+}
+
+// block_rows for WIDE: the whole block `bi` of the R rows at bytes `rb`.
+fn block_rows_wide(rb: vec4<u32>, bi: u32) -> vec4<f32> {
+    let xb = 10u * bi;
+    let xl = vec4<u32>(xq[xb], xq[xb + 1u], xq[xb + 2u], xq[xb + 3u]);
+    let xh = vec4<u32>(xq[xb + 4u], xq[xb + 5u], xq[xb + 6u], xq[xb + 7u]);
+    let dx = bitcast<f32>(xq[xb + 8u]);
+    let sx = bitcast<f32>(xq[xb + 9u]);
+    let qsum = f32(dot4I8Packed(ONES, xl.x) + dot4I8Packed(ONES, xl.y) + dot4I8Packed(ONES, xl.z) + dot4I8Packed(ONES, xl.w)
+        + dot4I8Packed(ONES, xh.x) + dot4I8Packed(ONES, xh.y) + dot4I8Packed(ONES, xh.z) + dot4I8Packed(ONES, xh.w));
+    var a = vec4<f32>(0.0);
+    a.x = block_q8(rb.x, bi, xl, xh, dx, qsum, sx);
+    if (R > 1u) {
+        a.y = block_q8(rb.y, bi, xl, xh, dx, qsum, sx);
+    }
+    if (R > 2u) {
+        a.z = block_q8(rb.z, bi, xl, xh, dx, qsum, sx);
+        a.w = block_q8(rb.w, bi, xl, xh, dx, qsum, sx);
+    }
+    return a;
+}
+
 fn to_f16(v: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
 }
@@ -116,13 +165,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc = vec4<f32>(0.0); // component i: row o + i, written out as in matvec.wgsl
     if (o < p.rows && t < p.n) {
         let rb = (min(vec4<u32>(o) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.rows - 1u))) * p.row_bytes;
-        let sub = lane & 3u;
-        // U blocks a pass, so that a lane has U times the weight loads in flight; blocks past
-        // the row are read clamped into it, and weigh nothing.
-        for (var b0 = lane >> 2u; b0 < nb; b0 += 8u * U) {
-            for (var u = 0u; u < U; u++) {
-                let bi = b0 + 8u * u;
-                acc += select(vec4<f32>(0.0), block_rows(rb, min(bi, nb - 1u), sub), bi < nb);
+        if (WIDE) {
+            // 32 blocks a pass; a row of at most 32 (k ≤ 1024) takes one.
+            for (var bi = lane; bi < nb; bi += 32u) {
+                acc += block_rows_wide(rb, bi);
+            }
+        } else {
+            // U blocks a pass, so that a lane has U times the weight loads in flight; blocks
+            // past the row are read clamped into it, and weigh nothing.
+            let sub = lane & 3u;
+            for (var b0 = lane >> 2u; b0 < nb; b0 += 8u * U) {
+                for (var u = 0u; u < U; u++) {
+                    let bi = b0 + 8u * u;
+                    acc += select(vec4<f32>(0.0), block_rows(rb, min(bi, nb - 1u), sub), bi < nb);
+                }
             }
         }
     }

@@ -2,9 +2,8 @@
 // little-endian u32 words (padded by 4 bytes past the end). Most formats are read in place:
 // every block (Q6_K's 210 bytes included) starts at an even byte, so a u32 at a block-relative
 // offset is either one word or the high half of one word joined to the low half of the next.
-// Q4_0 and Q8_0, whose 18- and 34-byte blocks put every other block 2 bytes off a word, are
-// uploaded in pairs instead (layout.rs): [d₀ d₁][quants₀][quants₁], so that every quant word
-// and the pair's scales are one aligned load.
+// Q4_0, Q4_1 and Q8_0 are uploaded in groups of 8 blocks instead (layout.rs): [scales][quants],
+// so that every quant word, and each block's quants as 16 bytes, is an aligned load.
 // The launcher prepends FMT (the ggml type id), BLK (values per block), BLK_BYTES.
 
 const F32: u32 = 0u;
@@ -19,7 +18,8 @@ const Q5_K: u32 = 13u;
 const Q6_K: u32 = 14u;
 const IS_K: bool = FMT == Q4_K || FMT == Q5_K || FMT == Q6_K;
 const IS_Q5: bool = FMT == Q5_0 || FMT == Q5_1;
-const PAIRED: bool = FMT == Q4_0 || FMT == Q8_0;
+// Bytes of a grouped block's scale (Q4_1: scale and minimum); the rest are its quants.
+const SB: u32 = select(2u, 4u, FMT == Q4_1);
 
 // The 4 bytes at byte offset `b` (even).
 fn word_at(b: u32) -> u32 {
@@ -41,28 +41,36 @@ fn byte_at(b: u32) -> u32 {
     return (w[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
 }
 
-// The functions below read block `bi` of the Q4_0/Q4_1/Q8_0 row that starts at byte `row`
-// (on a word: these rows are whole words long).
+// The functions below read block `bi` of the Q4_0/Q4_1/Q8_0 row that starts at byte `row` (on
+// a 16-byte unit: these rows are whole units long).
+
+// The word where the group of block `bi` starts: 8 blocks of BLK_BYTES, 2 BLK_BYTES words.
+fn group_at(row: u32, bi: u32) -> u32 {
+    return (row >> 2u) + (bi >> 3u) * (2u * BLK_BYTES);
+}
 
 // The block's scale d.
 fn block_d(row: u32, bi: u32) -> f32 {
-    if (PAIRED) {
-        return unpack2x16float(w[(row >> 2u) + (bi >> 1u) * (BLK_BYTES / 2u)])[bi & 1u];
+    if (FMT == Q4_1) {
+        return block_dm(row, bi).x;
     }
-    return block_dm(row, bi).x;
+    return unpack2x16float(w[group_at(row, bi) + ((bi & 7u) >> 1u)])[bi & 1u];
 }
 
 // Q4_1's scale and minimum.
 fn block_dm(row: u32, bi: u32) -> vec2<f32> {
-    return unpack2x16float(w[(row >> 2u) + bi * (BLK_BYTES / 4u)]);
+    return unpack2x16float(w[group_at(row, bi) + (bi & 7u)]);
+}
+
+// The word where the block's quants start (a multiple of 4: a 16-byte unit), after the
+// group's 8 scale slots.
+fn quants_at(row: u32, bi: u32) -> u32 {
+    return group_at(row, bi) + 2u * SB + (bi & 7u) * ((BLK_BYTES - SB) / 4u);
 }
 
 // Word `i` of the block's quants.
 fn quant_word(row: u32, bi: u32, i: u32) -> u32 {
-    if (PAIRED) {
-        return w[(row >> 2u) + (bi >> 1u) * (BLK_BYTES / 2u) + 1u + (bi & 1u) * ((BLK_BYTES - 2u) / 4u) + i];
-    }
-    return w[(row >> 2u) + bi * (BLK_BYTES / 4u) + 1u + i];
+    return w[quants_at(row, bi) + i];
 }
 
 // Small unsigned integers as f32 without a conversion instruction (an eighth of the FMA rate on
