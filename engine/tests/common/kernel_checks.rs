@@ -456,7 +456,7 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
             }
             for (wide, ty) in [false, true].into_iter().flat_map(|w| [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].map(|t| (w, t))) {
                 gpu.set_tuning(Tuning { subgroup: sg, matvec_rows: Some(per), matvec_q8: Some(true), matvec_wide: Some(wide), ..auto }).map_err(err)?;
-                for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4), (9, 1312, 2), (5, ops::MATVEC_Q8_MAX_K, 2)] {
+                for (rows, k, n) in [(37, 32, 1), (8 * r + 3, 96, 1), (70, 576, 3), (33, 896, 4), (300, 96, 1), (9, 1312, 2), (5, ops::MATVEC_Q8_MAX_K, 2)] {
                     let wb = random_weights(&mut rng, ty, rows, k);
                     let scale = 10f32.powf(rng.unit());
                     let x = rng.vec(n * k, scale);

@@ -97,6 +97,9 @@ pub fn matvec_rows(gpu: &Gpu, rows: usize) -> u32 {
 
 /// The most columns matvec_q8.wgsl takes: x's 8-bit blocks live in workgroup memory (10 KB).
 pub const MATVEC_Q8_MAX_K: usize = 8192;
+/// Row groups of 8 R rows per matvec_q8 workgroup, one after another (its `G`): the workgroup
+/// quantizes x once for all of them.
+const MATVEC_Q8_GROUPS: usize = 4;
 
 /// Whether a plain matvec of `ty` with `cols` columns and `rows_per_group` takes x in 8 bits:
 /// a 4-bit matrix large enough to take 4 rows per lane group (the output projection). On an
@@ -133,7 +136,7 @@ fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: us
     let (r, rw) = (Access::Read, Access::ReadWrite);
     let wide = gpu.tuning().matvec_wide.unwrap_or(false);
     let k = gpu.kernel(("matvec_q8", id | (wide as u32) << 24), &[r, r, rw, r], || {
-        matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, &format!("const WIDE: bool = {wide};\n"), false, per, sg)
+        matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, &format!("const WIDE: bool = {wide};\nconst G: u32 = {MATVEC_Q8_GROUPS}u;\n"), false, per, sg)
     })?;
     let params = [
         u32_of(w.rows, "weight rows")?,
@@ -145,7 +148,8 @@ fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: us
     ];
     let wb = Bind { buffer: w.buffer, bytes: w.buffer.size() };
     let binds = [wb, Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: out, bytes: bytes_f32(n * m) }, wb];
-    gpu.dispatch(&k, &params, &binds, [u32_of(w.rows.div_ceil(8 * per as usize), "workgroups")?, u32_of(n, "workgroups")?, 1])
+    let groups = w.rows.div_ceil(8 * per as usize * MATVEC_Q8_GROUPS);
+    gpu.dispatch(&k, &params, &binds, [u32_of(groups, "workgroups")?, u32_of(n, "workgroups")?, 1])
 }
 
 /// out[t, row0 + r] = x[t] · w[r] for the rows of one weight part; `m` = columns of out.

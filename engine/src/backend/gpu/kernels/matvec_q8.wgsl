@@ -8,13 +8,14 @@
 // the CPU backend does), rather than a dispatch before it doing so once: x is a few KB read from
 // cache, and a dependent dispatch costs several µs (7 on an H100), as much as the 8-bit dot
 // products save on a layer matrix.
-// Layout as matvec.wgsl (without its fusions): R rows per 32 lanes, 8 groups per workgroup, four
-// lanes per block, one token per workgroup row of the grid. Grid: (ceil(rows / (8 R)), n).
+// Layout as matvec.wgsl (without its fusions): R rows per 32 lanes, 8 groups at a time per
+// workgroup, G times over, four lanes per block, one token per workgroup row of the grid.
+// Grid: (ceil(rows / (8 R G)), n).
 // WIDE: one lane per block instead, which reads the block's quants in 16-byte loads (`w4`: the
 // weight buffer bound a second time, as vec4s; layout.rs puts them on 16-byte units): a
 // quarter of the load instructions for the same bytes, each lane with R · 16 or R · 32 bytes in
 // flight per block.
-// Prepended: quant.wgsl and its constants, R, WIDE, GLU (false), SUBGROUP and group_sum.
+// Prepended: quant.wgsl and its constants, R, WIDE, G, GLU (false), SUBGROUP and group_sum.
 
 struct Params {
     rows: u32,      // rows of this weight part
@@ -152,43 +153,48 @@ fn quantize_x(t: u32, b: u32) {
     xq[10u * b + 9u] = bitcast<u32>(to_f16(d * f32(sum)));
 }
 
+// Σ over the row's blocks for this lane, of the R rows from `o` (none past the part: zeros).
+fn rows_dot(o: u32, lane: u32, nb: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0); // component i: row o + i, written out as in matvec.wgsl
+    if (o >= p.rows) {
+        return acc;
+    }
+    let rb = (min(vec4<u32>(o) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.rows - 1u))) * p.row_bytes;
+    if (WIDE) {
+        // 32 blocks a pass; a row of at most 32 (k ≤ 1024) takes one.
+        for (var bi = lane; bi < nb; bi += 32u) {
+            acc += block_rows_wide(rb, bi);
+        }
+        return acc;
+    }
+    // U blocks a pass, so that a lane has U times the weight loads in flight; blocks past the
+    // row are read clamped into it, and weigh nothing.
+    let sub = lane & 3u;
+    for (var b0 = lane >> 2u; b0 < nb; b0 += 8u * U) {
+        for (var u = 0u; u < U; u++) {
+            let bi = b0 + 8u * u;
+            acc += select(vec4<f32>(0.0), block_rows(rb, min(bi, nb - 1u), sub), bi < nb);
+        }
+    }
+    return acc;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid & 31u;
-    let o = wid.x * 8u * R + (lid >> 5u) * R;
     let t = wid.y;
     let nb = p.k / 32u;
-    if (lid < nb) {
+    if (lid < nb && t < p.n) {
         quantize_x(t, lid);
     }
     workgroupBarrier();
-    var acc = vec4<f32>(0.0); // component i: row o + i, written out as in matvec.wgsl
-    if (o < p.rows && t < p.n) {
-        let rb = (min(vec4<u32>(o) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.rows - 1u))) * p.row_bytes;
-        if (WIDE) {
-            // 32 blocks a pass; a row of at most 32 (k ≤ 1024) takes one.
-            for (var bi = lane; bi < nb; bi += 32u) {
-                acc += block_rows_wide(rb, bi);
+    for (var g = 0u; g < G; g++) {
+        let o = ((wid.x * G + g) * 8u + (lid >> 5u)) * R;
+        let s = group_sum(rows_dot(o, lane, nb), lid);
+        if (lane == 0u) {
+            for (var r = 0u; r < R && o + r < p.rows; r++) {
+                out[t * p.m + p.row0 + o + r] = s[r];
             }
-        } else {
-            // U blocks a pass, so that a lane has U times the weight loads in flight; blocks
-            // past the row are read clamped into it, and weigh nothing.
-            let sub = lane & 3u;
-            for (var b0 = lane >> 2u; b0 < nb; b0 += 8u * U) {
-                for (var u = 0u; u < U; u++) {
-                    let bi = b0 + 8u * u;
-                    acc += select(vec4<f32>(0.0), block_rows(rb, min(bi, nb - 1u), sub), bi < nb);
-                }
-            }
-        }
-    }
-    let s = group_sum(acc, lid);
-    if (lane != 0u || o >= p.rows || t >= p.n) {
-        return;
-    }
-    for (var r = 0u; r < R; r++) {
-        if (o + r < p.rows) {
-            out[t * p.m + p.row0 + o + r] = s[r];
         }
     }
 }
