@@ -73,6 +73,12 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// The four f32 lanes of `v`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn lanes(v: v128) -> [f32; 4] {
+    [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
+}
+
 /// The largest value of x, ignoring NaNs (−∞ if none), as `fold(f32::NEG_INFINITY, f32::max)`.
 fn max(x: &[f32]) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -83,8 +89,7 @@ fn max(x: &[f32]) -> f32 {
             // SAFETY: `c` holds four f32. `pmax(m, v)` is `m < v ? v : m`: a NaN never replaces m.
             m = f32x4_pmax(m, unsafe { v128_load(c.as_ptr().cast()) });
         }
-        let lanes = [f32x4_extract_lane::<0>(m), f32x4_extract_lane::<1>(m), f32x4_extract_lane::<2>(m), f32x4_extract_lane::<3>(m)];
-        (chunks.remainder(), lanes.into_iter().fold(f32::NEG_INFINITY, f32::max))
+        (chunks.remainder(), lanes(m).into_iter().fold(f32::NEG_INFINITY, f32::max))
     };
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let m = f32::NEG_INFINITY;
@@ -111,8 +116,8 @@ fn exp_shifted(x: &mut [f32], shift: f32) -> f32 {
                 acc = f32x4_add(acc, e);
             }
         }
-        let lanes = [f32x4_extract_lane::<0>(acc), f32x4_extract_lane::<1>(acc), f32x4_extract_lane::<2>(acc), f32x4_extract_lane::<3>(acc)];
-        (chunks.into_remainder(), (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        let l = lanes(acc);
+        (chunks.into_remainder(), (l[0] + l[1]) + (l[2] + l[3]))
     };
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let mut sum = 0.0;
@@ -146,39 +151,46 @@ unsafe fn exp_shifted_avx2(x: &mut [f32], shift: f32) -> f32 {
     sum
 }
 
+/// The vector exps' constants: the input range (beyond it exp under- or overflows f32), ln2
+/// split in two so that n·ln2_hi is exact (ln2_hi has 16 significant bits), and exp(r)'s Taylor
+/// polynomial for |r| ≤ ln2/2, highest degree first.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+mod expf {
+    pub const RANGE: (f32, f32) = (-87.33, 88.37);
+    pub const LN2_HI: f32 = 0.693_145_75;
+    pub const LN2_LO: f32 = 1.428_606_8e-6;
+    pub const POLY: [f32; 7] = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+}
+
 /// exp(x) for 8 lanes, within about 2 ulp of `f32::exp` on [-87, 88]: x = n·ln2 + r with
 /// |r| ≤ ln2/2, exp(r) by a degree-6 polynomial, 2ⁿ put into the exponent bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp256(x: __m256) -> __m256 {
-    let x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.37)), _mm256_set1_ps(-87.33));
+    let x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(expf::RANGE.1)), _mm256_set1_ps(expf::RANGE.0));
     let n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // ln2 split in two so that n·ln2_hi is exact.
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
-    let mut q = _mm256_set1_ps(1.0 / 720.0);
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0 / 120.0));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0 / 24.0));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0 / 6.0));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(expf::LN2_HI), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(expf::LN2_LO), r);
+    let mut q = _mm256_set1_ps(expf::POLY[0]);
+    for c in &expf::POLY[1..] {
+        q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(*c));
+    }
     let bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     _mm256_mul_ps(q, _mm256_castsi256_ps(bits))
 }
 
 /// [`exp256`] for 4 lanes without FMA (relaxed-simd's may or may not fuse): the same range
-/// reduction (n·ln2_hi is exact, ln2_hi having 16 significant bits) and polynomial.
+/// reduction and polynomial.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
 fn exp128(x: v128) -> v128 {
-    let x = f32x4_pmax(f32x4_pmin(x, f32x4_splat(88.37)), f32x4_splat(-87.33));
+    let x = f32x4_pmax(f32x4_pmin(x, f32x4_splat(expf::RANGE.1)), f32x4_splat(expf::RANGE.0));
     let n = f32x4_nearest(f32x4_mul(x, f32x4_splat(std::f32::consts::LOG2_E)));
-    let r = f32x4_sub(x, f32x4_mul(n, f32x4_splat(0.693_145_75)));
-    let r = f32x4_sub(r, f32x4_mul(n, f32x4_splat(1.428_606_8e-6)));
-    let mut q = f32x4_splat(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        q = f32x4_add(f32x4_mul(q, r), f32x4_splat(c));
+    let r = f32x4_sub(x, f32x4_mul(n, f32x4_splat(expf::LN2_HI)));
+    let r = f32x4_sub(r, f32x4_mul(n, f32x4_splat(expf::LN2_LO)));
+    let mut q = f32x4_splat(expf::POLY[0]);
+    for c in &expf::POLY[1..] {
+        q = f32x4_add(f32x4_mul(q, r), f32x4_splat(*c));
     }
     let bits = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(127)), 23);
     f32x4_mul(q, bits)

@@ -362,6 +362,34 @@ impl GpuBackend {
         Ok(out)
     }
 
+    /// act(gate) · up (SwiGLU, GEGLU).
+    fn gated(&self, act: ops::Act, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(shape_err("gated activation", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
+        }
+        let out = self.output(gate.rows, gate.cols)?;
+        if gate.len() > 0 {
+            ops::glu(&self.gpu, act, gate.buffer(), up.buffer(), gate.rows, gate.cols, gate.cols, 0, out.buffer())?;
+        }
+        Ok(out)
+    }
+
+    /// (act(gate) · up) · wᵀ, the activation applied as matvec reads its input (decode sizes;
+    /// otherwise in two dispatches).
+    fn gated_matmul(&self, act: ops::Act, gate: &GpuTensor, up: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
+        if gate.rows > ops::MATVEC_MAX_TOKENS || gate.rows == 0 || Arc::ptr_eq(&gate.buf, &up.buf) {
+            return self.matmul(&self.gated(act, gate, up)?, w);
+        }
+        if (gate.rows, gate.cols) != (up.rows, up.cols) || gate.cols != w.cols {
+            return Err(shape_err("gated matmul", format!("gate {:?}, up {:?} · wᵀ with w ({}, {})", (gate.rows, gate.cols), (up.rows, up.cols), w.rows, w.cols)));
+        }
+        let out = self.output(gate.rows, w.rows)?;
+        for part in w.views() {
+            ops::matmul(&self.gpu, &part, gate.buffer(), ops::Fused::GatedInput(act, up.buffer()), gate.rows, w.rows, out.buffer())?;
+        }
+        Ok(out)
+    }
+
     /// 1-D tensors of one format back to back as one `(1, Σ cols)` vector (the bias of a
     /// stacked product); `None` when their formats differ.
     fn concat_vectors(&self, gguf: &Gguf, infos: &[&TensorInfo]) -> Result<Option<GpuWeight>> {
@@ -761,7 +789,7 @@ impl Backend for GpuBackend {
             }
             _ => {
                 let gu = self.matmul(h, w)?; // (n, 2 f): [gate | up] per row
-                ops::swiglu(&self.gpu, gu.buffer(), gu.buffer(), h.rows, f, 2 * f, f, out.buffer())?;
+                ops::glu(&self.gpu, ops::Act::Silu, gu.buffer(), gu.buffer(), h.rows, f, 2 * f, f, out.buffer())?;
             }
         }
         Ok(out)
@@ -786,28 +814,11 @@ impl Backend for GpuBackend {
     }
 
     fn swiglu_matmul(&self, gate: &GpuTensor, up: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
-        if gate.rows > ops::MATVEC_MAX_TOKENS || gate.rows == 0 || Arc::ptr_eq(&gate.buf, &up.buf) {
-            return self.matmul(&self.swiglu(gate, up)?, w);
-        }
-        if (gate.rows, gate.cols) != (up.rows, up.cols) || gate.cols != w.cols {
-            return Err(shape_err("swiglu_matmul", format!("gate {:?}, up {:?} · wᵀ with w ({}, {})", (gate.rows, gate.cols), (up.rows, up.cols), w.rows, w.cols)));
-        }
-        let out = self.output(gate.rows, w.rows)?;
-        for part in w.views() {
-            ops::matmul(&self.gpu, &part, gate.buffer(), ops::Fused::SwigluInput(up.buffer()), gate.rows, w.rows, out.buffer())?;
-        }
-        Ok(out)
+        self.gated_matmul(ops::Act::Silu, gate, up, w)
     }
 
     fn swiglu(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
-        if (gate.rows, gate.cols) != (up.rows, up.cols) {
-            return Err(shape_err("swiglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
-        }
-        let out = self.output(gate.rows, gate.cols)?;
-        if gate.len() > 0 {
-            ops::swiglu(&self.gpu, gate.buffer(), up.buffer(), gate.rows, gate.cols, gate.cols, 0, out.buffer())?;
-        }
-        Ok(out)
+        self.gated(ops::Act::Silu, gate, up)
     }
 
     fn gelu(&self, x: &GpuTensor) -> Result<GpuTensor> {
@@ -826,28 +837,11 @@ impl Backend for GpuBackend {
     }
 
     fn geglu(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
-        if (gate.rows, gate.cols) != (up.rows, up.cols) {
-            return Err(shape_err("geglu", format!("gate {:?} vs up {:?}", (gate.rows, gate.cols), (up.rows, up.cols))));
-        }
-        let out = self.output(gate.rows, gate.cols)?;
-        if gate.len() > 0 {
-            ops::geglu(&self.gpu, gate.buffer(), up.buffer(), gate.len(), out.buffer())?;
-        }
-        Ok(out)
+        self.gated(ops::Act::Gelu, gate, up)
     }
 
     fn geglu_matmul(&self, gate: &GpuTensor, up: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
-        if gate.rows > ops::MATVEC_MAX_TOKENS || gate.rows == 0 || Arc::ptr_eq(&gate.buf, &up.buf) {
-            return self.matmul(&self.geglu(gate, up)?, w);
-        }
-        if (gate.rows, gate.cols) != (up.rows, up.cols) || gate.cols != w.cols {
-            return Err(shape_err("geglu_matmul", format!("gate {:?}, up {:?} · wᵀ with w ({}, {})", (gate.rows, gate.cols), (up.rows, up.cols), w.rows, w.cols)));
-        }
-        let out = self.output(gate.rows, w.rows)?;
-        for part in w.views() {
-            ops::matmul(&self.gpu, &part, gate.buffer(), ops::Fused::GegluInput(up.buffer()), gate.rows, w.rows, out.buffer())?;
-        }
-        Ok(out)
+        self.gated_matmul(ops::Act::Gelu, gate, up, w)
     }
 
     fn add_assign(&self, x: &mut GpuTensor, y: &GpuTensor) -> Result<()> {

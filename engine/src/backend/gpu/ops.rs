@@ -65,24 +65,37 @@ pub struct WeightView<'a> {
 
 /// How the matvec kernel reads its input: x as it is.
 const XIN_PLAIN: &str = "fn xin(i: u32) -> vec4<f32> { return x[i]; }\n";
-/// ... or silu(x) · up: the feed-forward activation fused into the down projection.
-const XIN_SWIGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
-    fn xin(i: u32) -> vec4<f32> { let g = x[i]; return g / (vec4<f32>(1.0) + exp(-g)) * up[i]; }\n";
-
-/// ... or gelu(x) · up: GEGLU fused into the down projection.
-const XIN_GEGLU: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
-    fn xin(i: u32) -> vec4<f32> { return gelu_tanh(x[i]) * up[i]; }\n";
+/// ... or act(x) · up: the gated feed-forward's activation fused into the down projection.
+const XIN_GATED: &str = "@group(0) @binding(4) var<storage, read> up: array<vec4<f32>>;\n\
+    fn xin(i: u32) -> vec4<f32> { return act4(x[i]) * up[i]; }\n";
 const GELU_TANH: &str = include_str!("kernels/gelu_tanh.wgsl");
+
+/// The activation of a gated feed-forward: act(gate) · up.
+#[derive(Clone, Copy)]
+pub enum Act {
+    /// SwiGLU.
+    Silu,
+    /// GEGLU, with GELU's tanh approximation.
+    Gelu,
+}
+
+impl Act {
+    /// `act4`, the activation of 4 values, for the kernels that apply it.
+    fn wgsl(self) -> String {
+        match self {
+            Act::Silu => "fn act4(v: vec4<f32>) -> vec4<f32> { return v / (vec4<f32>(1.0) + exp(-v)); }\n".into(),
+            Act::Gelu => format!("{GELU_TANH}fn act4(v: vec4<f32>) -> vec4<f32> {{ return gelu_tanh(v); }}\n"),
+        }
+    }
+}
 
 /// What a matmul fuses around its product (matvec sizes only: `n` ≤ [`MATVEC_MAX_TOKENS`]).
 #[derive(Clone, Copy)]
 pub enum Fused<'a> {
     /// out = x · wᵀ.
     No,
-    /// out = (silu(x) · up) · wᵀ.
-    SwigluInput(&'a wgpu::Buffer),
-    /// out = (gelu(x) · up) · wᵀ.
-    GegluInput(&'a wgpu::Buffer),
+    /// out = (act(x) · up) · wᵀ.
+    GatedInput(Act, &'a wgpu::Buffer),
     /// w is stacked [gate; up]: out = silu(x · gateᵀ) · (x · upᵀ), `w.rows / 2` columns.
     Glu,
 }
@@ -167,8 +180,9 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
         (false, Fused::No) if matvec_q8(gpu, w.ty, w.cols, per) => return matvec_q8_launch(gpu, w, x, n, m, out, (id, per, sg)),
         (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
-        (false, Fused::SwigluInput(_)) => gpu.kernel(("matvec_swiglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, XIN_SWIGLU, false, per, sg))?,
-        (false, Fused::GegluInput(_)) => gpu.kernel(("matvec_geglu", id), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, &format!("{GELU_TANH}{XIN_GEGLU}"), false, per, sg))?,
+        (false, Fused::GatedInput(act, _)) => {
+            gpu.kernel(("matvec_gated", id | (act as u32) << 24), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, &format!("{}{XIN_GATED}", act.wgsl()), false, per, sg))?
+        }
         (false, Fused::Glu) => gpu.kernel(("matvec_glu", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, true, per, sg))?,
     };
     let mut params = vec![
@@ -196,7 +210,7 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         Bind { buffer: x, bytes: x_bytes },
         Bind { buffer: out, bytes: bytes_f32(n * m) },
     ];
-    if let Fused::SwigluInput(up) | Fused::GegluInput(up) = fused {
+    if let Fused::GatedInput(_, up) = fused {
         binds.push(Bind { buffer: up, bytes: x_bytes });
     }
     gpu.dispatch(&k, &params, &binds, groups)
@@ -420,11 +434,11 @@ pub fn attend(gpu: &Gpu, c: &AttnCall, q: &wgpu::Buffer, kc: &wgpu::Buffer, vc: 
     gpu.dispatch(&merge, &params, &binds, [u32_of(c.n_heads, "heads")?, u32_of(c.n, "tokens")?, 1])
 }
 
-/// out (rows, cols) = silu(gate) · up, gate and up read with row `stride` and up at `up_off`
+/// out (rows, cols) = act(gate) · up, gate and up read with row `stride` and up at `up_off`
 /// (two tensors: `stride` = cols, `up_off` = 0; one stacked product: the same buffer twice).
 #[allow(clippy::too_many_arguments)]
-pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, rows: usize, cols: usize, stride: usize, up_off: usize, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("swiglu", 0), &[Access::Read, Access::Read, Access::ReadWrite], || include_str!("kernels/swiglu.wgsl").into())?;
+pub fn glu(gpu: &Gpu, act: Act, gate: &wgpu::Buffer, up: &wgpu::Buffer, rows: usize, cols: usize, stride: usize, up_off: usize, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("glu", act as u32), &[Access::Read, Access::Read, Access::ReadWrite], || format!("{}{}", act.wgsl(), include_str!("kernels/glu.wgsl")))?;
     let len = rows * cols;
     let src = bytes_f32(rows.saturating_sub(1) * stride + cols + up_off);
     let binds = [Bind { buffer: gate, bytes: src }, Bind { buffer: up, bytes: src }, Bind { buffer: out, bytes: bytes_f32(len) }];
@@ -443,14 +457,6 @@ pub fn gelu(gpu: &Gpu, x: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Resu
 pub fn scale(gpu: &Gpu, x: &wgpu::Buffer, len: usize, s: f32) -> Result<()> {
     let k = gpu.kernel(("scale", 0), &[Access::ReadWrite], || include_str!("kernels/scale.wgsl").into())?;
     gpu.dispatch(&k, &[u32_of(len, "elements")?, s.to_bits()], &[Bind { buffer: x, bytes: bytes_f32(len) }], grid_1d(gpu, len)?)
-}
-
-/// out = gelu(gate) · up over `len` elements (GELU's tanh approximation).
-pub fn geglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, len: usize, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("geglu", 0), &[Access::Read, Access::Read, Access::ReadWrite], || format!("{GELU_TANH}{}", include_str!("kernels/geglu.wgsl")))?;
-    let b = bytes_f32(len);
-    let binds = [Bind { buffer: gate, bytes: b }, Bind { buffer: up, bytes: b }, Bind { buffer: out, bytes: b }];
-    gpu.dispatch(&k, &[u32_of(len, "elements")?], &binds, grid_1d(gpu, len)?)
 }
 
 /// x (rows, cols) += bias (cols) on every row.

@@ -184,7 +184,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let lane = lid & 31u;
     let t = wid.y;
     let nb = p.k / 32u;
-    if (lid < nb && t < p.n) {
+    if (lid < nb) {
         quantize_x(t, lid);
     }
     workgroupBarrier();

@@ -176,7 +176,8 @@ fn deq(row: u32, c: u32) -> f32 {
     if (FMT == F16) {
         return f16_at(row + 2u * c);
     }
-    let b = row + (c / BLK) * BLK_BYTES;
+    let bi = c / BLK;
+    let b = row + bi * BLK_BYTES;
     let j = c % BLK;
     if (IS_K) {
         let e = k_eight(b, j / 32u, (j % 32u) / 8u);
@@ -184,19 +185,19 @@ fn deq(row: u32, c: u32) -> f32 {
         return e.scale * select(e.lo[i & 3u], e.hi[i & 3u], i >= 4u) - e.mn;
     }
     if (FMT == Q8_0) {
-        let q = i32(quant_word(row, c / BLK, j / 4u) << (24u - 8u * (j & 3u))) >> 24u;
-        return f32(q) * block_d(row, c / BLK);
+        let q = i32(quant_word(row, bi, j / 4u) << (24u - 8u * (j & 3u))) >> 24u;
+        return f32(q) * block_d(row, bi);
     }
     if (IS_Q5) {
         let e = q5_quarter(b, (j % 16u) / 4u);
         return e.d * select(e.lo[j & 3u], e.hi[j & 3u], j >= 16u) + e.m;
     }
-    let byte = (quant_word(row, c / BLK, (j & 15u) / 4u) >> (8u * (j & 3u))) & 0xffu;
+    let byte = (quant_word(row, bi, (j & 15u) / 4u) >> (8u * (j & 3u))) & 0xffu;
     let nib = select(byte & 15u, byte >> 4u, j >= 16u);
     if (FMT == Q4_0) {
-        return f32(i32(nib) - 8) * block_d(row, c / BLK);
+        return f32(i32(nib) - 8) * block_d(row, bi);
     }
     // Q4_1
-    let dm = block_dm(row, c / BLK);
+    let dm = block_dm(row, bi);
     return f32(nib) * dm.x + dm.y;
 }

@@ -1,6 +1,8 @@
-// out (rows, cols) = silu(gate) · up, elementwise. gate and up are read with a row stride of
-// their own and up at an offset, so they may be two (rows, cols) tensors or the two halves of
-// one (rows, 2 cols) product of stacked [gate; up] weights. Grid: 2-D over ceil(len / 256).
+// out (rows, cols) = act(gate) · up, elementwise: SwiGLU (act = silu) or GEGLU (gelu's tanh
+// approximation, Gemma's feed-forward); the launcher prepends `act4`. gate and up are read with a
+// row stride of their own and up at an offset, so they may be two (rows, cols) tensors or the
+// two halves of one (rows, 2 cols) product of stacked [gate; up] weights.
+// Grid: 2-D over ceil(len / 256).
 
 struct Params {
     len: u32,    // rows * cols
@@ -21,6 +23,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let src = (i / p.cols) * p.stride + i % p.cols;
-    let g = gate[src];
-    out[i] = g / (1.0 + exp(-g)) * up[src + p.up_off];
+    out[i] = act4(vec4<f32>(gate[src])).x * up[src + p.up_off];
 }
