@@ -119,7 +119,7 @@ fn test() -> Result<(), String> {
 
 /// Integration tests that also run as wasm (the rest read files through APIs WASI lacks, or
 /// need native-only code).
-const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "session", "qwen2", "starcoder", "deepseek"];
+const WASM_TESTS: &[&str] = &["kernels", "quant", "tokenizer", "golden", "session", "qwen2", "starcoder", "deepseek", "gemma3"];
 
 fn fixtures() -> Result<(), String> {
     setup::require_llama_cpp()?;
