@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::quant::GgmlType;
 
 const QUANT: &str = include_str!("kernels/quant.wgsl");
+const ROW_SUM: &str = include_str!("kernels/row_sum.wgsl");
 
 /// Work-group size of the elementwise and row kernels.
 const WG: u32 = 256;
@@ -238,7 +239,7 @@ pub fn embed(gpu: &Gpu, w: &WeightView, ids: &wgpu::Buffer, n: usize, out: &wgpu
 
 /// out = rms_norm(x) · g for each of `rows` rows of `cols`.
 pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("rms_norm", 0), &[Access::Read, Access::Read, Access::ReadWrite], || include_str!("kernels/rms_norm.wgsl").into())?;
+    let k = gpu.kernel(("rms_norm", 0), &[Access::Read, Access::Read, Access::ReadWrite], || format!("{ROW_SUM}{}", include_str!("kernels/rms_norm.wgsl")))?;
     let binds = [
         Bind { buffer: x, bytes: bytes_f32(rows * cols) },
         Bind { buffer: g, bytes: bytes_f32(cols) },
@@ -251,7 +252,7 @@ pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, b: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
     let r = Access::Read;
-    let k = gpu.kernel(("layer_norm", 0), &[r, r, r, Access::ReadWrite], || include_str!("kernels/layer_norm.wgsl").into())?;
+    let k = gpu.kernel(("layer_norm", 0), &[r, r, r, Access::ReadWrite], || format!("{ROW_SUM}{}", include_str!("kernels/layer_norm.wgsl")))?;
     let binds = [
         Bind { buffer: x, bytes: bytes_f32(rows * cols) },
         Bind { buffer: g, bytes: bytes_f32(cols) },
@@ -281,7 +282,7 @@ pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, cs: &wgpu::Buffer, n: usize, n_heads: u
 #[allow(clippy::too_many_arguments)]
 pub fn add_rms_norm(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
     let k = gpu.kernel(("add_rms_norm", 0), &[Access::ReadWrite, Access::Read, Access::Read, Access::ReadWrite], || {
-        include_str!("kernels/add_rms_norm.wgsl").into()
+        format!("{ROW_SUM}{}", include_str!("kernels/add_rms_norm.wgsl"))
     })?;
     let b = bytes_f32(rows * cols);
     let binds = [Bind { buffer: x, bytes: b }, Bind { buffer: y, bytes: b }, Bind { buffer: g, bytes: bytes_f32(cols) }, Bind { buffer: out, bytes: b }];

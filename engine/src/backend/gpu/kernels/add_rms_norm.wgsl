@@ -1,6 +1,6 @@
 // x += y, then out = x / sqrt(mean(x²) + eps) · g, along each row of x (rows, cols): the residual
-// add and the next norm in one pass. One workgroup per row, the sum of squares reduced in
-// workgroup memory. Grid: (rows).
+// add and the next norm in one pass. One workgroup per row, the sum of squares reduced by
+// row_sum.wgsl (prepended). Grid: (rows).
 
 struct Params {
     cols: u32,
@@ -13,8 +13,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> g: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> sh: array<f32, 256>;
-
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let base = wid.x * p.cols;
@@ -24,15 +22,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         x[base + c] = v;
         s = fma(v, v, s);
     }
-    sh[lid] = s;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            sh[lid] += sh[lid + st];
-        }
-        workgroupBarrier();
-    }
-    let scale = 1.0 / sqrt(sh[0] / f32(p.cols) + p.eps);
+    let scale = 1.0 / sqrt(row_sum(lid, s) / f32(p.cols) + p.eps);
     for (var c = lid; c < p.cols; c += 256u) {
         out[base + c] = x[base + c] * scale * g[c];
     }

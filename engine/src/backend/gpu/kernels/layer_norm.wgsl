@@ -1,6 +1,6 @@
 // out = (x - mean) / sqrt(var + eps) · g + b along each row of x (rows, cols): one workgroup per
-// row, the mean and then the variance reduced in workgroup memory (two passes over the row, as
-// ggml's norm computes them). Grid: (rows).
+// row, the mean and then the variance reduced by row_sum.wgsl (prepended): two passes over the
+// row, as ggml's norm computes them. Grid: (rows).
 
 struct Params {
     cols: u32,
@@ -12,23 +12,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
-var<workgroup> sh: array<f32, 256>;
-
-// The sum of every invocation's `s`, for all of them.
-fn row_sum(lid: u32, s: f32) -> f32 {
-    sh[lid] = s;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            sh[lid] += sh[lid + st];
-        }
-        workgroupBarrier();
-    }
-    let total = sh[0];
-    workgroupBarrier();
-    return total;
-}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

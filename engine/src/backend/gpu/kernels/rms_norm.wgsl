@@ -1,5 +1,5 @@
 // out = x / sqrt(mean(x²) + eps) · g along each row of x (rows, cols): one workgroup per row,
-// the sum of squares reduced in workgroup memory. Grid: (rows).
+// the sum of squares reduced by row_sum.wgsl (prepended). Grid: (rows).
 
 struct Params {
     cols: u32,
@@ -11,8 +11,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> sh: array<f32, 256>;
-
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let base = wid.x * p.cols;
@@ -21,15 +19,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let v = x[base + c];
         s = fma(v, v, s);
     }
-    sh[lid] = s;
-    workgroupBarrier();
-    for (var st = 128u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            sh[lid] += sh[lid + st];
-        }
-        workgroupBarrier();
-    }
-    let scale = 1.0 / sqrt(sh[0] / f32(p.cols) + p.eps);
+    let scale = 1.0 / sqrt(row_sum(lid, s) / f32(p.cols) + p.eps);
     for (var c = lid; c < p.cols; c += 256u) {
         out[base + c] = x[base + c] * scale * g[c];
     }
