@@ -1,8 +1,8 @@
 //! The GPU backend: the op set of [`Backend`] as WGSL compute kernels through wgpu (Vulkan
 //! natively; lavapipe where there is no GPU).
 //!
-//! - Weights are uploaded as the file's GGML blocks, as u32 words (Q4_0 and Q8_0 blocks in
-//!   aligned pairs: `layout`), and dequantized inside the kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
+//! - Weights are uploaded as the file's GGML blocks, as u32 words (Q4_0, Q4_1 and Q8_0 blocks
+//!   in 16-byte-aligned groups of 8: `layout`), and dequantized inside the kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32); a weight larger than the device's largest storage
 //!   binding is split by rows into parts, each dispatched on its own.
 //! - Ops are recorded into one pending command encoder (in one compute pass while no copy
 //!   intervenes) and submitted only when the host reads something back, so a decode step is

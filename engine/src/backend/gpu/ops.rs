@@ -145,25 +145,19 @@ fn matvec_source(file: &str, ty: GgmlType, xin: &str, glu: bool, r: u32, sg: Opt
 const MATVEC: &str = include_str!("kernels/matvec.wgsl");
 
 /// matmul's matvec with x in 8 bits (matvec_q8.wgsl, its WIDE variant as `Tuning::matvec_wide`
-/// says); `id`, `per`, `sg`: matmul's kernel key, rows per group and subgroup size.
-fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, (id, per, sg): (u32, u32, Option<u32>)) -> Result<()> {
+/// says); `params`: matmul's first six; `id`, `per`, `sg`: its kernel key, rows per group and
+/// subgroup size.
+#[allow(clippy::too_many_arguments)]
+fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, params: &[u32], (id, per, sg): (u32, u32, Option<u32>)) -> Result<()> {
     let (r, rw) = (Access::Read, Access::ReadWrite);
     let wide = gpu.tuning().matvec_wide.unwrap_or(false);
     let k = gpu.kernel(("matvec_q8", id | (wide as u32) << 24), &[r, r, rw, r], || {
         matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, &format!("const WIDE: bool = {wide};\nconst G: u32 = {MATVEC_Q8_GROUPS}u;\n"), false, per, sg)
     })?;
-    let params = [
-        u32_of(w.rows, "weight rows")?,
-        u32_of(w.cols, "weight columns")?,
-        u32_of(n, "tokens")?,
-        u32_of(m, "output columns")?,
-        u32_of(w.row0, "weight row")?,
-        u32_of(w.row_bytes, "row bytes")?,
-    ];
     let wb = Bind { buffer: w.buffer, bytes: w.buffer.size() };
     let binds = [wb, Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: out, bytes: bytes_f32(n * m) }, wb];
     let groups = w.rows.div_ceil(8 * per as usize * MATVEC_Q8_GROUPS);
-    gpu.dispatch(&k, &params, &binds, [u32_of(groups, "workgroups")?, u32_of(n, "workgroups")?, 1])
+    gpu.dispatch(&k, params, &binds, [u32_of(groups, "workgroups")?, u32_of(n, "workgroups")?, 1])
 }
 
 /// out[t, row0 + r] = x[t] · w[r] for the rows of one weight part; `m` = columns of out.
@@ -176,16 +170,6 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
     let sg = gpu.tuning().subgroup;
     // Kernel key: the format, rows per group and subgroup size.
     let id = w.ty.id() | per << 8 | sg.unwrap_or(0) << 12;
-    let k = match (tiled, fused) {
-        (true, Fused::No) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
-        (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
-        (false, Fused::No) if matvec_q8(gpu, w.ty, w.cols, per) => return matvec_q8_launch(gpu, w, x, n, m, out, (id, per, sg)),
-        (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
-        (false, Fused::GatedInput(act, _)) => {
-            gpu.kernel(("matvec_gated", id | (act as u32) << 24), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, &format!("{}{XIN_GATED}", act.wgsl()), false, per, sg))?
-        }
-        (false, Fused::Glu) => gpu.kernel(("matvec_glu", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, true, per, sg))?,
-    };
     let mut params = vec![
         u32_of(rows, "weight rows")?,
         u32_of(w.cols, "weight columns")?,
@@ -194,6 +178,16 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         u32_of(w.row0, "weight row")?,
         u32_of(w.row_bytes, "row bytes")?,
     ];
+    let k = match (tiled, fused) {
+        (true, Fused::No) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
+        (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
+        (false, Fused::No) if matvec_q8(gpu, w.ty, w.cols, per) => return matvec_q8_launch(gpu, w, x, n, m, out, &params, (id, per, sg)),
+        (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
+        (false, Fused::GatedInput(act, _)) => {
+            gpu.kernel(("matvec_gated", id | (act as u32) << 24), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, &format!("{}{XIN_GATED}", act.wgsl()), false, per, sg))?
+        }
+        (false, Fused::Glu) => gpu.kernel(("matvec_glu", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, true, per, sg))?,
+    };
     if !tiled {
         params.push(if glu { u32_of(rows, "gate rows")? } else { 0 });
     }
