@@ -179,22 +179,36 @@ fn dispatch_floor(b: &GpuBackend, reps: usize) -> Res<f64> {
     })
 }
 
+/// One matvec variant: the kernel's tuning, and whether x comes in 8 bits from the norm before
+/// the product (as the output projection takes it in a decode step) rather than quantized by
+/// the product's workgroups.
+#[derive(Clone, Copy)]
+struct Variant {
+    tuning: Tuning,
+    x_given: bool,
+}
+
 /// The matvec variants timed side by side: rows per 32-lane group; lane sums in workgroup
-/// memory or in subgroups (where the device has them); x in f32 or in 8 bits, a quarter block
-/// or (wide) a whole block per lane.
-fn variants(b: &GpuBackend) -> Vec<Tuning> {
+/// memory or in subgroups (where the device has them); x in f32 or in 8 bits (quantized in the
+/// kernel or given), a quarter block or (wide) a whole block per lane.
+fn variants(b: &GpuBackend) -> Vec<Variant> {
     let sg = b.context().tuning().subgroup;
     let mut v = Vec::new();
-    let kinds = [(None, false, false)].into_iter().chain(sg.map(|n| [(Some(n), false, false), (Some(n), true, false), (Some(n), true, true)]).into_iter().flatten());
-    for (subgroup, q8, wide) in kinds {
+    let q8 = |n| [(Some(n), true, false, false), (Some(n), true, true, false), (Some(n), true, false, true), (Some(n), true, true, true)];
+    let kinds = [(None, false, false, false)].into_iter().chain(sg.map(|n| [(Some(n), false, false, false)].into_iter().chain(q8(n))).into_iter().flatten());
+    for (subgroup, q8, wide, x_given) in kinds {
         for rows in [1, 2, 4] {
-            v.push(Tuning { subgroup, matvec_rows: Some(rows), matvec_q8: Some(q8), matvec_wide: Some(wide), f16: None });
+            v.push(Variant { tuning: Tuning { subgroup, matvec_rows: Some(rows), matvec_q8: Some(q8), matvec_wide: Some(wide), f16: None }, x_given });
         }
     }
     v
 }
 
-fn variant_name(t: &Tuning) -> String {
+fn variant_name(v: &Variant) -> String {
+    format!("{}{}", tuning_name(&v.tuning), if v.x_given { ", x given" } else { "" })
+}
+
+fn tuning_name(t: &Tuning) -> String {
     let rows = t.matvec_rows.map_or("auto".to_string(), |r| r.to_string());
     let sums = t.subgroup.map_or("workgroup sums".to_string(), |n| format!("subgroups of {n}"));
     let x = match t.matvec_q8 {
@@ -217,16 +231,27 @@ fn matvec_rates(b: &GpuBackend, shape: &Shape, rng: &mut Rng, reps: usize, copy_
         let w = b.weight(name, ty, r, c, &data)?;
         let xv: Vec<f32> = (0..c).map(|_| rng.unit()).collect();
         let x = b.tensor(1, c, &xv)?;
+        let ones: Vec<u8> = (0..c).flat_map(|_| 1f32.to_le_bytes()).collect();
+        let norm = b.weight("norm", GgmlType::F32, 1, c, &ones)?;
+        // x as the output norm hands it to the product: in 8 bits too, where that product (in
+        // the tuning of the moment) takes it so.
+        let normed = |rng: &mut Rng| b.add_rms_norm_before(&mut b.tensor(1, c, &xv)?, &b.tensor(1, c, &rng.vec(c, 1.0))?, &norm, 1e-5, &w);
         let mut by_variant = Vec::new();
-        for t in variants(b) {
-            gpu.set_tuning(t)?;
-            let us = time_us(b, reps, || b.matmul(&x, &w))?;
-            by_variant.push(json!({ "variant": variant_name(&t), "us": us, "gb_s": data.len() as f64 / us / 1e3 }));
+        for v in variants(b) {
+            gpu.set_tuning(v.tuning)?;
+            let xg = if v.x_given { Some(normed(rng)?).filter(|x| x.has_x8()) } else { None };
+            let us = match (v.x_given, &xg) {
+                (false, _) => time_us(b, reps, || b.matmul(&x, &w))?,
+                (true, Some(xg)) => time_us(b, reps, || b.matmul(xg, &w))?,
+                (true, None) => f64::NAN, // this matrix's product does not take x in 8 bits
+            };
+            by_variant.push(json!({ "variant": variant_name(&v), "us": us, "gb_s": data.len() as f64 / us / 1e3 }));
         }
         gpu.set_tuning(auto)?;
         let per = ops::matvec_rows(gpu, r);
-        let chosen = Tuning { matvec_rows: Some(per), matvec_q8: Some(ops::matvec_q8(gpu, ty, c, per)), ..auto };
-        let t = time_us(b, reps, || b.matmul(&x, &w))? * 1e-6;
+        let xg = normed(rng)?;
+        let chosen = Variant { tuning: Tuning { matvec_rows: Some(per), matvec_q8: Some(ops::matvec_q8(gpu, ty, c, per)), ..auto }, x_given: xg.has_x8() };
+        let t = time_us(b, reps, || b.matmul(&xg, &w))? * 1e-6;
         let gbs = data.len() as f64 / t / 1e9;
         rows.push(json!({
             "model": shape.name, "matrix": name, "rows": r, "cols": c, "format": ty.name(),
@@ -364,7 +389,7 @@ fn whole_model(bytes: &Arc<ModelBytes>, label: &str, tuning: Option<Tuning>, run
     if let Some(t) = tuning {
         b.context().set_tuning(t)?;
     }
-    let variant = tuning.map_or_else(|| format!("backend's choice ({})", variant_name(&b.context().tuning())), |t| variant_name(&t));
+    let variant = tuning.map_or_else(|| format!("backend's choice ({})", tuning_name(&b.context().tuning())), |t| tuning_name(&t));
     let model = nib_engine::arch::load(&b, &gguf)?;
     b.finish()?;
     let load_s = t.elapsed().as_secs_f64();

@@ -7,12 +7,17 @@
 //! - Splitting by rows fits any model whose rows fit one binding; a device whose limit is below
 //!   one row gets a typed error (`Error::Unsupported`) that names the limit. WebGPU's minimum
 //!   (128 MiB) holds rows of millions of columns, so on a WebGPU device every model fits.
+//! - The output projection, which takes x in 8 bits from the output norm, against the CPU
+//!   reference over a prompt and two decode steps.
 
 use std::sync::Arc;
 
-use nib_engine::backend::gpu::GpuBackend;
+use nib_engine::backend::cpu::Precision;
+use nib_engine::backend::gpu::{ops, GpuBackend};
 use nib_engine::backend::Backend;
 use nib_engine::gguf::{Gguf, ModelBytes};
+use nib_engine::quant::GgmlType;
+use nib_engine::sample::argmax;
 use nib_engine::{Error, Model};
 
 mod common;
@@ -86,5 +91,30 @@ fn a_device_below_one_row_gets_a_typed_error_naming_the_limit() {
         }
         Err(e) => panic!("not Unsupported: {e}"),
         Ok(_) => panic!("a 2736-byte row bound under a 2048-byte limit"),
+    }
+}
+
+/// The 0.5B shape's output projection takes x in 8 bits from the output norm (a 4-bit matrix of
+/// 151,936 rows: `ops::matvec_q8`), in the prompt's pass (its last row) and in each decode step.
+/// Its logits against the CPU reference (f32 x everywhere): 8-bit x moves them by ~8e-4 of their
+/// norm. The random weights bring every token to almost the same last hidden state, so x taken
+/// from another row barely shows here; the kernel checks (`matvec_variants`) catch that.
+#[test]
+fn the_output_projection_with_8_bit_x_matches_the_cpu_reference() {
+    let bytes = model_bytes();
+    let gguf = Gguf::parse(&bytes).unwrap();
+    let gpu = Model::new(GpuBackend::new(Arc::clone(&bytes)).unwrap(), &gguf).unwrap();
+    let ctx = gpu.backend.context();
+    assert!(ops::matvec_q8(ctx, GgmlType::Q4_0, 896, ops::matvec_rows(ctx, 151_936)), "the output projection does not take x in 8 bits");
+    let cpu = Model::open_cpu_with(&common::qwen2_05b(), 2, Precision::Reference).unwrap();
+    let steps: [&[u32]; 3] = [&[14582, 1598, 77], &[33], &[4096]];
+    let (mut gs, mut cs) = (gpu.session(8).unwrap(), cpu.session(8).unwrap());
+    for (i, ids) in steps.iter().enumerate() {
+        let (g, c) = (gpu.eval(&mut gs, ids).unwrap(), cpu.eval(&mut cs, ids).unwrap());
+        let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| (x as f64).powi(2)).sum::<f64>().sqrt();
+        let rel = norm(&mut g.iter().zip(&c).map(|(a, b)| a - b)) / norm(&mut c.iter().copied());
+        println!("step {i} ({} tokens): ‖gpu − cpu‖ / ‖cpu‖ = {rel:.2e}", ids.len());
+        assert!(rel <= 3e-3, "step {i}: the logits are {rel:.2e} of their norm off the CPU reference");
+        assert_eq!(argmax(&g), argmax(&c), "step {i}: top-1");
     }
 }

@@ -187,8 +187,10 @@ impl<B: Backend> Gemma3<B> {
             let down = b.geglu_matmul(&b.matmul(&h, &l.gate)?, &b.matmul(&h, &l.up)?, &l.down)?; // (n, dim)
             let down = b.rms_norm(&down, &l.post_ffw_norm, c.eps)?;
             // The residual add, fused with the norm that opens the next layer (or the output).
-            let next_norm = self.layers.get(i + 1).map_or(&self.output_norm, |l| &l.attn_norm);
-            h = b.add_rms_norm(&mut x, &down, next_norm, c.eps)?; // (n, dim)
+            h = match self.layers.get(i + 1) {
+                Some(next) => b.add_rms_norm(&mut x, &down, &next.attn_norm, c.eps)?,
+                None => b.add_rms_norm_before(&mut x, &down, &self.output_norm, c.eps, &self.tok_embd)?,
+            }; // (n, dim)
         }
         if !all_logits {
             h = b.last_row(&h)?; // (1, dim)

@@ -151,11 +151,13 @@ impl<W> Norm<W> {
         }
     }
 
-    /// `x += y`, then the norm of `x` (fused where the backend fuses it).
-    fn add_apply<B: Backend<Weight = W>>(&self, b: &B, x: &mut B::Tensor, y: &B::Tensor, eps: f32) -> Result<B::Tensor> {
-        match self {
-            Norm::Rms(w) => b.add_rms_norm(x, y, w, eps),
-            Norm::Layer { .. } => {
+    /// `x += y`, then the norm of `x` (fused where the backend fuses it), for the product with
+    /// `next` when that is known.
+    fn add_apply<B: Backend<Weight = W>>(&self, b: &B, x: &mut B::Tensor, y: &B::Tensor, eps: f32, next: Option<&W>) -> Result<B::Tensor> {
+        match (self, next) {
+            (Norm::Rms(w), Some(next)) => b.add_rms_norm_before(x, y, w, eps, next),
+            (Norm::Rms(w), None) => b.add_rms_norm(x, y, w, eps),
+            (Norm::Layer { .. }, _) => {
                 b.add_assign(x, y)?;
                 self.apply(b, x, eps)
             }
@@ -311,6 +313,11 @@ impl<B: Backend> Llama<B> {
         })
     }
 
+    /// The output matrix `(vocab, dim)`: `output.weight`, or the token embedding when tied.
+    fn output(&self) -> &B::Weight {
+        self.output.as_ref().unwrap_or(&self.tok_embd)
+    }
+
     /// Runs `ids`, which sit at positions `pos..pos + ids.len()`, through the model, adding their
     /// keys and values to `cache`. Returns logits `(ids.len(), vocab)` when `all_logits`, else
     /// only the last token's `(1, vocab)`.
@@ -375,7 +382,7 @@ impl<B: Backend> Llama<B> {
             if let Some(bo) = &l.wo_bias {
                 b.add_bias(&mut o, bo)?;
             }
-            h = l.ffn_norm.add_apply(b, &mut x, &o, c.eps)?; // (n, dim)
+            h = l.ffn_norm.add_apply(b, &mut x, &o, c.eps, None)?; // (n, dim)
 
             let down = match &l.ffn {
                 Ffn::SwiGlu { gate_up: GateUp::Apart { gate, up }, down } => b.swiglu_matmul(&b.matmul(&h, gate)?, &b.matmul(&h, up)?, down)?,
@@ -389,12 +396,14 @@ impl<B: Backend> Llama<B> {
                 }
             }; // (n, dim)
             // The residual add, fused with the norm that opens the next layer (or the output).
-            let next_norm = self.layers.get(i + 1).map_or(&self.output_norm, |l| &l.attn_norm);
-            h = next_norm.add_apply(b, &mut x, &down, c.eps)?; // (n, dim)
+            h = match self.layers.get(i + 1) {
+                Some(next) => next.attn_norm.add_apply(b, &mut x, &down, c.eps, None)?,
+                None => self.output_norm.add_apply(b, &mut x, &down, c.eps, Some(self.output()))?,
+            }; // (n, dim)
         }
         if !all_logits {
             h = b.last_row(&h)?; // (1, dim)
         }
-        b.matmul(&h, self.output.as_ref().unwrap_or(&self.tok_embd)) // (rows, vocab)
+        b.matmul(&h, self.output()) // (rows, vocab)
     }
 }

@@ -135,6 +135,13 @@ pub trait Backend {
         self.rms_norm(x, weight, eps)
     }
 
+    /// [`Backend::add_rms_norm`] whose output goes to the product with `next` (the output
+    /// projection): a backend may also write it as that product reads it (the GPU's 8-bit x).
+    fn add_rms_norm_before(&self, x: &mut Self::Tensor, y: &Self::Tensor, weight: &Self::Weight, eps: f32, next: &Self::Weight) -> Result<Self::Tensor> {
+        let _ = next;
+        self.add_rms_norm(x, y, weight, eps)
+    }
+
     /// `swiglu(gate, up) · wᵀ`: the feed-forward's activation and down projection, which a
     /// backend may fuse so the activation is never stored.
     fn swiglu_matmul(&self, gate: &Self::Tensor, up: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor> {

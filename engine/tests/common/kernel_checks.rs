@@ -420,6 +420,8 @@ pub async fn top_ks(b: &GpuBackend, report: &mut Report) -> Check {
 /// rounded on a GPU (WGSL allows 2.5 ULP for a division), so a value next to a rounding
 /// boundary may quantize one step apart and Q4_1's d · Σq round to the next f16: up to 1.4e-3
 /// on an H100 (Q4_1, whose minimum term can be large next to a row's sum), 3e-7 on lavapipe.
+/// The same with x handed over in 8 bits by the norm before the product (`add_rms_norm_before`,
+/// all rows and the last row of them), against the CPU backend on the norm's output.
 /// Sets the backend's tuning back afterwards.
 pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
     let gpu = b.context();
@@ -465,7 +467,24 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
                     let want = c.matmul(&CpuTensor::new(n, k, x.clone()).map_err(err)?, &cw).map_err(err)?.data;
                     let out = b.matmul(&b.tensor(n, k, &x).map_err(err)?, &b.weight("w", ty, rows, k, &wb).map_err(err)?).map_err(err)?;
                     let what = format!("matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}, wide {wide}");
-                    report.note("matvec 8-bit x vs CPU", within(what, rel_err(&b.to_vec_async(&out).await.map_err(err)?, &f64s(&want))?, 5e-3)?);
+                    report.note("matvec 8-bit x vs CPU", within(what.clone(), rel_err(&b.to_vec_async(&out).await.map_err(err)?, &f64s(&want))?, 5e-3)?);
+                    // x handed over in 8 bits by the norm before the product, for all n rows and
+                    // for the last (as a prompt's logits take it): against the CPU backend on the
+                    // norm's output as the GPU wrote it.
+                    let w = b.weight("w", ty, rows, k, &wb).map_err(err)?;
+                    let g = b.weight("norm", GgmlType::F32, 1, k, &f32_bytes(&rng.vec(k, 1.5))).map_err(err)?;
+                    let mut xt = b.tensor(n, k, &x).map_err(err)?;
+                    let h = b.add_rms_norm_before(&mut xt, &b.tensor(n, k, &rng.vec(n * k, scale)).map_err(err)?, &g, 1e-5, &w).map_err(err)?;
+                    let last = b.last_row(&h).map_err(err)?;
+                    for (h, n) in [(&h, n), (&last, 1)] {
+                        if !h.has_x8() {
+                            return Err(format!("{what}: the norm before it did not write x in 8 bits"));
+                        }
+                        let hv = b.to_vec_async(h).await.map_err(err)?;
+                        let want = c.matmul(&CpuTensor::new(n, k, hv).map_err(err)?, &cw).map_err(err)?.data;
+                        let got = b.to_vec_async(&b.matmul(h, &w).map_err(err)?).await.map_err(err)?;
+                        report.note("matvec 8-bit x given vs CPU", within(format!("{what}, x given, {n} rows"), rel_err(&got, &f64s(&want))?, 5e-3)?);
+                    }
                 }
             }
         }

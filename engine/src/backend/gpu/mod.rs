@@ -43,11 +43,20 @@ pub struct GpuTensor {
     pub rows: usize,
     pub cols: usize,
     buf: Arc<PooledBuffer>,
+    /// The same rows in 8 bits (`ops::q8_bytes`), where the norm that wrote them knew the
+    /// product after it takes x so (`add_rms_norm_before`). Ops that write the tensor in
+    /// place drop it.
+    q8: Option<Arc<PooledBuffer>>,
 }
 
 impl GpuTensor {
     fn len(&self) -> usize {
         self.rows * self.cols
+    }
+
+    /// Whether the tensor also holds its rows in 8 bits for the matvec after it.
+    pub fn has_x8(&self) -> bool {
+        self.q8.is_some()
     }
     fn buffer(&self) -> &wgpu::Buffer {
         &self.buf.buffer
@@ -295,7 +304,7 @@ impl GpuBackend {
         if self.poison.load(Ordering::Relaxed) && len > 0 {
             ops::fill(&self.gpu, &buf.buffer, len, POISON)?;
         }
-        Ok(GpuTensor { rows, cols, buf: Arc::new(buf) })
+        Ok(GpuTensor { rows, cols, buf: Arc::new(buf), q8: None })
     }
 
     /// The (cos, sin) table covering positions `0..positions` for `rope`, computed with the CPU
@@ -359,6 +368,31 @@ impl GpuBackend {
         let part_o = self.gpu.alloc(slots as u64 * call.head_dim as u64 * 4)?;
         let part_ml = self.gpu.alloc(slots as u64 * 8)?;
         ops::attend(&self.gpu, call, q.buffer(), kc, vc, &part_o.buffer, &part_ml.buffer, out.buffer())?;
+        Ok(out)
+    }
+
+    /// `x += y`, then its RMSNorm; with `x8`, the output also in 8 bits for the matvec after
+    /// it (rows of a multiple of 32 values, at most `ops::MATVEC_Q8_MAX_K`; else without).
+    fn add_norm(&self, x: &mut GpuTensor, y: &GpuTensor, weight: &GpuWeight, eps: f32, x8: bool) -> Result<GpuTensor> {
+        if Arc::ptr_eq(&x.buf, &y.buf) {
+            self.add_assign(x, y)?;
+            return self.rms_norm(x, weight, eps);
+        }
+        if (x.rows, x.cols) != (y.rows, y.cols) {
+            return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
+        }
+        let g = weight.vector.as_ref().filter(|_| weight.cols == x.cols).ok_or_else(|| {
+            shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
+        })?;
+        x.q8 = None;
+        let mut out = self.output(x.rows, x.cols)?;
+        if x.len() == 0 {
+            return Ok(out);
+        }
+        let x8 = x8 && x.cols.is_multiple_of(32) && x.cols <= ops::MATVEC_Q8_MAX_K;
+        let q8 = if x8 { Some(Arc::new(self.gpu.alloc(ops::q8_bytes(x.rows, x.cols))?)) } else { None };
+        ops::add_rms_norm(&self.gpu, x.buffer(), y.buffer(), g, x.rows, x.cols, eps, out.buffer(), q8.as_ref().map(|q| &q.buffer))?;
+        out.q8 = q8;
         Ok(out)
     }
 
@@ -604,7 +638,7 @@ impl Backend for GpuBackend {
         })?;
         let out = self.output(x.rows, x.cols)?;
         if x.len() > 0 {
-            ops::rms_norm(&self.gpu, x.buffer(), g, x.len() / d, d, eps, out.buffer())?;
+            ops::rms_norm(&self.gpu, x.buffer(), g, x.len() / d, d, eps, out.buffer(), None)?;
         }
         Ok(out)
     }
@@ -626,15 +660,17 @@ impl Backend for GpuBackend {
             return Err(shape_err("matmul", format!("x ({}, {}) · wᵀ with w ({}, {})", x.rows, x.cols, w.rows, w.cols)));
         }
         let out = self.output(x.rows, w.rows)?;
+        let fused = x.q8.as_ref().map_or(ops::Fused::No, |q| ops::Fused::X8(&q.buffer));
         if x.rows > 0 {
             for part in w.views() {
-                ops::matmul(&self.gpu, &part, x.buffer(), ops::Fused::No, x.rows, w.rows, out.buffer())?;
+                ops::matmul(&self.gpu, &part, x.buffer(), fused, x.rows, w.rows, out.buffer())?;
             }
         }
         Ok(out)
     }
 
     fn rope(&self, x: &mut GpuTensor, n_heads: usize, head_dim: usize, pos: usize, rope: &Rope) -> Result<()> {
+        x.q8 = None;
         if x.cols != n_heads * head_dim || rope.dims > head_dim || !rope.dims.is_multiple_of(2) {
             return Err(shape_err("rope", format!("rows of {} for {n_heads} heads × {head_dim}, {} rotated", x.cols, rope.dims)));
         }
@@ -666,6 +702,7 @@ impl Backend for GpuBackend {
         shape: AttnShape,
         rope: &Rope,
     ) -> Result<GpuTensor> {
+        (q.q8, k.q8) = (None, None);
         let (call, kc, vc) = attn_call(cache, layer, pos, q, k, v, shape)?;
         let (q_dim, kv_dim) = (shape.q_dim(), shape.kv_dim());
         let src = ops::QkvSource { q: q.buffer(), k: k.buffer(), v: v.buffer(), q_stride: q_dim, kv_stride: kv_dim, offsets: [0, 0, 0], bias: None };
@@ -701,6 +738,7 @@ impl Backend for GpuBackend {
         shape: AttnShape,
         rope: &Rope,
     ) -> Result<GpuTensor> {
+        (q.q8, k.q8) = (None, None);
         let (n, q_dim, kv_dim) = (caches.len(), shape.q_dim(), shape.kv_dim());
         if (q.rows, q.cols, k.rows, k.cols, v.rows, v.cols) != (n, q_dim, n, kv_dim, n, kv_dim) {
             return Err(shape_err("attention", format!("q {:?}, k {:?}, v {:?} for {n} rows of {shape:?}", (q.rows, q.cols), (k.rows, k.cols), (v.rows, v.cols))));
@@ -796,21 +834,12 @@ impl Backend for GpuBackend {
     }
 
     fn add_rms_norm(&self, x: &mut GpuTensor, y: &GpuTensor, weight: &GpuWeight, eps: f32) -> Result<GpuTensor> {
-        if Arc::ptr_eq(&x.buf, &y.buf) {
-            self.add_assign(x, y)?;
-            return self.rms_norm(x, weight, eps);
-        }
-        if (x.rows, x.cols) != (y.rows, y.cols) {
-            return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
-        }
-        let g = weight.vector.as_ref().filter(|_| weight.cols == x.cols).ok_or_else(|| {
-            shape_err("rms_norm", format!("weight ({}, {}) for rows of {}", weight.rows, weight.cols, x.cols))
-        })?;
-        let out = self.output(x.rows, x.cols)?;
-        if x.len() > 0 {
-            ops::add_rms_norm(&self.gpu, x.buffer(), y.buffer(), g, x.rows, x.cols, eps, out.buffer())?;
-        }
-        Ok(out)
+        self.add_norm(x, y, weight, eps, false)
+    }
+
+    fn add_rms_norm_before(&self, x: &mut GpuTensor, y: &GpuTensor, weight: &GpuWeight, eps: f32, next: &GpuWeight) -> Result<GpuTensor> {
+        let x8 = next.cols == x.cols && next.views().any(|v| ops::matvec_takes_x8(&self.gpu, &v));
+        self.add_norm(x, y, weight, eps, x8)
     }
 
     fn swiglu_matmul(&self, gate: &GpuTensor, up: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
@@ -830,6 +859,7 @@ impl Backend for GpuBackend {
     }
 
     fn scale(&self, x: &mut GpuTensor, s: f32) -> Result<()> {
+        x.q8 = None;
         if x.len() == 0 {
             return Ok(());
         }
@@ -845,6 +875,7 @@ impl Backend for GpuBackend {
     }
 
     fn add_assign(&self, x: &mut GpuTensor, y: &GpuTensor) -> Result<()> {
+        x.q8 = None;
         if (x.rows, x.cols) != (y.rows, y.cols) {
             return Err(shape_err("add", format!("{:?} += {:?}", (x.rows, x.cols), (y.rows, y.cols))));
         }
@@ -861,6 +892,7 @@ impl Backend for GpuBackend {
     }
 
     fn add_bias(&self, x: &mut GpuTensor, bias: &GpuWeight) -> Result<()> {
+        x.q8 = None;
         let b = bias.vector.as_ref().filter(|_| bias.cols == x.cols).ok_or_else(|| {
             shape_err("add_bias", format!("bias ({}, {}) for rows of {}", bias.rows, bias.cols, x.cols))
         })?;
@@ -878,9 +910,15 @@ impl Backend for GpuBackend {
         if x.rows == 0 {
             return Err(shape_err("last_row", "empty tensor".into()));
         }
-        let out = self.output(1, x.cols)?;
+        let mut out = self.output(1, x.cols)?;
         if x.cols > 0 {
             self.gpu.copy(x.buffer(), ((x.rows - 1) * x.cols * 4) as u64, out.buffer(), 0, x.cols as u64 * 4)?;
+        }
+        if let Some(q) = &x.q8 {
+            let row = ops::q8_bytes(1, x.cols);
+            let copy = self.gpu.alloc(row)?;
+            self.gpu.copy(&q.buffer, (x.rows as u64 - 1) * row, &copy.buffer, 0, row)?;
+            out.q8 = Some(Arc::new(copy));
         }
         Ok(out)
     }

@@ -8,6 +8,7 @@ use crate::quant::GgmlType;
 
 const QUANT: &str = include_str!("kernels/quant.wgsl");
 const ROW_SUM: &str = include_str!("kernels/row_sum.wgsl");
+const QUANTIZE_Q8: &str = include_str!("kernels/quantize_q8.wgsl");
 
 /// Work-group size of the elementwise and row kernels.
 const WG: u32 = 256;
@@ -99,6 +100,9 @@ pub enum Fused<'a> {
     GatedInput(Act, &'a wgpu::Buffer),
     /// w is stacked [gate; up]: out = silu(x · gateᵀ) · (x · upᵀ), `w.rows / 2` columns.
     Glu,
+    /// out = x · wᵀ, with x also given in 8 bits (`Q8_WORDS` per 32 values, by a norm that
+    /// wrote them: [`rms_norm`], [`add_rms_norm`]) for a matvec that takes x so.
+    X8(&'a wgpu::Buffer),
 }
 
 /// Weight rows per 32 lanes of matvec: 4 for the largest matrices (the output projection:
@@ -111,9 +115,16 @@ pub fn matvec_rows(gpu: &Gpu, rows: usize) -> u32 {
 
 /// The most columns matvec_q8.wgsl takes: x's 8-bit blocks live in workgroup memory (10 KB).
 pub const MATVEC_Q8_MAX_K: usize = 8192;
-/// Row groups of 8 R rows per matvec_q8 workgroup, one after another (its `G`): the workgroup
-/// quantizes x once for all of them.
+/// Row groups of 8 R rows per matvec_q8 workgroup that quantizes x itself, one after another
+/// (its `G`): it quantizes x once for all of them. With x given, one.
 const MATVEC_Q8_GROUPS: usize = 4;
+/// u32 words per 32 values of x in 8 bits (quantize_q8.wgsl's blocks).
+const Q8_WORDS: usize = 10;
+
+/// Bytes of `rows` rows of `cols` values in 8 bits, as a norm writes them for matvec_q8.
+pub fn q8_bytes(rows: usize, cols: usize) -> u64 {
+    (rows * cols.div_ceil(32) * Q8_WORDS * 4) as u64
+}
 
 /// Whether a plain matvec of `ty` with `cols` columns and `rows_per_group` takes x in 8 bits:
 /// a 4-bit matrix large enough to take 4 rows per lane group (the output projection). On an
@@ -124,6 +135,12 @@ pub fn matvec_q8(gpu: &Gpu, ty: GgmlType, cols: usize, rows_per_group: u32) -> b
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
         && cols <= MATVEC_Q8_MAX_K
         && gpu.tuning().matvec_q8.unwrap_or(rows_per_group == 4 && ty != GgmlType::Q8_0)
+}
+
+/// Whether a plain matvec of the weight part `w` takes x in 8 bits, so that a norm before it
+/// may hand x over so ([`Fused::X8`]).
+pub fn matvec_takes_x8(gpu: &Gpu, w: &WeightView) -> bool {
+    matvec_q8(gpu, w.ty, w.cols, matvec_rows(gpu, w.rows).clamp(1, 4))
 }
 
 /// A matvec kernel's source (`file`: matvec.wgsl or matvec_q8.wgsl) for `r` rows per group:
@@ -145,23 +162,37 @@ fn matvec_source(file: &str, ty: GgmlType, xin: &str, glu: bool, r: u32, sg: Opt
 const MATVEC: &str = include_str!("kernels/matvec.wgsl");
 
 /// matmul's matvec with x in 8 bits (matvec_q8.wgsl, its WIDE variant as `Tuning::matvec_wide`
-/// says); `params`: matmul's first six; `id`, `per`, `sg`: its kernel key, rows per group and
-/// subgroup size.
+/// says), x quantized by the kernel or `given`; `params`: matmul's first six; `id`, `per`, `sg`:
+/// its kernel key, rows per group and subgroup size.
 #[allow(clippy::too_many_arguments)]
-fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, n: usize, m: usize, out: &wgpu::Buffer, params: &[u32], (id, per, sg): (u32, u32, Option<u32>)) -> Result<()> {
+fn matvec_q8_launch(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, given: Option<&wgpu::Buffer>, n: usize, m: usize, out: &wgpu::Buffer, params: &[u32], (id, per, sg): (u32, u32, Option<u32>)) -> Result<()> {
     let (r, rw) = (Access::Read, Access::ReadWrite);
     let wide = gpu.tuning().matvec_wide.unwrap_or(false);
-    let k = gpu.kernel(("matvec_q8", id | (wide as u32) << 24), &[r, r, rw, r], || {
-        matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, &format!("const WIDE: bool = {wide};\nconst G: u32 = {MATVEC_Q8_GROUPS}u;\n"), false, per, sg)
+    // With x given there is nothing to share among row groups: one per workgroup.
+    let g = if given.is_some() { 1 } else { MATVEC_Q8_GROUPS };
+    let access: &[Access] = if given.is_some() { &[r, r, rw, r, r] } else { &[r, r, rw, r] };
+    let k = gpu.kernel(("matvec_q8", id | (wide as u32) << 24 | (given.is_some() as u32) << 25), access, || {
+        let xq = match given {
+            Some(_) => "const GIVEN: bool = true;\n@group(0) @binding(5) var<storage, read> xg: array<u32>;\nfn xq_at(i: u32) -> u32 { return xg[xg0 + i]; }\n",
+            None => "const GIVEN: bool = false;\nfn xq_at(i: u32) -> u32 { return xq[i]; }\n",
+        };
+        matvec_source(include_str!("kernels/matvec_q8.wgsl"), w.ty, &format!("{QUANTIZE_Q8}const WIDE: bool = {wide};\nconst G: u32 = {g}u;\n{xq}"), false, per, sg)
     })?;
     let wb = Bind { buffer: w.buffer, bytes: w.buffer.size() };
-    let binds = [wb, Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: out, bytes: bytes_f32(n * m) }, wb];
-    let groups = w.rows.div_ceil(8 * per as usize * MATVEC_Q8_GROUPS);
+    let mut binds = vec![wb, Bind { buffer: x, bytes: bytes_f32(n * w.cols) }, Bind { buffer: out, bytes: bytes_f32(n * m) }, wb];
+    if let Some(q) = given {
+        binds.push(Bind { buffer: q, bytes: q8_bytes(n, w.cols) });
+    }
+    let groups = w.rows.div_ceil(8 * per as usize * g);
     gpu.dispatch(&k, params, &binds, [u32_of(groups, "workgroups")?, u32_of(n, "workgroups")?, 1])
 }
 
 /// out[t, row0 + r] = x[t] · w[r] for the rows of one weight part; `m` = columns of out.
 pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usize, m: usize, out: &wgpu::Buffer) -> Result<()> {
+    let x8 = match fused {
+        Fused::X8(q) => Some(q),
+        _ => None,
+    };
     let tiled = n > MATVEC_MAX_TOKENS;
     let (r, rw) = (Access::Read, Access::ReadWrite);
     let glu = matches!(fused, Fused::Glu);
@@ -179,10 +210,10 @@ pub fn matmul(gpu: &Gpu, w: &WeightView, x: &wgpu::Buffer, fused: Fused, n: usiz
         u32_of(w.row_bytes, "row bytes")?,
     ];
     let k = match (tiled, fused) {
-        (true, Fused::No) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
+        (true, Fused::No | Fused::X8(_)) => gpu.kernel(("matmul", w.ty.id()), &[r, r, rw], || quant_source(include_str!("kernels/matmul.wgsl"), w.ty))?,
         (true, _) => return Err(Error::InvalidArgument(format!("a fused matmul of {n} tokens (at most {MATVEC_MAX_TOKENS})"))),
-        (false, Fused::No) if matvec_q8(gpu, w.ty, w.cols, per) => return matvec_q8_launch(gpu, w, x, n, m, out, &params, (id, per, sg)),
-        (false, Fused::No) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
+        (false, Fused::No | Fused::X8(_)) if matvec_q8(gpu, w.ty, w.cols, per) => return matvec_q8_launch(gpu, w, x, x8, n, m, out, &params, (id, per, sg)),
+        (false, Fused::No | Fused::X8(_)) => gpu.kernel(("matvec", id), &[r, r, rw], || matvec_source(MATVEC, w.ty, XIN_PLAIN, false, per, sg))?,
         (false, Fused::GatedInput(act, _)) => {
             gpu.kernel(("matvec_gated", id | (act as u32) << 24), &[r, r, rw, r], || matvec_source(MATVEC, w.ty, &format!("{}{XIN_GATED}", act.wgsl()), false, per, sg))?
         }
@@ -231,14 +262,39 @@ pub fn embed(gpu: &Gpu, w: &WeightView, ids: &wgpu::Buffer, n: usize, out: &wgpu
     gpu.dispatch(&k, &params, &binds, [u32_of(w.cols.div_ceil(WG as usize), "workgroups")?, u32_of(n, "workgroups")?, 1])
 }
 
-/// out = rms_norm(x) · g for each of `rows` rows of `cols`.
-pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("rms_norm", 0), &[Access::Read, Access::Read, Access::ReadWrite], || format!("{ROW_SUM}{}", include_str!("kernels/rms_norm.wgsl")))?;
+/// out = rms_norm(x) · g for each of `rows` rows of `cols`, and the rows in 8 bits to `q8`
+/// when given (`cols` a multiple of 32, at most [`MATVEC_Q8_MAX_K`]).
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer, q8: Option<&wgpu::Buffer>) -> Result<()> {
     let binds = [
         Bind { buffer: x, bytes: bytes_f32(rows * cols) },
         Bind { buffer: g, bytes: bytes_f32(cols) },
         Bind { buffer: out, bytes: bytes_f32(rows * cols) },
     ];
+    let access = [Access::Read, Access::Read, Access::ReadWrite];
+    norm_launch(gpu, "rms_norm", include_str!("kernels/rms_norm.wgsl"), &binds, &access, q8, rows, cols, eps)
+}
+
+/// A norm kernel of `file` over `binds` (their `access`), with norm_q8.wgsl's 8-bit copy to
+/// `q8` (the binding after them) when given.
+#[allow(clippy::too_many_arguments)]
+fn norm_launch(gpu: &Gpu, name: &'static str, file: &str, binds: &[Bind], access: &[Access], q8: Option<&wgpu::Buffer>, rows: usize, cols: usize, eps: f32) -> Result<()> {
+    if q8.is_some() && (!cols.is_multiple_of(32) || cols > MATVEC_Q8_MAX_K) {
+        return Err(Error::InvalidArgument(format!("{name} of rows of {cols} in 8 bits (a multiple of 32, at most {MATVEC_Q8_MAX_K})")));
+    }
+    let (mut binds, mut access) = (binds.to_vec(), access.to_vec());
+    if let Some(q) = q8 {
+        access.push(Access::ReadWrite);
+        binds.push(Bind { buffer: q, bytes: q8_bytes(rows, cols) });
+    }
+    let k = gpu.kernel((name, q8.is_some() as u32), &access, || {
+        let q8_part = match q8 {
+            // Binding 0 holds the parameters: the last storage binding's number is their count.
+            Some(_) => format!("{QUANTIZE_Q8}@group(0) @binding({}) var<storage, read_write> q8: array<u32>;\n{}", binds.len(), include_str!("kernels/norm_q8.wgsl")),
+            None => "fn write_q8(row: u32, lid: u32) {}\n".into(),
+        };
+        format!("{ROW_SUM}{q8_part}{file}")
+    })?;
     gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
 }
 
@@ -272,15 +328,14 @@ pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, cs: &wgpu::Buffer, n: usize, n_heads: u
     gpu.dispatch(&k, &params, &binds, [u32_of((n_heads * half).div_ceil(WG as usize), "workgroups")?, u32_of(n, "tokens")?, 1])
 }
 
-/// x += y, then out = rms_norm(x) · g, for each of `rows` rows of `cols`.
+/// x += y, then out = rms_norm(x) · g, for each of `rows` rows of `cols`, and as [`rms_norm`]
+/// the rows in 8 bits to `q8` when given.
 #[allow(clippy::too_many_arguments)]
-pub fn add_rms_norm(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
-    let k = gpu.kernel(("add_rms_norm", 0), &[Access::ReadWrite, Access::Read, Access::Read, Access::ReadWrite], || {
-        format!("{ROW_SUM}{}", include_str!("kernels/add_rms_norm.wgsl"))
-    })?;
+pub fn add_rms_norm(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer, q8: Option<&wgpu::Buffer>) -> Result<()> {
     let b = bytes_f32(rows * cols);
     let binds = [Bind { buffer: x, bytes: b }, Bind { buffer: y, bytes: b }, Bind { buffer: g, bytes: bytes_f32(cols) }, Bind { buffer: out, bytes: b }];
-    gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
+    let (r, rw) = (Access::Read, Access::ReadWrite);
+    norm_launch(gpu, "add_rms_norm", include_str!("kernels/add_rms_norm.wgsl"), &binds, &[rw, r, r, rw], q8, rows, cols, eps)
 }
 
 /// The geometry of one attention call.

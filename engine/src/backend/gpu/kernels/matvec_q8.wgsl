@@ -4,18 +4,20 @@
 // Per weight word that is a few integer instructions instead of eight conversions and eight FMAs,
 // and a lane loads 2 words of x instead of 2 vec4s: what keeps a large matrix's product near
 // memory bandwidth.
-// Each workgroup first quantizes its token's x into workgroup memory (ggml's Q8_0 / Q8_1 rule, as
-// the CPU backend does), rather than a dispatch before it doing so once: x is a few KB read from
-// cache, and a dependent dispatch costs several µs (7 on an H100), as much as the 8-bit dot
-// products save on a layer matrix.
+// x in 8 bits (quantize_q8.wgsl's blocks) comes GIVEN, written by the norm before the product
+// (norm_q8.wgsl), or else each workgroup first quantizes its token's x into workgroup memory:
+// rather than a dispatch before it doing so once, since x is a few KB read from cache and a
+// dependent dispatch costs several µs (7 on an H100), as much as the 8-bit dot products save on
+// a layer matrix.
 // Layout as matvec.wgsl (without its fusions): R rows per 32 lanes, 8 groups at a time per
 // workgroup, G times over, four lanes per block, one token per workgroup row of the grid.
-// Grid: (ceil(rows / (8 R G)), n).
+// Grid: (ceil(rows / (8 R G)), n); G = 1 with x given.
 // WIDE: one lane per block instead, which reads the block's quants in 16-byte loads (`w4`: the
 // weight buffer bound a second time, as vec4s; layout.rs puts them on 16-byte units): a
 // quarter of the load instructions for the same bytes, each lane with R · 16 or R · 32 bytes in
 // flight per block.
-// Prepended: quant.wgsl and its constants, R, WIDE, G, GLU (false), SUBGROUP and group_sum.
+// Prepended: quant.wgsl and its constants, quantize_q8.wgsl, R, WIDE, G, GLU (false), SUBGROUP,
+// group_sum, GIVEN and `xq_at(i)`: word i of the token's blocks, from `xq` or from binding 5.
 
 struct Params {
     rows: u32,      // rows of this weight part
@@ -33,11 +35,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read> w4: array<vec4<u32>>;
 
 var<workgroup> sh: array<vec4<f32>, 256>;
-// Blocks of x held in workgroup memory, one per invocation: k ≤ 8192 (ops::MATVEC_Q8_MAX_K).
-const XB: u32 = 256u;
-// Block b of the token's x: its 32 quants packed 4 to a word (value order), then d rounded to
-// f16 and d · Σq rounded to f16 (Q8_1's sum, for Q4_1's minimum), both as f32 bits.
-var<workgroup> xq: array<u32, 10 * XB>;
+// The token's x quantized here (unless GIVEN): block b in words 10 b .. 10 b + 10, one block per
+// invocation, so k ≤ 8192 (ops::MATVEC_Q8_MAX_K).
+var<workgroup> xq: array<u32, 2560>;
+// The first word of the token's blocks in binding 5 (GIVEN).
+var<private> xg0: u32;
 
 const ONES: u32 = 0x01010101u;
 // Blocks per lane and pass of the loop (below).
@@ -64,13 +66,13 @@ fn quarter_q8(row: u32, bi: u32, sub: u32, xa: u32, xc: u32, dx: f32, qsum: f32,
 fn block_rows(rb: vec4<u32>, bi: u32, sub: u32) -> vec4<f32> {
     let xb = 10u * bi;
     // Q8_0: values 8 sub .. 8 sub + 8; Q4: values 4 sub .. and 16 + 4 sub ..
-    let xa = xq[xb + select(sub, 2u * sub, FMT == Q8_0)];
-    let xc = xq[xb + select(4u + sub, 2u * sub + 1u, FMT == Q8_0)];
-    let dx = bitcast<f32>(xq[xb + 8u]);
+    let xa = xq_at(xb + select(sub, 2u * sub, FMT == Q8_0));
+    let xc = xq_at(xb + select(4u + sub, 2u * sub + 1u, FMT == Q8_0));
+    let dx = bitcast<f32>(xq_at(xb + 8u));
     // Σq over this lane's 8 values of x (Q4_0's offset of 8); the block's d · Σq (Q4_1's
     // minimum, added once per block, by its first lane).
     let qsum = f32(dot4I8Packed(ONES, xa) + dot4I8Packed(ONES, xc));
-    let sx = select(0.0, bitcast<f32>(xq[xb + 9u]), sub == 0u);
+    let sx = select(0.0, bitcast<f32>(xq_at(xb + 9u)), sub == 0u);
     var a = vec4<f32>(0.0);
     a.x = quarter_q8(rb.x, bi, sub, xa, xc, dx, qsum, sx);
     if (R > 1u) {
@@ -109,10 +111,10 @@ fn block_q8(row: u32, bi: u32, xl: vec4<u32>, xh: vec4<u32>, dx: f32, qsum: f32,
 // block_rows for WIDE: the whole block `bi` of the R rows at bytes `rb`.
 fn block_rows_wide(rb: vec4<u32>, bi: u32) -> vec4<f32> {
     let xb = 10u * bi;
-    let xl = vec4<u32>(xq[xb], xq[xb + 1u], xq[xb + 2u], xq[xb + 3u]);
-    let xh = vec4<u32>(xq[xb + 4u], xq[xb + 5u], xq[xb + 6u], xq[xb + 7u]);
-    let dx = bitcast<f32>(xq[xb + 8u]);
-    let sx = bitcast<f32>(xq[xb + 9u]);
+    let xl = vec4<u32>(xq_at(xb), xq_at(xb + 1u), xq_at(xb + 2u), xq_at(xb + 3u));
+    let xh = vec4<u32>(xq_at(xb + 4u), xq_at(xb + 5u), xq_at(xb + 6u), xq_at(xb + 7u));
+    let dx = bitcast<f32>(xq_at(xb + 8u));
+    let sx = bitcast<f32>(xq_at(xb + 9u));
     let qsum = f32(dot4I8Packed(ONES, xl.x) + dot4I8Packed(ONES, xl.y) + dot4I8Packed(ONES, xl.z) + dot4I8Packed(ONES, xl.w)
         + dot4I8Packed(ONES, xh.x) + dot4I8Packed(ONES, xh.y) + dot4I8Packed(ONES, xh.z) + dot4I8Packed(ONES, xh.w));
     var a = vec4<f32>(0.0);
@@ -127,30 +129,16 @@ fn block_rows_wide(rb: vec4<u32>, bi: u32) -> vec4<f32> {
     return a;
 }
 
-fn to_f16(v: f32) -> f32 {
-    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
-}
-
-// Block b of token t's x to xq, by ggml's rule: d = amax / 127, q = round(x / d) (ties to even;
-// 0 where amax = 0).
+// Block b of token t's x to xq.
 fn quantize_x(t: u32, b: u32) {
     var v: array<vec4<f32>, 8>;
-    var amax = 0.0;
     for (var i = 0u; i < 8u; i++) {
         v[i] = x[(t * p.k) / 4u + 8u * b + i];
-        let a = abs(v[i]);
-        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
     }
-    let d = amax / 127.0;
-    let id = select(0.0, 127.0 / amax, amax != 0.0);
-    var sum = 0;
-    for (var i = 0u; i < 8u; i++) {
-        let q = vec4<i32>(round(v[i] * id));
-        sum += q.x + q.y + q.z + q.w;
-        xq[10u * b + i] = pack4xI8(q);
+    let q = q8_block(v);
+    for (var i = 0u; i < 10u; i++) {
+        xq[10u * b + i] = q[i];
     }
-    xq[10u * b + 8u] = bitcast<u32>(to_f16(d));
-    xq[10u * b + 9u] = bitcast<u32>(to_f16(d * f32(sum)));
 }
 
 // Σ over the row's blocks for this lane, of the R rows from `o` (none past the part: zeros).
@@ -184,10 +172,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let lane = lid & 31u;
     let t = wid.y;
     let nb = p.k / 32u;
-    if (lid < nb) {
-        quantize_x(t, lid);
+    xg0 = t * 10u * nb;
+    if (!GIVEN) {
+        if (lid < nb) {
+            quantize_x(t, lid);
+        }
+        workgroupBarrier();
     }
-    workgroupBarrier();
     for (var g = 0u; g < G; g++) {
         let o = ((wid.x * G + g) * 8u + (lid >> 5u)) * R;
         let s = group_sum(rows_dot(o, lane, nb), lid);
