@@ -24,6 +24,6 @@ for round in 1 2; do
   for side in old new; do
     bin=$old; [ "$side" = new ] && bin=$new
     "$bin" --matvec-only --out "$out/$side-$round.json" > "$out/$side-$round.md"
-    grep -E '\| output \|' "$out/$side-$round.md" | sed "s/^/$side $round: /"
+    grep -E '\| output \||^\| model \| matrix \|' "$out/$side-$round.md" | sed "s/^/$side $round: /"
   done
 done
