@@ -638,7 +638,7 @@ impl Backend for GpuBackend {
         })?;
         let out = self.output(x.rows, x.cols)?;
         if x.len() > 0 {
-            ops::rms_norm(&self.gpu, x.buffer(), g, x.len() / d, d, eps, out.buffer(), None)?;
+            ops::rms_norm(&self.gpu, x.buffer(), g, x.len() / d, d, eps, out.buffer())?;
         }
         Ok(out)
     }

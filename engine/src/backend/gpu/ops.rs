@@ -262,39 +262,14 @@ pub fn embed(gpu: &Gpu, w: &WeightView, ids: &wgpu::Buffer, n: usize, out: &wgpu
     gpu.dispatch(&k, &params, &binds, [u32_of(w.cols.div_ceil(WG as usize), "workgroups")?, u32_of(n, "workgroups")?, 1])
 }
 
-/// out = rms_norm(x) · g for each of `rows` rows of `cols`, and the rows in 8 bits to `q8`
-/// when given (`cols` a multiple of 32, at most [`MATVEC_Q8_MAX_K`]).
-#[allow(clippy::too_many_arguments)]
-pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer, q8: Option<&wgpu::Buffer>) -> Result<()> {
+/// out = rms_norm(x) · g for each of `rows` rows of `cols`.
+pub fn rms_norm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer) -> Result<()> {
+    let k = gpu.kernel(("rms_norm", 0), &[Access::Read, Access::Read, Access::ReadWrite], || format!("{ROW_SUM}{}", include_str!("kernels/rms_norm.wgsl")))?;
     let binds = [
         Bind { buffer: x, bytes: bytes_f32(rows * cols) },
         Bind { buffer: g, bytes: bytes_f32(cols) },
         Bind { buffer: out, bytes: bytes_f32(rows * cols) },
     ];
-    let access = [Access::Read, Access::Read, Access::ReadWrite];
-    norm_launch(gpu, "rms_norm", include_str!("kernels/rms_norm.wgsl"), &binds, &access, q8, rows, cols, eps)
-}
-
-/// A norm kernel of `file` over `binds` (their `access`), with norm_q8.wgsl's 8-bit copy to
-/// `q8` (the binding after them) when given.
-#[allow(clippy::too_many_arguments)]
-fn norm_launch(gpu: &Gpu, name: &'static str, file: &str, binds: &[Bind], access: &[Access], q8: Option<&wgpu::Buffer>, rows: usize, cols: usize, eps: f32) -> Result<()> {
-    if q8.is_some() && (!cols.is_multiple_of(32) || cols > MATVEC_Q8_MAX_K) {
-        return Err(Error::InvalidArgument(format!("{name} of rows of {cols} in 8 bits (a multiple of 32, at most {MATVEC_Q8_MAX_K})")));
-    }
-    let (mut binds, mut access) = (binds.to_vec(), access.to_vec());
-    if let Some(q) = q8 {
-        access.push(Access::ReadWrite);
-        binds.push(Bind { buffer: q, bytes: q8_bytes(rows, cols) });
-    }
-    let k = gpu.kernel((name, q8.is_some() as u32), &access, || {
-        let q8_part = match q8 {
-            // Binding 0 holds the parameters: the last storage binding's number is their count.
-            Some(_) => format!("{QUANTIZE_Q8}@group(0) @binding({}) var<storage, read_write> q8: array<u32>;\n{}", binds.len(), include_str!("kernels/norm_q8.wgsl")),
-            None => "fn write_q8(row: u32, lid: u32) {}\n".into(),
-        };
-        format!("{ROW_SUM}{q8_part}{file}")
-    })?;
     gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
 }
 
@@ -328,14 +303,30 @@ pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, cs: &wgpu::Buffer, n: usize, n_heads: u
     gpu.dispatch(&k, &params, &binds, [u32_of((n_heads * half).div_ceil(WG as usize), "workgroups")?, u32_of(n, "tokens")?, 1])
 }
 
-/// x += y, then out = rms_norm(x) · g, for each of `rows` rows of `cols`, and as [`rms_norm`]
-/// the rows in 8 bits to `q8` when given.
+/// x += y, then out = rms_norm(x) · g, for each of `rows` rows of `cols`; and the rows in 8
+/// bits to `q8` when given (`cols` a multiple of 32, at most [`MATVEC_Q8_MAX_K`]), for the
+/// matvec after the norm ([`Fused::X8`]).
 #[allow(clippy::too_many_arguments)]
 pub fn add_rms_norm(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer, q8: Option<&wgpu::Buffer>) -> Result<()> {
-    let b = bytes_f32(rows * cols);
-    let binds = [Bind { buffer: x, bytes: b }, Bind { buffer: y, bytes: b }, Bind { buffer: g, bytes: bytes_f32(cols) }, Bind { buffer: out, bytes: b }];
+    if q8.is_some() && (!cols.is_multiple_of(32) || cols > MATVEC_Q8_MAX_K) {
+        return Err(Error::InvalidArgument(format!("add_rms_norm of rows of {cols} in 8 bits (a multiple of 32, at most {MATVEC_Q8_MAX_K})")));
+    }
     let (r, rw) = (Access::Read, Access::ReadWrite);
-    norm_launch(gpu, "add_rms_norm", include_str!("kernels/add_rms_norm.wgsl"), &binds, &[rw, r, r, rw], q8, rows, cols, eps)
+    let b = bytes_f32(rows * cols);
+    let mut binds = vec![Bind { buffer: x, bytes: b }, Bind { buffer: y, bytes: b }, Bind { buffer: g, bytes: bytes_f32(cols) }, Bind { buffer: out, bytes: b }];
+    let mut access = vec![rw, r, r, rw];
+    if let Some(q) = q8 {
+        binds.push(Bind { buffer: q, bytes: q8_bytes(rows, cols) });
+        access.push(rw);
+    }
+    let k = gpu.kernel(("add_rms_norm", q8.is_some() as u32), &access, || {
+        let q8_part = match q8 {
+            Some(_) => format!("{QUANTIZE_Q8}@group(0) @binding(5) var<storage, read_write> q8: array<u32>;\n{}", include_str!("kernels/norm_q8.wgsl")),
+            None => "fn write_q8(row: u32, lid: u32) {}\n".into(),
+        };
+        format!("{ROW_SUM}{q8_part}{}", include_str!("kernels/add_rms_norm.wgsl"))
+    })?;
+    gpu.dispatch(&k, &[u32_of(cols, "columns")?, eps.to_bits()], &binds, [u32_of(rows, "rows")?, 1, 1])
 }
 
 /// The geometry of one attention call.

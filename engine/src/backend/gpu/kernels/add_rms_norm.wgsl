@@ -2,7 +2,7 @@
 // add and the next norm in one pass. One workgroup per row, the sum of squares reduced by
 // row_sum.wgsl (prepended).
 // `write_q8` (prepended) also writes the row in 8 bits where the product after the norm takes
-// it so (norm_q8.wgsl), and does nothing elsewhere. Grid: (rows).
+// x so (norm_q8.wgsl), and is empty elsewhere. Grid: (rows).
 
 struct Params {
     cols: u32,

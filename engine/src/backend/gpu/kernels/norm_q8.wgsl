@@ -1,8 +1,8 @@
-// A norm's output row also in 8 bits (quantize_q8.wgsl, prepended), for matvec_q8.wgsl to take
-// as given: the norm before the output projection writes it, so the product neither quantizes x
-// in each workgroup nor waits on a dispatch that does. Block b of the row by invocation b, once
-// the row is written (`out`, `p.cols`: the norm kernel's; cols a multiple of 32, at most 8192).
-// `Q8_BINDING`'s line comes prepended.
+// add_rms_norm.wgsl's output row also in 8 bits (quantize_q8.wgsl, prepended), for
+// matvec_q8.wgsl to take as given: the norm before the output projection writes it, so the
+// product neither quantizes x in each workgroup nor waits on a dispatch that does. Block b of
+// the row by invocation b, once the row is written (`out`, `p.cols`: the norm's; cols a multiple
+// of 32, at most 8192). The `q8` binding's declaration comes prepended.
 
 fn write_q8(row: u32, lid: u32) {
     storageBarrier();

@@ -2,7 +2,7 @@
 // matvec's x: d = amax / 127, q = round(x / d) (ties to even; 0 where amax = 0). Ten words: the
 // 32 quants packed 4 to a word (value order), then d rounded to f16 and d · Σq rounded to f16
 // (Q8_1's sum, for Q4_1's minimum), both as f32 bits. Prepended to matvec_q8.wgsl, which
-// quantizes its x, and to the norms that hand matvec_q8 their output already quantized
+// quantizes its x, and to the norm that hands matvec_q8 its output already quantized
 // (norm_q8.wgsl).
 
 fn to_f16(v: f32) -> f32 {

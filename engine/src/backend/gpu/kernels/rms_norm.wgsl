@@ -1,7 +1,5 @@
 // out = x / sqrt(mean(x²) + eps) · g along each row of x (rows, cols): one workgroup per row,
-// the sum of squares reduced by row_sum.wgsl (prepended).
-// `write_q8` (prepended) also writes the row in 8 bits where the product after the norm takes
-// it so (norm_q8.wgsl), and does nothing elsewhere. Grid: (rows).
+// the sum of squares reduced by row_sum.wgsl (prepended). Grid: (rows).
 
 struct Params {
     cols: u32,
@@ -25,5 +23,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var c = lid; c < p.cols; c += 256u) {
         out[base + c] = x[base + c] * scale * g[c];
     }
-    write_q8(wid.x, lid);
 }
