@@ -372,7 +372,8 @@ impl GpuBackend {
     }
 
     /// `x += y`, then its RMSNorm; with `x8`, the output also in 8 bits for the matvec after
-    /// it (rows of a multiple of 32 values, at most `ops::MATVEC_Q8_MAX_K`; else without).
+    /// it (rows of a multiple of 32 values, at most `ops::MATVEC_Q8_MAX_K`, in one binding;
+    /// else without).
     fn add_norm(&self, x: &mut GpuTensor, y: &GpuTensor, weight: &GpuWeight, eps: f32, x8: bool) -> Result<GpuTensor> {
         if Arc::ptr_eq(&x.buf, &y.buf) {
             self.add_assign(x, y)?;
@@ -389,7 +390,7 @@ impl GpuBackend {
         if x.len() == 0 {
             return Ok(out);
         }
-        let x8 = x8 && x.cols.is_multiple_of(32) && x.cols <= ops::MATVEC_Q8_MAX_K;
+        let x8 = x8 && x.cols.is_multiple_of(32) && x.cols <= ops::MATVEC_Q8_MAX_K && ops::q8_bytes(x.rows, x.cols) <= self.gpu.max_binding();
         let q8 = if x8 { Some(Arc::new(self.gpu.alloc(ops::q8_bytes(x.rows, x.cols))?)) } else { None };
         ops::add_rms_norm(&self.gpu, x.buffer(), y.buffer(), g, x.rows, x.cols, eps, out.buffer(), q8.as_ref().map(|q| &q.buffer))?;
         out.q8 = q8;
