@@ -58,6 +58,7 @@ impl GpuTensor {
     pub fn has_x8(&self) -> bool {
         self.q8.is_some()
     }
+
     fn buffer(&self) -> &wgpu::Buffer {
         &self.buf.buffer
     }

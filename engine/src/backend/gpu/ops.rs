@@ -100,8 +100,8 @@ pub enum Fused<'a> {
     GatedInput(Act, &'a wgpu::Buffer),
     /// w is stacked [gate; up]: out = silu(x · gateᵀ) · (x · upᵀ), `w.rows / 2` columns.
     Glu,
-    /// out = x · wᵀ, with x also given in 8 bits (`Q8_WORDS` per 32 values, by a norm that
-    /// wrote them: [`rms_norm`], [`add_rms_norm`]) for a matvec that takes x so.
+    /// out = x · wᵀ, with x also given in 8 bits (`Q8_WORDS` per 32 values, written by
+    /// [`add_rms_norm`]) for a matvec that takes x so.
     X8(&'a wgpu::Buffer),
 }
 
