@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use wgpu::util::DeviceExt;
 
 use crate::error::{Error, GpuFailure, Result};
 
@@ -73,6 +72,9 @@ impl Drop for PooledBuffer {
         }
     }
 }
+
+/// The most bytes [`Gpu::upload`] hands to one `Queue::write_buffer` (a multiple of 4).
+pub const UPLOAD_PIECE: usize = 16 << 20;
 
 /// One storage binding of a dispatch: a buffer and how many bytes of it the kernel may see.
 #[derive(Clone, Copy)]
@@ -432,7 +434,7 @@ impl Gpu {
     pub fn create_checked(&self, desc: &wgpu::BufferDescriptor) -> Result<wgpu::Buffer> {
         match self.scoped(wgpu::ErrorFilter::OutOfMemory, || self.device.create_buffer(desc)) {
             (buffer, None) => Ok(buffer),
-            (_, Some(e)) => Err(Error::gpu(GpuFailure::OutOfMemory, format!("allocating {} bytes: {e}", desc.size))),
+            (_, Some(e)) => Err(Error::gpu(GpuFailure::OutOfMemory, format!("allocating {} ({} bytes): {e}", desc.label.unwrap_or("a buffer"), desc.size))),
         }
     }
 
@@ -441,22 +443,24 @@ impl Gpu {
         self.upload_with(label, bytes.len(), pad, |data| data.extend_from_slice(bytes))
     }
 
-    /// [`Gpu::upload`] of the `len` bytes that `fill` appends to the staging buffer.
+    /// [`Gpu::upload`] of the `len` bytes that `fill` appends to the staging buffer. The bytes
+    /// go by `Queue::write_buffer` in pieces of at most [`UPLOAD_PIECE`] (queue-ordered: before
+    /// the next submit's work, which is the first that can read the new buffer), not by a
+    /// buffer mapped at creation: in a browser that needs one shared-memory mapping of the
+    /// whole buffer, which Chromium refuses when memory is short with an exception that wgpu
+    /// turns into a panic (it did for the 0.5B shape's 78 MB embedding on a nearly full disk).
     pub fn upload_with(&self, label: &str, len: usize, pad: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Result<wgpu::Buffer> {
-        let len = len.div_ceil(4) * 4 + pad.div_ceil(4) * 4;
+        let len = (len.div_ceil(4) * 4 + pad.div_ceil(4) * 4).max(4);
         let mut data = Vec::new();
-        data.try_reserve_exact(len.max(4)).map_err(|_| Error::gpu(GpuFailure::OutOfMemory, format!("no host memory to stage {len} bytes")))?;
+        data.try_reserve_exact(len).map_err(|_| Error::gpu(GpuFailure::OutOfMemory, format!("no host memory to stage {len} bytes")))?;
         fill(&mut data);
-        data.resize(len.max(4), 0);
-        let init = wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &data,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        };
-        match self.scoped(wgpu::ErrorFilter::OutOfMemory, || self.device.create_buffer_init(&init)) {
-            (buffer, None) => Ok(buffer),
-            (_, Some(e)) => Err(Error::gpu(GpuFailure::OutOfMemory, format!("uploading {label} ({len} bytes): {e}"))),
+        data.resize(len, 0);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let buffer = self.create_checked(&wgpu::BufferDescriptor { label: Some(label), size: len as u64, usage, mapped_at_creation: false })?;
+        for (i, piece) in data.chunks(UPLOAD_PIECE).enumerate() {
+            self.queue.write_buffer(&buffer, (i * UPLOAD_PIECE) as u64, piece);
         }
+        Ok(buffer)
     }
 
     /// Whether the kernel `key` has been compiled (the tests' proof that a variant ran).
