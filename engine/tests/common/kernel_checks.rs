@@ -465,13 +465,13 @@ pub async fn matvec_variants(b: &GpuBackend, report: &mut Report) -> Check {
                     let c = CpuBackend::new(Arc::new(ModelBytes::Owned(wb.clone())), 1);
                     let cw = c.weight_at(ty, rows, k, 0).map_err(err)?;
                     let want = c.matmul(&CpuTensor::new(n, k, x.clone()).map_err(err)?, &cw).map_err(err)?.data;
-                    let out = b.matmul(&b.tensor(n, k, &x).map_err(err)?, &b.weight("w", ty, rows, k, &wb).map_err(err)?).map_err(err)?;
+                    let w = b.weight("w", ty, rows, k, &wb).map_err(err)?;
+                    let out = b.matmul(&b.tensor(n, k, &x).map_err(err)?, &w).map_err(err)?;
                     let what = format!("matvec_q8 {ty:?} ({rows}, {k}) n {n}, {per} rows, subgroups {sg:?}, wide {wide}");
                     report.note("matvec 8-bit x vs CPU", within(what.clone(), rel_err(&b.to_vec_async(&out).await.map_err(err)?, &f64s(&want))?, 5e-3)?);
                     // x handed over in 8 bits by the norm before the product, for all n rows and
                     // for the last (as a prompt's logits take it): against the CPU backend on the
                     // norm's output as the GPU wrote it.
-                    let w = b.weight("w", ty, rows, k, &wb).map_err(err)?;
                     let g = b.weight("norm", GgmlType::F32, 1, k, &f32_bytes(&rng.vec(k, 1.5))).map_err(err)?;
                     let mut xt = b.tensor(n, k, &x).map_err(err)?;
                     let h = b.add_rms_norm_before(&mut xt, &b.tensor(n, k, &rng.vec(n * k, scale)).map_err(err)?, &g, 1e-5, &w).map_err(err)?;

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-
 use crate::error::{Error, GpuFailure, Result};
 
 /// Bytes of parameters a dispatch may pass (16 words); each gets its own aligned slot.

@@ -308,9 +308,6 @@ pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, cs: &wgpu::Buffer, n: usize, n_heads: u
 /// matvec after the norm ([`Fused::X8`]).
 #[allow(clippy::too_many_arguments)]
 pub fn add_rms_norm(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, g: &wgpu::Buffer, rows: usize, cols: usize, eps: f32, out: &wgpu::Buffer, q8: Option<&wgpu::Buffer>) -> Result<()> {
-    if q8.is_some() && (!cols.is_multiple_of(32) || cols > MATVEC_Q8_MAX_K) {
-        return Err(Error::InvalidArgument(format!("add_rms_norm of rows of {cols} in 8 bits (a multiple of 32, at most {MATVEC_Q8_MAX_K})")));
-    }
     let (r, rw) = (Access::Read, Access::ReadWrite);
     let b = bytes_f32(rows * cols);
     let mut binds = vec![Bind { buffer: x, bytes: b }, Bind { buffer: y, bytes: b }, Bind { buffer: g, bytes: bytes_f32(cols) }, Bind { buffer: out, bytes: b }];
