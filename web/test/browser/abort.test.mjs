@@ -71,6 +71,9 @@ test("aborting a long generation stops it within 100 ms", async () => {
     assert.equal(r.after, "a + b");
     assert.equal(r.completeCode, "aborted");
     assert.equal(r.preCode, "aborted");
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }
@@ -85,6 +88,9 @@ test("aborting a load rejects with aborted", async () => {
       try { await p; return "loaded"; } catch (e) { return e.code; }
     }, { url: h.modelUrl, sha256: MODEL_SHA256 });
     assert.equal(code, "aborted");
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }
@@ -108,6 +114,9 @@ test("stream() yields the growing best candidate and ends with complete()'s text
     for (let i = 1; i < r.parts.length - 1; i++) assert.ok(r.parts[i].length >= 1);
     assert.equal(r.parts[r.parts.length - 1], ref.candidates[0].text);
     console.log(`stream: ${r.parts.length} updates, final ${JSON.stringify(r.parts[r.parts.length - 1])}`);
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }

@@ -64,6 +64,9 @@ test("bad models reject with their code, then the good model loads on the same p
       return codes;
     });
     assert.deepEqual(bad, Array(7).fill("invalid_argument"));
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }
@@ -85,6 +88,9 @@ test("a worker whose engine panics is reported and replaced", async () => {
     assert.equal(r.text, "a + b");
     assert.equal(r.fromCache, true);
     assert.ok(h.logs.some((l) => l.includes("deliberate panic")), "the panic hook logs the panic");
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }

@@ -44,6 +44,9 @@ test("token ids and next-token logits match llama.cpp (CPU wasm)", async () => {
     }, cases);
 
     judge(cases, results, "nib wasm");
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }

@@ -60,6 +60,9 @@ test("progress grows monotonically; the second load makes no request for the mod
     await h.page.evaluate(() => window.c.dispose());
     await loadDefault(h.page, h.modelUrl, { sha256: undefined });
     assert.equal(modelRequests(), 2);
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }
@@ -83,6 +86,9 @@ test("a model given as bytes loads, and a disposed completer refuses calls", asy
     assert.deepEqual(r.phases, ["download", "verify", "init"]);
     assert.equal(r.sha256, MODEL_SHA256);
     assert.ok(r.callerKept > 0, "the caller's Uint8Array must stay usable");
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }

@@ -30,6 +30,9 @@ test("peak worker memory while loading the model stays under 2.5x the file size"
     assert.ok(workerTotal < 2.5 * size, `worker memory ${ratio(workerTotal)}x the model`);
     assert.ok(grew > 0.9 * size, `the renderer grew by only ${grew} B: wrong process measured`);
     assert.ok(grew < 2.5 * size, `renderer peak grew by ${ratio(grew)}x the model`);
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }

@@ -91,6 +91,9 @@ test("a 0.5B-shaped Q4_0 model on WebGPU: limits, parts per weight, peak worker 
     assert.equal(tokens.length, 2);
     assert.ok(tokens.every((t) => Number.isFinite(t.logprob) && t.logprob <= 0), JSON.stringify(tokens));
     assert.ok(grewRenderer < 3.5 * size, `renderer peak grew by ${ratio(grewRenderer)}x the model`);
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }

@@ -39,6 +39,9 @@ test("a load-and-complete run requests only the model and the page's assets", as
     assert.deepEqual(serverForeign, []);
     assert.ok(!seen.some((u) => u.includes("transfer_funds")) && !h.srv.requests.some((p) => p.includes("transfer_funds")));
     console.log(`requests: ${[...new Set(seen.map((u) => new URL(u).pathname))].join(" ")}`);
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }

@@ -48,6 +48,9 @@ test("WebGPU: token ids, logits against llama.cpp, a completion; auto keeps to t
       return b;
     }, { url: h.modelUrl, sha256: MODEL_SHA256 });
     assert.equal(auto, "cpu");
+  } catch (e) {
+    console.log(h.logs.join("\n"));
+    throw e;
   } finally {
     await h.close();
   }
