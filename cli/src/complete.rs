@@ -1,7 +1,7 @@
 //! `nib complete`: one completion request from files, answered as JSON.
 
 use nib_engine::backend::Backend;
-use nib_engine::complete::{Completer, CompleterConfig, Mode, Request};
+use nib_engine::complete::{Completer, CompleterConfig, Mode, Request, MAX_CANDIDATES};
 use nib_engine::{Error, Model};
 use serde_json::{json, Value};
 
@@ -28,8 +28,8 @@ impl Options {
             Some(m) => Some(Mode::parse(&m).ok_or_else(|| UsageError(format!("--mode {m:?}: expected line or block")))?),
         };
         let n = args.usize("n")?.unwrap_or(1);
-        if n == 0 {
-            return Err(UsageError("--n must be at least 1".into()));
+        if n == 0 || n > MAX_CANDIDATES {
+            return Err(UsageError(format!("--n {n}: expected 1..={MAX_CANDIDATES}")));
         }
         Ok(Options {
             prefix_file: args.string("prefix-file")?.ok_or_else(|| UsageError("complete needs --prefix-file F".into()))?,

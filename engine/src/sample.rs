@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplerConfig {
-    /// 0 picks the most likely token (greedy).
+    /// 0 picks the most likely token (greedy), as does a temperature so small that its
+    /// reciprocal is not a finite f32 (below about 3e-39): sampling at it is greedy anyway,
+    /// and its arithmetic would be `0 × ∞`.
     pub temperature: f32,
     /// Keep only the k most likely tokens; 0 keeps all.
     pub top_k: usize,
@@ -41,6 +43,9 @@ impl Sampler {
         if !(config.top_p > 0.0 && config.top_p <= 1.0) {
             return Err(Error::InvalidArgument(format!("top-p {} must be in (0, 1]", config.top_p)));
         }
+        // Tempered logits are `(l - max) / T` computed as `(l - max) * (1 / T)`: where 1/T is
+        // infinite the top token's 0 × ∞ is NaN, and every probability with it.
+        let config = if (1.0 / config.temperature).is_finite() { config } else { SamplerConfig { temperature: 0.0, ..config } };
         Ok(Sampler { config, rng: Rng::new(config.seed) })
     }
 
@@ -275,6 +280,29 @@ mod tests {
         assert!(Sampler::new(SamplerConfig { temperature: f32::NAN, ..Default::default() }).is_err());
         assert!(Sampler::greedy().sample(&[f32::NAN, f32::NEG_INFINITY]).is_err());
         assert!(Sampler::greedy().sample(&[]).is_err());
+    }
+
+    /// A positive temperature whose reciprocal overflows f32 is greedy: not NaN probabilities,
+    /// which picked the last (least likely) candidate.
+    #[test]
+    fn tiny_temperatures_are_greedy() {
+        for temperature in [f32::MIN_POSITIVE / 8.0, 1e-45, 2e-39] {
+            assert!(!(1.0 / temperature).is_finite());
+            for (top_k, top_p) in [(0, 1.0), (0, 0.9), (3, 1.0)] {
+                let mut s = Sampler::new(SamplerConfig { temperature, top_k, top_p, seed: 9 }).unwrap();
+                assert!(s.is_greedy(), "T = {temperature:e}");
+                for _ in 0..20 {
+                    assert_eq!(s.sample(&LOGITS).unwrap(), Sampler::greedy().sample(&LOGITS).unwrap(), "T = {temperature:e}");
+                }
+            }
+        }
+        // The smallest temperatures with a finite reciprocal still sample, from the top tokens.
+        let mut s = Sampler::new(SamplerConfig { temperature: 1e-38, top_k: 0, top_p: 1.0, seed: 2 }).unwrap();
+        assert!(!s.is_greedy());
+        let ids: Vec<u32> = (0..50).map(|_| s.sample(&LOGITS).unwrap().id).collect();
+        assert!(ids.iter().all(|&id| id == 1 || id == 4), "{ids:?}");
+        let top = top_k_finite(&LOGITS, MAX_TOP_K, 1e-38);
+        assert_eq!(s.sample_top(&top).unwrap().map(|c| c.id == 1 || c.id == 4), Some(true));
     }
 
     #[test]

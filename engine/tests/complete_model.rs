@@ -7,8 +7,9 @@ mod common;
 use std::cell::Cell;
 
 use nib_engine::backend::cpu::CpuBackend;
-use nib_engine::complete::{Budget, Completer, CompleterConfig, ContextFile, Family, Mode, PromptFormat, Request, StopReason};
+use nib_engine::complete::{Budget, Completer, CompleterConfig, ContextFile, Cursor, Family, Language, Mode, PromptFormat, Request, StopReason, MAX_CANDIDATES};
 use nib_engine::tokenizer::Tokenizer;
+use nib_engine::Error;
 
 fn completer(cache_entries: usize) -> Completer<CpuBackend> {
     let model = common::load_default_model(2);
@@ -199,6 +200,86 @@ fn typed_through_streaming_and_cancellation() {
     assert!(r.cancelled);
     assert_eq!(r.timings.stop, Some(StopReason::Cancelled));
     assert_eq!(r.timings.generated_tokens, 3);
+}
+
+/// A block suggestion made on an empty line is typed through: once its first character is
+/// typed the cursor's line is no longer empty (the mode the cursor resolves to is line), yet
+/// the request asked for the same mode (none), so the suggestion is still found.
+#[test]
+fn typed_through_a_block_suggestion_made_on_an_empty_line() {
+    let mut c = completer(16);
+    let req = Request { language: Some("python".into()), max_tokens: Some(48), ..Request::new("def mean(xs):\n    total = 0\n    for x in xs:\n        ", "\n") };
+    let r = c.complete(&req).unwrap();
+    assert_eq!(r.timings.mode, Some(Mode::Block));
+    let best = r.candidates[0].text.clone();
+    eprintln!("block: {best:?}");
+    let first: String = best.chars().take(1).collect();
+    let typed = Request { prefix: req.prefix.clone() + &first, ..req.clone() };
+    assert_eq!(Mode::for_cursor(&Cursor::new(&typed.prefix, &typed.suffix, Language::from_name("python"))), Mode::Line);
+    let before = c.evaluated_tokens();
+    let hit = c.complete(&typed).unwrap();
+    assert!(hit.timings.cache_hit, "{:?}", hit.timings);
+    assert_eq!(hit.candidates[0].text, best[first.len()..]);
+    assert_eq!(c.evaluated_tokens(), before);
+    // Asking for a mode is another key: a line suggestion is not the block one shortened.
+    let line = Request { mode: Some(Mode::Line), ..typed.clone() };
+    assert!(!c.complete(&line).unwrap().timings.cache_hit);
+}
+
+/// A candidate cut short by a time limit is not served to a request without one (nor with
+/// another limit), while the same request again is served from the cache.
+#[test]
+fn the_time_limit_is_part_of_the_cache_key() {
+    let mut c = completer(16);
+    let base = Request { language: Some("python".into()), mode: Some(Mode::Block), max_tokens: Some(24), ..Request::new("def add(a, b):\n    ", "\n") };
+    // A limit of 0 ms stops every candidate after its first token.
+    let limited = Request { time_limit_ms: Some(0.0), ..base.clone() };
+    let r = c.complete(&limited).unwrap();
+    assert_eq!(r.timings.stop, Some(StopReason::Time));
+    assert_eq!(r.timings.generated_tokens, 1);
+    assert!(c.complete(&limited).unwrap().timings.cache_hit);
+    let full = c.complete(&base).unwrap();
+    assert!(!full.timings.cache_hit);
+    assert!(full.timings.generated_tokens > 1, "{:?}", full.timings);
+    assert!(!c.complete(&Request { time_limit_ms: Some(60_000.0), ..base.clone() }).unwrap().timings.cache_hit);
+}
+
+/// n outside 1..=MAX_CANDIDATES is a typed error before anything is allocated for it (50
+/// million candidates overflowed a `Vec::with_capacity` in wasm: a panic that killed the
+/// worker); the bound itself works.
+#[test]
+fn candidate_count_is_bounded() {
+    let mut c = completer(0);
+    let req = Request { language: Some("python".into()), mode: Some(Mode::Line), max_tokens: Some(2), seed: 1, ..Request::new("import os\n\nfiles = os.listdir(", ")\n") };
+    for n in [0, MAX_CANDIDATES + 1, 1_000_000, 50_000_000, usize::MAX] {
+        match c.complete(&Request { n, ..req.clone() }) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("out of range"), "n = {n}: {m}"),
+            other => panic!("n = {n}: {other:?}"),
+        }
+    }
+    assert_eq!(c.evaluated_tokens(), 0);
+    let r = c.complete(&Request { n: MAX_CANDIDATES, ..req }).unwrap();
+    assert!(r.timings.generated_tokens <= 2 * MAX_CANDIDATES);
+    assert!(!r.candidates.is_empty());
+}
+
+/// A prefix-only prompt (the default model has no FIM tokens and adds no BOS) of an empty
+/// prefix is empty: a typed error, not an underflow.
+#[test]
+fn an_empty_prompt_is_a_typed_error() {
+    let mut c = completer(16);
+    for prefix in ["", " "] {
+        let req = Request::new(prefix, "\nprint(x)\n");
+        assert!(c.prompt(&req).unwrap().ids.is_empty(), "{prefix:?}");
+        match c.complete(&req) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("prompt is empty"), "{m}"),
+            other => panic!("{prefix:?}: {other:?}"),
+        }
+    }
+    // Context before it is something to complete from.
+    let req = Request { context: vec![ContextFile { name: "util.py".into(), text: "def helper():\n    return 1\n".into() }], max_tokens: Some(4), ..Request::new("", "") };
+    assert!(!c.prompt(&req).unwrap().ids.is_empty());
+    c.complete(&req).unwrap();
 }
 
 /// The default model's vocabulary plus `extra` added tokens (ids after the vocabulary),

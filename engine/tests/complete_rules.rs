@@ -96,6 +96,22 @@ fn python_repetition_loops_are_dropped() {
     assert_eq!(r.0, None);
 }
 
+/// Closers nested at decreasing depths are the same text at different indentations, not a
+/// line repeated: every one of them is kept.
+#[test]
+fn python_nested_closers_are_not_a_repetition_loop() {
+    let out = "\n    g(\n        h(\n            1\n        )\n    )\n)\n";
+    let r = run("python", "x = f(", "", Some(Mode::Block), out);
+    assert_eq!(shown(r), out.trim_end());
+    let out = "\n    [\n        [\n            [0, 1],\n        ],\n    ],\n]\n";
+    let r = run("python", "CUBE = [", "", Some(Mode::Block), out);
+    assert_eq!(shown(r), out.trim_end());
+    // The same line at the same indentation three times is still a loop, the first line
+    // counted with the indentation before the cursor.
+    let r = run("python", "def f():\n    ", "", Some(Mode::Block), "pass\n    pass\n    pass\n    pass\n");
+    assert_eq!(shown(r), "pass");
+}
+
 #[test]
 fn python_docstring_brackets_and_continuations_do_not_stop() {
     let prefix = "def total(xs):\n    ";
@@ -164,6 +180,22 @@ fn rust_method_with_lifetimes_and_char_literals_ends_with_its_block() {
     let r = run("rust", prefix, "\n}\n", None, out);
     assert_eq!(r.1, StopReason::BlankLines);
     assert_eq!(shown(r), "fn peek(&self) -> Option<char> {\n        self.rest.chars().find(|c| *c != '{')\n    }");
+}
+
+/// A block opened on the cursor's line and closed by nested closers: all three `}` stay (a
+/// comparison that ignored indentation took them for one line repeated and kept one).
+#[test]
+fn rust_nested_closing_braces_are_all_kept() {
+    let out = "\n    for i in 0..3 {\n        if i > 0 {\n            println!(\"{i}\");\n        }\n    }\n}\n\nfn other() {\n";
+    let r = run("rust", "fn main() {", "", None, out);
+    assert_eq!(r.1, StopReason::BraceClosed);
+    assert_eq!(shown(r), "\n    for i in 0..3 {\n        if i > 0 {\n            println!(\"{i}\");\n        }\n    }\n}");
+    // Inside a body, the closers of blocks the completion opened.
+    let prefix = "fn main() {\n    ";
+    let out = "for i in 0..3 {\n        for j in 0..3 {\n            if i == j {\n                println!(\"{i}\");\n            }\n        }\n    }\n}\n";
+    let r = run("rust", prefix, "\n}\n", None, out);
+    assert_eq!(r.1, StopReason::BraceClosed);
+    assert_eq!(shown(r), "for i in 0..3 {\n        for j in 0..3 {\n            if i == j {\n                println!(\"{i}\");\n            }\n        }\n    }");
 }
 
 #[test]

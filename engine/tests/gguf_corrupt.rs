@@ -1045,3 +1045,85 @@ fn empty_file_opens_and_is_a_clear_error() {
     };
     assert!(e.to_string().contains("not a regular file"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile configs: every field in range, their products not.
+
+/// A `llama` file of metadata alone (no tensors): a small valid config with `set` replaced or
+/// added.
+fn llama_metadata(set: &[(&str, Value)]) -> Vec<u8> {
+    let mut kvs: Vec<(String, Value)> = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.embedding_length", Value::U32(32)),
+        ("llama.attention.head_count", Value::U32(16)),
+        ("llama.attention.head_count_kv", Value::U32(16)),
+        ("llama.feed_forward_length", Value::U32(64)),
+        ("llama.vocab_size", Value::U32(32)),
+        ("llama.context_length", Value::U32(2048)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (key, v) in set {
+        match kvs.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = v.clone(),
+            None => kvs.push(((*key).to_owned(), v.clone())),
+        }
+    }
+    nib_engine::gguf_writer::write(&kvs, &[], |_, _| Ok(())).unwrap()
+}
+
+fn config_of(set: &[(&str, Value)]) -> Result<nib_engine::arch::llama::Config, nib_engine::Error> {
+    let bytes = llama_metadata(set);
+    nib_engine::arch::llama::Config::from_gguf(&Gguf::parse(&bytes).unwrap())
+}
+
+#[test]
+fn hostile_config_products_are_typed_errors() {
+    let c = config_of(&[]).unwrap();
+    assert_eq!((c.attn.q_dim(), c.attn.kv_dim(), c.ffn_dim), (32, 32, 64));
+    // The largest q the bounds allow still reads: 1024 heads of 64, 16 heads of 4096.
+    for (heads, key_length) in [(1024, 64), (16, 4096)] {
+        let c = config_of(&[("llama.attention.head_count", Value::U32(heads)), ("llama.attention.head_count_kv", Value::U32(heads)), ("llama.attention.key_length", Value::U32(key_length))]).unwrap();
+        assert_eq!(c.attn.kv_dim(), 1 << 16);
+    }
+    // 16 heads of 65,536 (each field within its bound) made a KV cache of ~9.7 GB in the
+    // completer for a one-layer file of ~72 MB.
+    let cases = [
+        ("q and kv 2^20 wide", vec![("llama.attention.key_length", Value::U32(1 << 16))], "wider than 65536"),
+        ("1024 heads of 128", vec![("llama.attention.head_count", Value::U32(1024)), ("llama.attention.head_count_kv", Value::U32(1)), ("llama.attention.key_length", Value::U32(128))], "wider than 65536"),
+        ("ffn 2^19: 1 GiB prefill tensors", vec![("llama.feed_forward_length", Value::U32(1 << 19))], "feed_forward_length"),
+        ("ffn just past the bound", vec![("llama.feed_forward_length", Value::U32((1 << 17) + 1))], "out of range"),
+    ];
+    for (case, set, why) in &cases {
+        match config_of(set) {
+            Err(nib_engine::Error::Model(m)) => assert!(m.contains(why), "{case}: {m}"),
+            other => panic!("{case}: {other:?}"),
+        }
+    }
+    let c = config_of(&[("llama.feed_forward_length", Value::U32(1 << 17))]).unwrap();
+    assert_eq!(c.ffn_dim, 1 << 17);
+}
+
+/// A KV cache the allocator cannot give is a typed error naming its size, not an abort (in
+/// wasm, a trap that kills the worker).
+#[test]
+fn a_kv_cache_too_large_to_allocate_is_a_typed_error() {
+    use nib_engine::backend::{cpu::CpuBackend, AttnShape, Backend};
+    let b = CpuBackend::new(std::sync::Arc::new(ModelBytes::Owned(Vec::new())), 1);
+    let shape = AttnShape { n_heads: 16, n_kv_heads: 16, head_dim: 4096, window: None };
+    // Past usize: the product overflows.
+    match b.new_cache(4, usize::MAX / 4096, shape) {
+        Err(nib_engine::Error::InvalidArgument(m)) => assert!(m.contains("overflows"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // 2^61 bytes: fits a usize, no allocator gives it.
+    #[cfg(target_pointer_width = "64")]
+    match b.new_cache(2, 1 << 42, shape) {
+        Err(nib_engine::Error::InvalidArgument(m)) => assert!(m.contains("2305843009213693952 bytes") && m.contains("cannot be allocated"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // A small one still works.
+    assert!(b.new_cache(2, 64, shape).is_ok());
+}

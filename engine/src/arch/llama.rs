@@ -16,8 +16,12 @@ use crate::gguf::{Gguf, TensorInfo};
 /// Upper bounds that keep a hostile config from asking for absurd allocations (the KV cache is
 /// sized from these) while leaving room for every real model nib targets.
 pub(crate) const MAX_LAYERS: usize = 512;
+/// The residual width, and the width of q (heads × head dim, which bounds k and v's too).
 pub(crate) const MAX_DIM: usize = 1 << 16;
 pub(crate) const MAX_HEADS: usize = 1024;
+/// The feed-forward's inner width: prefill holds `(512, ffn_dim)` f32 activations, 256 MiB at
+/// this bound (Qwen2.5-Coder-7B has 18,944, StarCoder2-15B 24,576, Llama 3 405B 53,248).
+pub(crate) const MAX_FFN: usize = 1 << 17;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -58,7 +62,7 @@ impl Config {
             Some(_) => usize_of("attention.head_count_kv", MAX_HEADS)?,
             None => n_heads,
         };
-        let ffn_dim = usize_of("feed_forward_length", MAX_DIM * 8)?;
+        let ffn_dim = usize_of("feed_forward_length", MAX_FFN)?;
         if n_heads % n_kv_heads != 0 {
             return Err(Error::Model(format!("{n_heads} heads cannot share {n_kv_heads} kv heads")));
         }
@@ -67,6 +71,11 @@ impl Config {
             None if dim % n_heads == 0 => dim / n_heads,
             None => return Err(Error::Model(format!("embedding_length {dim} is not a multiple of {n_heads} heads"))),
         };
+        // Each field is bounded; their product sizes q, and with it k, v (n_kv_heads divides
+        // n_heads) and the KV cache.
+        if n_heads.checked_mul(head_dim).is_none_or(|q_dim| q_dim > MAX_DIM) {
+            return Err(Error::Model(format!("{n_heads} heads × key_length {head_dim} is wider than {MAX_DIM}")));
+        }
         let rope_dims = match g.get(&key("rope.dimension_count")) {
             Some(_) => usize_of("rope.dimension_count", head_dim)?,
             None => head_dim,

@@ -41,7 +41,7 @@ pub struct Request {
     pub language: Option<String>,
     /// `None`: chosen from the cursor ([`Mode::for_cursor`]).
     pub mode: Option<Mode>,
-    /// Candidates to sample; 1 is greedy.
+    /// Candidates to sample, 1..=[`MAX_CANDIDATES`]; 1 is greedy.
     pub n: usize,
     /// Defaults for n > 1: temperature 0.2, top-p 0.95 (the Codex paper's pass@1 setting).
     pub temperature: Option<f32>,
@@ -76,10 +76,15 @@ impl Request {
         Language::from_name(self.language.as_deref().unwrap_or(""))
     }
 
-    fn cache_options(&self, mode: Mode) -> String {
+    /// Everything but the text that shapes the answer, as the suggestion cache's key. The mode
+    /// is the one asked for (`None` stays `None`), not the one the cursor resolves to: a block
+    /// suggestion made on an empty line resolves to line mode once its first character is
+    /// typed, and must still be found then. The time limit is part of it: a candidate the
+    /// limit cut short is no answer to a request without one.
+    fn cache_options(&self) -> String {
         format!(
-            "{mode:?}|{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}",
-            self.language, self.n, self.temperature, self.top_p, self.max_tokens, self.seed, self.context
+            "{:?}|{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+            self.mode, self.language, self.n, self.temperature, self.top_p, self.max_tokens, self.seed, self.context, self.time_limit_ms
         )
     }
 }
@@ -237,17 +242,21 @@ impl<B: Backend> Completer<B> {
         let t0 = (self.clock)();
         let cx = Cursor::new(&req.prefix, &req.suffix, req.language());
         let mode = req.mode.unwrap_or_else(|| Mode::for_cursor(&cx));
-        let options = req.cache_options(mode);
+        if req.n == 0 || req.n > MAX_CANDIDATES {
+            return Err(Error::InvalidArgument(format!("n = {} is out of range 1..={MAX_CANDIDATES}", req.n)));
+        }
+        let options = req.cache_options();
         let mut timings = Timings { mode: Some(mode), ..Timings::default() };
         if let Some(candidates) = self.cache.lookup(&req.prefix, &req.suffix, &options) {
             timings.cache_hit = true;
             timings.total_ms = (self.clock)() - t0;
             return Ok(Response { candidates, timings, cancelled: false });
         }
-        if req.n == 0 {
-            return Err(Error::InvalidArgument("n must be at least 1".into()));
-        }
         let prompt = self.prompt(req)?;
+        if prompt.ids.is_empty() {
+            // Nothing to condition on: no BOS, no FIM markers, no context and no prefix.
+            return Err(Error::InvalidArgument("the prompt is empty: give a prefix or context to complete from".into()));
+        }
         self.prefix_cut = req.prefix.get(..prompt.prefix_cut).filter(|h| !h.is_empty()).map(|head| (prompt.prefix_cut, hash_of(head)));
         let default_cap = if mode == Mode::Line { stop::LINE_MAX_TOKENS } else { stop::BLOCK_MAX_TOKENS };
         let room = self.session.max_ctx().saturating_sub(prompt.ids.len());
@@ -300,7 +309,7 @@ impl<B: Backend> Completer<B> {
                 decode_together(&self.model, &mut sessions, &self.format, first, states, &hooks, pause, |t| stream(0, t)).await?
             }
             None => {
-                let mut raw = Vec::with_capacity(req.n);
+                let mut raw = Vec::new();
                 let mut first = Some(logits);
                 for i in 0..req.n {
                     // Later candidates bring the session back to the prompt: with prefix reuse,
@@ -362,6 +371,10 @@ pub(crate) fn ready_now<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
 
 /// The most candidates decoded together; more are decoded one after another.
 const MAX_TOGETHER: usize = 8;
+
+/// The most candidates one request may ask for ([`Request::n`]); more is an
+/// [`Error::InvalidArgument`].
+pub const MAX_CANDIDATES: usize = 16;
 
 /// Generation room kept in the session beyond the prompt budget.
 const BLOCK_MAX_TOKENS_CAP: usize = 256;

@@ -11,7 +11,7 @@ use super::stop::{Cursor, Mode};
 
 /// The part of `text` to show, or `None` when nothing worth showing is left.
 pub fn process(text: &str, cx: &Cursor, mode: Mode) -> Option<Range<usize>> {
-    let mut end = cut_repetition(text);
+    let mut end = cut_repetition(text, cx.line_prefix());
     end = trim_suffix_lines(text.get(..end)?, cx, mode);
     end = balance_line(text.get(..end)?, cx);
     let kept = text.get(..end)?;
@@ -25,12 +25,21 @@ pub fn process(text: &str, cx: &Cursor, mode: Mode) -> Option<Range<usize>> {
 /// Cuts repetition loops: a line ending in a unit repeated many times (Tabby's
 /// `(.{3,}?)\1{5,}$` and `(.{10,}?)\1{3,}$`) is dropped from its start, and a group of up to 4
 /// lines repeated 3 times in a row is kept once. Returns the end of the kept text.
-pub fn cut_repetition(text: &str) -> usize {
+///
+/// Lines are compared with their indentation (the first one after `line_prefix`, the cursor's
+/// line before the cursor, so that it is the whole line too): nested closers such as
+/// `        }` / `    }` / `}` are the same text at different depths, not a loop.
+pub fn cut_repetition(text: &str, line_prefix: &str) -> usize {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let starts: Vec<usize> = lines.iter().scan(0, |at, l| {
         let start = *at;
         *at += l.len();
         Some(start)
+    }).collect();
+    let first = lines.first().map(|l| format!("{line_prefix}{l}"));
+    let keys: Vec<&str> = lines.iter().enumerate().map(|(i, l)| match (i, &first) {
+        (0, Some(f)) => f.trim_end(),
+        _ => l.trim_end(),
     }).collect();
     for (i, line) in lines.iter().enumerate() {
         let body = line.trim_end_matches(['\n', '\r']);
@@ -38,7 +47,7 @@ pub fn cut_repetition(text: &str) -> usize {
             return starts.get(i).copied().unwrap_or(0);
         }
         for period in 1..=4 {
-            let group = |k: usize| lines.get(i + k * period..i + (k + 1) * period).map(|g| g.iter().map(|l| l.trim()).collect::<Vec<_>>());
+            let group = |k: usize| keys.get(i + k * period..i + (k + 1) * period);
             let (Some(a), Some(b), Some(c)) = (group(0), group(1), group(2)) else { continue };
             if a == b && b == c && a.iter().any(|l| !l.trim().is_empty()) {
                 // Keep the first group, without its last newline.

@@ -42,23 +42,33 @@ impl KvShape {
     }
 }
 
+/// `len` zeros, or `None` when that memory cannot be had: a cache sized from a hostile config
+/// must be an error, not an abort (in wasm, a trap that kills the worker).
+fn zeroed(len: usize) -> Option<Vec<f16>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, f16::ZERO);
+    Some(v)
+}
+
 impl KvLayer {
-    pub fn new(s: KvShape) -> Self {
-        let len = s.max_ctx * s.kv_dim();
-        KvLayer { kt: vec![f16::ZERO; len], v: vec![f16::ZERO; len], finite: true }
+    /// An empty layer, or `None` when its memory cannot be allocated.
+    pub fn new(s: KvShape) -> Option<Self> {
+        let len = s.max_ctx.checked_mul(s.kv_dim())?;
+        Some(KvLayer { kt: zeroed(len)?, v: zeroed(len)?, finite: true })
     }
 
-    /// A layer of shape `to` holding positions `0..len` of this one (shape `s`); the caller
-    /// checked that `len` fits both.
-    pub fn fork(&self, s: KvShape, len: usize, to: KvShape) -> Self {
-        let mut out = KvLayer::new(to);
+    /// A layer of shape `to` holding positions `0..len` of this one (shape `s`), or `None`
+    /// when its memory cannot be allocated; the caller checked that `len` fits both.
+    pub fn fork(&self, s: KvShape, len: usize, to: KvShape) -> Option<Self> {
+        let mut out = KvLayer::new(to)?;
         for (dst, src) in out.kt.chunks_exact_mut(to.max_ctx).zip(self.kt.chunks_exact(s.max_ctx)) {
             dst[..len].copy_from_slice(&src[..len]);
         }
         let n = len * s.kv_dim();
         out.v[..n].copy_from_slice(&self.v[..n]);
         out.finite = self.finite;
-        out
+        Some(out)
     }
 
     /// Keys, `(n_kv_heads, head_dim, max_ctx)`.

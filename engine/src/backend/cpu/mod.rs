@@ -165,6 +165,23 @@ fn shape_err(op: &str, detail: String) -> Error {
     Error::InvalidArgument(format!("{op}: {detail}"))
 }
 
+/// Bytes of an f16 KV cache (keys and values) of `n_layers` layers of shape `kv`; an error when
+/// that does not fit a `usize`.
+fn kv_cache_bytes(n_layers: usize, kv: KvShape) -> Result<usize> {
+    kv.max_ctx
+        .checked_mul(kv.kv_dim())
+        .and_then(|per_layer| per_layer.checked_mul(n_layers))
+        .and_then(|values| values.checked_mul(2 * std::mem::size_of::<half::f16>()))
+        .ok_or_else(|| shape_err("kv cache", format!("{n_layers} layers × {} positions × {} overflows", kv.max_ctx, kv.kv_dim())))
+}
+
+fn kv_alloc_err(bytes: usize, n_layers: usize, kv: KvShape) -> Error {
+    shape_err(
+        "kv cache",
+        format!("{bytes} bytes ({} MiB: {n_layers} layers × {} positions × {} values, keys and values in f16) cannot be allocated", bytes >> 20, kv.max_ctx, kv.kv_dim()),
+    )
+}
+
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Weight = CpuWeight;
@@ -211,11 +228,9 @@ impl Backend for CpuBackend {
 
     fn new_cache(&self, n_layers: usize, max_ctx: usize, shape: AttnShape) -> Result<CpuCache> {
         let kv = KvShape { max_ctx, n_kv_heads: shape.n_kv_heads, head_dim: shape.head_dim };
-        max_ctx
-            .checked_mul(kv.kv_dim())
-            .and_then(|per_layer| per_layer.checked_mul(n_layers * 4))
-            .ok_or_else(|| shape_err("kv cache", format!("{n_layers} layers × {max_ctx} positions × {} overflows", kv.kv_dim())))?;
-        Ok(CpuCache { layers: (0..n_layers).map(|_| KvLayer::new(kv)).collect(), shape: kv })
+        let bytes = kv_cache_bytes(n_layers, kv)?;
+        let layers = (0..n_layers).map(|_| KvLayer::new(kv)).collect::<Option<Vec<_>>>().ok_or_else(|| kv_alloc_err(bytes, n_layers, kv))?;
+        Ok(CpuCache { layers, shape: kv })
     }
 
     fn embed(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {
@@ -390,8 +405,10 @@ impl Backend for CpuBackend {
             return Err(Error::InvalidArgument(format!("cannot fork {len} positions of a cache of {} into one of {max_ctx}", s.max_ctx)));
         }
         let to = KvShape { max_ctx, ..s };
-        max_ctx.checked_mul(to.kv_dim()).ok_or_else(|| Error::InvalidArgument(format!("a KV cache of {max_ctx} positions is too large")))?;
-        Ok(Some(CpuCache { layers: cache.layers.iter().map(|l| l.fork(s, len, to)).collect(), shape: to }))
+        let n_layers = cache.layers.len();
+        let bytes = kv_cache_bytes(n_layers, to)?;
+        let layers = cache.layers.iter().map(|l| l.fork(s, len, to)).collect::<Option<Vec<_>>>().ok_or_else(|| kv_alloc_err(bytes, n_layers, to))?;
+        Ok(Some(CpuCache { layers, shape: to }))
     }
 
     /// Row by row: each row's attention is exactly the one-sequence computation, so candidates
