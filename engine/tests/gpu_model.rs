@@ -1,6 +1,6 @@
 //! The default model on the GPU backend (lavapipe where there is no GPU) against the CPU
 //! backend, on the prompts of tests/fixtures/logits_smollm2.json, and the per-token cost of a
-//! GPU decode step (dispatches, submits, bytes read back).
+//! GPU decode step (dispatches, submits, bytes read back); and what a lost device gives.
 //!
 //! The reference is the CPU backend in `Precision::Reference`: the function the GPU computes
 //! (f32 activations into every matmul, f32 q, unrounded attention probabilities, the same f16 KV
@@ -28,7 +28,7 @@ use nib_engine::backend::cpu::{CpuBackend, Precision};
 use nib_engine::backend::gpu::{self, GpuBackend, Tuning};
 use nib_engine::backend::Backend;
 use nib_engine::sample::{argmax, top_k};
-use nib_engine::Model;
+use nib_engine::{Error, GpuFailure, Model};
 
 const GREEDY_TOKENS: usize = 32;
 
@@ -282,4 +282,21 @@ fn decode_step_cost() {
     // then their merge); no poisoning here. The last layer's second add + norm is the output
     // norm.
     assert_eq!(s.dispatches / steps as u64, 2 + 9 * m.config().n_layers as u64 + 3);
+}
+
+/// A lost device (a driver reset, the GPU process gone) is a typed error on the next call and
+/// on every one after it, never a panic: the browser's client then reloads the model on the CPU.
+#[test]
+fn a_lost_device_is_a_typed_error_on_every_later_call() {
+    let m = gpu::open_model(&common::default_model()).unwrap();
+    let prompt = m.tokenizer.encode("def add(a, b):").unwrap();
+    let mut s = m.session(64).unwrap();
+    m.eval(&mut s, &prompt).unwrap();
+    m.backend.lose_device();
+    for attempt in 0..2 {
+        match m.session(64).and_then(|mut s| m.eval(&mut s, &prompt)) {
+            Err(Error::Gpu { kind: GpuFailure::DeviceLost, message }) => println!("attempt {attempt}: {message}"),
+            other => panic!("attempt {attempt}: want a DeviceLost error, got {:?}", other.map(|logits| logits.len())),
+        }
+    }
 }

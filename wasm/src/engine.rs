@@ -213,6 +213,16 @@ impl NibEngine {
         }))
     }
 
+    /// Destroys the WebGPU device, as a GPU reset would, for the test that checks a lost
+    /// device falls back to the CPU. A no-op on the CPU backend.
+    #[wasm_bindgen(js_name = "__testLoseDevice")]
+    pub fn test_lose_device(&self) -> JsResult<()> {
+        if let Loaded::Gpu(c) = &*borrow(&self.shared)? {
+            c.model().backend.lose_device();
+        }
+        Ok(())
+    }
+
     /// What runs the model: "cpu" or "webgpu".
     pub fn backend(&self) -> String {
         match self.shared.try_borrow().as_deref() {
@@ -351,7 +361,7 @@ impl NibEngine {
                     return Err(NibError::invalid(format!("the bench text has {} tokens, {prompt_tokens} asked", ids.len())));
                 }
                 ids.truncate(prompt_tokens);
-                let mut s = m.session(prompt_tokens + gen_tokens).map_err(NibError::from_run)?;
+                let mut s = m.session(prompt_tokens.saturating_add(gen_tokens)).map_err(NibError::from_run)?;
                 let t0 = now_ms();
                 let mut logits = m.eval_async(&mut s, &ids).await.map_err(NibError::from_run)?;
                 let t1 = now_ms();

@@ -116,7 +116,7 @@ pub struct Gpu {
     /// Set by the device-lost callback; every op checks it first.
     lost: Arc<Mutex<Option<String>>>,
     /// The first error the device reported outside an error scope (validation, out of memory).
-    error: Arc<Mutex<Option<String>>>,
+    error: Arc<Mutex<Option<(GpuFailure, String)>>>,
     params: wgpu::Buffer,
     param_stride: u64,
     pool: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
@@ -264,12 +264,13 @@ impl Gpu {
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, msg| {
-            *lock(&lost_cb) = Some(format!("{reason:?}: {msg}"));
+            *lock(&lost_cb) = Some(if msg.is_empty() { format!("{reason:?}") } else { format!("{reason:?}: {msg}") });
         });
         let error = Arc::new(Mutex::new(None));
         let error_cb = Arc::clone(&error);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            lock(&error_cb).get_or_insert_with(|| e.to_string());
+            let kind = if matches!(e, wgpu::Error::OutOfMemory { .. }) { GpuFailure::OutOfMemory } else { GpuFailure::Failed };
+            lock(&error_cb).get_or_insert_with(|| (kind, e.to_string()));
         }));
 
         let param_stride = PARAM_BYTES.max(want.min_uniform_buffer_offset_alignment as u64);
@@ -375,10 +376,19 @@ impl Gpu {
         if let Some(why) = lock(&self.lost).as_ref() {
             return Err(Error::gpu(GpuFailure::DeviceLost, why.clone()));
         }
-        if let Some(e) = lock(&self.error).as_ref() {
-            return Err(Error::gpu(if e.contains("ut of memory") { GpuFailure::OutOfMemory } else { GpuFailure::Failed }, e.clone()));
+        if let Some((kind, e)) = lock(&self.error).as_ref() {
+            return Err(Error::gpu(*kind, e.clone()));
         }
         Ok(())
+    }
+
+    /// Destroys the device, as a driver reset or an unplugged GPU would: every later call
+    /// fails with `DeviceLost`. Tests use it to check what follows a lost device.
+    pub fn destroy(&self) {
+        self.device.destroy();
+        // Natively wgpu runs the device-lost callback from its next poll with an empty queue.
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
     /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader).
@@ -665,7 +675,9 @@ impl Gpu {
     /// The first `bytes` bytes of a mapped staging buffer.
     fn finish_read(&self, staging: wgpu::Buffer, mapped: std::result::Result<(), wgpu::BufferAsyncError>, bytes: u64) -> Result<Vec<u8>> {
         self.check()?;
-        mapped.map_err(|e| Error::gpu(GpuFailure::Failed, format!("readback failed: {e}")))?;
+        // With nib's usage a mapping fails only when the device went away; the browser may say
+        // so before the device-lost callback has run.
+        mapped.map_err(|e| Error::gpu(GpuFailure::DeviceLost, format!("readback failed: {e}")))?;
         let view = staging.get_mapped_range(..).map_err(|e| Error::gpu(GpuFailure::Failed, format!("readback: {e}")))?;
         let out = view.get(..bytes as usize).map(|s| s.to_vec()).ok_or_else(|| Error::gpu(GpuFailure::Failed, "readback: short mapping"))?;
         drop(view);

@@ -155,6 +155,11 @@ impl GpuBackend {
         self.gpu.describe()
     }
 
+    /// Loses the device on purpose ([`Gpu::destroy`]): for tests of device loss.
+    pub fn lose_device(&self) {
+        self.gpu.destroy();
+    }
+
     /// Uploads a weight `(rows, cols)` of block format `ty` from its bytes (`load_weight` without
     /// a file: kernel tests use it).
     pub fn weight(&self, name: &str, ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Result<GpuWeight> {
