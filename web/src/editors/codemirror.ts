@@ -9,7 +9,8 @@
  * with the class `nib-ghost` (one inline `white-space: pre` span, so a multi-line ghost only
  * grows the line it sits on: the lines below move down, the cursor's line never jumps), and a
  * Prec.highest keymap handles Tab / Esc / Alt+] / Alt+[ / Ctrl-or-Cmd+Right, each returning
- * false when nothing is shown so the key falls through (Tab indents).
+ * false when nothing is shown so the key falls through (Tab indents, vim's Esc leaves insert
+ * mode). Nothing is asked or shown during an IME composition or in an editor without focus.
  */
 import { completionStatus } from "@codemirror/autocomplete";
 import { Prec, StateEffect, StateField, type EditorState, type Extension } from "@codemirror/state";
@@ -93,23 +94,41 @@ export function nibCompletion(completer: CompleterLike, settings: Partial<Contro
   };
   const controller = new SuggestionController(completer, show, settings, status);
 
-  const plugin = ViewPlugin.define((v) => {
-    view = v;
-    return {
-      update(u: ViewUpdate) {
-        // No ghost while the autocomplete popup is open (it owns the keys) or text is selected.
-        if (blocked(u.state)) {
+  const plugin = ViewPlugin.define(
+    (v) => {
+      view = v;
+      // The document changed during an IME composition: reported once the composition ends.
+      let composed = false;
+      const step = (docChanged: boolean, selectionSet: boolean) => {
+        // No ghost while the autocomplete popup is open (it owns the keys) or text is selected;
+        // none in an editor that lost focus (what was pending is stopped, so no late answer
+        // draws there); none next to an IME composition, whose text is not final yet.
+        if (blocked(v.state) || !v.hasFocus || v.composing) {
+          composed = v.composing && (composed || docChanged);
           controller.dismiss();
           return;
         }
-        if (u.docChanged || u.selectionSet) controller.update(context(u.state), u.docChanged);
+        if (docChanged || selectionSet || composed) controller.update(context(v.state), docChanged || composed);
+        composed = false;
+      };
+      return {
+        update: (u: ViewUpdate) => step(u.docChanged, u.selectionSet),
+        /** The composition's last change may come before its end, with no update after it. */
+        compositionEnd: () => setTimeout(() => view === v && composed && step(false, false)),
+        destroy() {
+          controller.destroy();
+          view = null;
+        },
+      };
+    },
+    {
+      eventObservers: {
+        compositionend() {
+          this.compositionEnd();
+        },
       },
-      destroy() {
-        controller.destroy();
-        view = null;
-      },
-    };
-  });
+    },
+  );
 
   const insert = (v: EditorView, text: string) => {
     const pos = v.state.selection.main.head;
@@ -127,7 +146,16 @@ export function nibCompletion(completer: CompleterLike, settings: Partial<Contro
           return true;
         },
       },
-      { key: "Escape", run: () => controller.dismiss() },
+      {
+        key: "Escape",
+        // The pending request or debounce is stopped either way, but the key is only taken when
+        // a suggestion was on screen.
+        run: () => {
+          const shown = controller.suggestion !== null;
+          controller.dismiss();
+          return shown;
+        },
+      },
       { key: "Alt-]", run: () => controller.cycle(1) },
       { key: "Alt-[", run: () => controller.cycle(-1) },
       {

@@ -120,14 +120,27 @@ export class SuggestionController {
     if (typed && shouldTrigger(ctx)) this.schedule(ctx, this.debounceFor(ctx));
   }
 
+  /**
+   * What is on its way: a debounce running, a request in flight, or nothing. An adapter that
+   * waits for the next answer (Monaco's) must not wait when nothing is: no answer would come.
+   */
+  get pending(): "debounce" | "request" | null {
+    return this.timer !== null ? "debounce" : this.inflight !== null ? "request" : null;
+  }
+
   /** Asks at once (an explicit trigger), whatever the line's suffix. */
   trigger(ctx: CursorContext): void {
+    if (this.destroyed) return;
     this.abort();
     this.clear();
     this.schedule(ctx, 0);
   }
 
-  /** Esc: true when something was dismissed (else the key goes on to the editor). */
+  /**
+   * Esc: cancels what is shown and what is pending; true when there was something. Adapters let
+   * the key go on to the editor unless a suggestion was on screen (vim's Esc must not be eaten
+   * by a debounce the user never saw).
+   */
   dismiss(): boolean {
     const had = this.shown !== null || this.inflight !== null || this.timer !== null;
     this.abort();
@@ -262,6 +275,8 @@ export class SuggestionController {
       if (gen !== this.generation || abort.signal.aborted) return;
       const err = e as { code?: string; message?: string };
       this.status.set({ state: "error", error: `${err.code ?? "error"}: ${err.message ?? String(e)}` });
+      // A stream that failed part-way leaves its partial text shown: it must not stay Tab-acceptable.
+      this.shown = null;
       this.emit();
     } finally {
       if (this.inflight === abort) this.inflight = null;

@@ -7,8 +7,11 @@
  * Ctrl/Cmd+Right accept word); the shared controller decides when to ask. Monaco calls the
  * provider on every change: each call hands the controller the new context, which shortens a
  * typed-through suggestion at once (no request) or debounces and asks; Monaco's cancellation
- * token aborts a debounce or a request in flight. The `monaco` namespace is passed in, not
- * imported, so this module works with the page's own copy of Monaco (a peer dependency).
+ * token aborts a debounce or a request in flight. A call the controller does not ask for (the
+ * mid-line gate, the same text again) is answered at once with no items; an explicit trigger
+ * (Alt+\, or Monaco's cycling with nothing shown) asks at once. The `monaco` namespace is
+ * passed in, not imported, so this module works with the page's own copy of Monaco (a peer
+ * dependency).
  */
 import { SuggestionController, type CompleterLike, type ControllerSettings, type CursorContext, type Suggestion } from "./controller.js";
 import type { StatusModel } from "./status.js";
@@ -33,6 +36,8 @@ interface InlineItem {
   insertText: string;
   range: { startLineNumber: number; startColumn: number; endLineNumber: number; endColumn: number };
 }
+/** InlineCompletionTriggerKind.Explicit. */
+const TRIGGER_EXPLICIT = 1;
 /** InlineCompletionEndOfLifeReasonKind. */
 const END_ACCEPTED = 0;
 const END_REJECTED = 1;
@@ -74,7 +79,7 @@ export function registerMonaco(
     // The controller debounces; Monaco's own debounce would add to it.
     debounceDelayMs: 0,
     displayName: "nib",
-    async provideInlineCompletions(model: TextModel, position: Position, _context: unknown, token: CancellationToken) {
+    async provideInlineCompletions(model: TextModel, position: Position, context: { triggerKind?: number }, token: CancellationToken) {
       if (model !== editor.getModel()) return { items: [] };
       const text = model.getValue();
       const offset = model.getOffsetAt(position);
@@ -85,7 +90,11 @@ export function registerMonaco(
       controller.update(ctx, typed);
       const now = controller.suggestion;
       if (now) return items(now, position);
-      if (token.isCancellationRequested) return { items: [] };
+      // Asked for (Alt+\ or cycling with nothing shown): whatever the line's suffix, without the
+      // debounce; a request already on its way is the answer.
+      if (context?.triggerKind === TRIGGER_EXPLICIT && controller.pending !== "request") controller.trigger(ctx);
+      // Nothing on its way: no answer would come, and Monaco would wait until it cancels.
+      if (token.isCancellationRequested || controller.pending === null) return { items: [] };
       const answer = await new Promise<Suggestion | null>((resolve) => {
         const sub = token.onCancellationRequested(() => {
           // A newer call supersedes this one: stop its debounce or request.

@@ -6,7 +6,8 @@
  * A textarea cannot style part of its text, so an overlay `<div>` with the same box, font and
  * scroll position lies over it: the text before the caret, invisible, then the suggestion in a
  * `nib-ghost` span, which therefore lands right after the caret. Keys: Tab accepts (with nothing
- * shown it inserts `indent`, as code editors do), Esc, Alt+] / Alt+[, Ctrl/Cmd+Right.
+ * shown it inserts `indent`, as code editors do), Esc, Alt+] / Alt+[, Ctrl/Cmd+Right. During an
+ * IME composition nothing is shown or asked and the keys belong to the IME.
  */
 import { SuggestionController, type CompleterLike, type ControllerSettings } from "./controller.js";
 import type { StatusModel } from "./status.js";
@@ -80,23 +81,42 @@ export function attachTextarea(
   };
 
   let caret = -1;
-  const onInput = () => {
+  // Between compositionstart and compositionend: the text at the caret is not final yet.
+  let composing = false;
+  const onInput = (e?: Event) => {
+    if (composing || (e as InputEvent | undefined)?.isComposing) return;
     caret = ta.selectionStart;
     controller.update(ctx(), true);
   };
+  const onCompositionStart = () => {
+    composing = true;
+    controller.dismiss();
+  };
+  /** The composed text is in: the update its `input` events skipped. */
+  const onCompositionEnd = () => {
+    composing = false;
+    onInput();
+  };
   const onCaret = () => {
+    if (composing) return;
     if (ta.selectionStart !== ta.selectionEnd) controller.dismiss();
     if (ta.selectionStart === caret) return;
     caret = ta.selectionStart;
     controller.update(ctx(), false);
   };
   const onKey = (e: KeyboardEvent) => {
+    // 229: the key went to the IME (Safari sends the key that ends a composition after its end).
+    if (composing || e.isComposing || e.keyCode === 229) return;
     const has = controller.suggestion !== null;
     let text: string | null = null;
     if (e.key === "Tab" && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey) {
       text = has ? controller.accept() : indent;
-    } else if (e.key === "Escape" && has) {
+      // `indent: null`: with nothing shown Tab goes on (focus moves), as target.md's keys say.
+      if (text === null) return;
+    } else if (e.key === "Escape") {
+      // A pending request is stopped too, but with nothing shown the key goes on to the page.
       controller.dismiss();
+      if (!has) return;
     } else if (e.altKey && (e.code === "BracketRight" || e.code === "BracketLeft") && has) {
       controller.cycle(e.code === "BracketRight" ? 1 : -1);
     } else if (e.key === "ArrowRight" && (e.ctrlKey || e.metaKey) && has) {
@@ -111,6 +131,8 @@ export function attachTextarea(
 
   ta.addEventListener("input", onInput);
   ta.addEventListener("keydown", onKey);
+  ta.addEventListener("compositionstart", onCompositionStart);
+  ta.addEventListener("compositionend", onCompositionEnd);
   ta.addEventListener("keyup", onCaret);
   ta.addEventListener("click", onCaret);
   ta.addEventListener("scroll", place);
@@ -123,6 +145,8 @@ export function attachTextarea(
       controller.destroy();
       ta.removeEventListener("input", onInput);
       ta.removeEventListener("keydown", onKey);
+      ta.removeEventListener("compositionstart", onCompositionStart);
+      ta.removeEventListener("compositionend", onCompositionEnd);
       ta.removeEventListener("keyup", onCaret);
       ta.removeEventListener("click", onCaret);
       ta.removeEventListener("scroll", place);

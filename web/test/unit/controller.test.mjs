@@ -272,3 +272,47 @@ test("n = 1 streams: partials drawn as they come, the final text with its log-pr
   await sleep(10);
   assert.equal(plain.suggestion.text, "z");
 });
+
+test("a stream that fails part-way takes its partial text off the screen: Tab no longer accepts it", async () => {
+  let fail;
+  const fake = {
+    backend: "cpu",
+    complete() {
+      throw new Error("complete() called: n = 1 should stream");
+    },
+    async *stream() {
+      yield "a +";
+      await new Promise((_, reject) => (fail = reject));
+    },
+  };
+  const shown = [];
+  const c = new SuggestionController(fake, (s) => shown.push(s && s.text), { debounceMs: 0 });
+  c.update({ prefix: P, suffix: "" }, true);
+  await sleep(10);
+  assert.equal(c.suggestion.text, "a +");
+  fail(Object.assign(new Error("the worker died"), { code: "worker_crashed" }));
+  await sleep(0);
+  assert.equal(c.status.value.state, "error");
+  assert.equal(c.suggestion, null);
+  assert.equal(shown.at(-1), null, "the adapter heard that nothing is shown");
+  assert.equal(c.accept(), null, "Tab falls through");
+});
+
+test("pending says what is on its way: a debounce, a request, or nothing", async () => {
+  const { fake, c } = setup();
+  assert.equal(c.pending, null);
+  c.update({ prefix: P, suffix: "" }, true);
+  assert.equal(c.pending, "debounce");
+  await sleep(50);
+  assert.equal(c.pending, "request");
+  fake.calls[0].resolve(completion(["a + b"]));
+  await sleep(0);
+  assert.equal(c.pending, null);
+  c.update({ prefix: "x = ", suffix: "foo" }, true);
+  assert.equal(c.pending, null, "the mid-line gate: nothing asked");
+  c.trigger({ prefix: "x = ", suffix: "foo" });
+  assert.equal(c.pending, "debounce");
+  c.destroy();
+  c.trigger({ prefix: "x = ", suffix: "foo" });
+  assert.equal(c.pending, null, "a destroyed controller asks nothing");
+});
