@@ -16,6 +16,8 @@ class ShipNibWorker {
           ...fs.readdirSync(DIST).filter((f) => f.endsWith(".js")),
           "wasm/nib_wasm.js",
           "wasm/nib_wasm_bg.wasm",
+          // The build the worker loads where relaxed SIMD is missing (Safari).
+          "wasm/nib_wasm_simd128_bg.wasm",
         ];
         for (const f of files) {
           const file = path.join(DIST, f);

@@ -26,6 +26,16 @@ export async function lookup(key: string): Promise<Response | null> {
   }
 }
 
+/** Removes the entry for `key`, if the cache can. */
+export async function forget(key: string): Promise<void> {
+  if (!available()) return;
+  try {
+    await (await caches.open(CACHE_NAME)).delete(key);
+  } catch {
+    // Nothing more to do: the next store replaces it.
+  }
+}
+
 /**
  * Stores the `size` bytes that `view(offset, len)` shows (views into wasm memory). Each piece
  * becomes a Blob, which copies it out of the renderer into the browser's blob storage at once;

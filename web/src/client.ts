@@ -3,7 +3,8 @@
  * `Completer` whose calls become typed messages. Each call has an id; the worker's answers
  * carry it back. An AbortSignal sends `abort` and the call rejects with `aborted` once the
  * worker has stopped (for `complete`, which wasm runs to its end, at once). A worker that dies
- * is replaced and the model reloaded from the cache (URL sources) before the next call.
+ * is replaced and the model reloaded from the cache (URL sources) before the next call; a lost
+ * WebGPU device likewise, with the model reloaded on the CPU.
  */
 import { describeError, NibError } from "./errors.js";
 import { ProgressTracker } from "./progress.js";
@@ -37,6 +38,8 @@ class WorkerLink {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   dead = false;
+  /** The WebGPU device went away: the model is to be reloaded on the CPU. */
+  gpuLost = false;
 
   constructor(url: string | URL, private readonly onFatal: (e: NibError) => void) {
     this.worker = new Worker(url, { type: "module", name: "nib-complete" });
@@ -60,7 +63,13 @@ class WorkerLink {
       p.resolve(m.value);
     } else if (m.type === "error") {
       this.pending.delete(m.id);
-      p.reject(new NibError(m.code, m.message));
+      const e = new NibError(m.code, m.message);
+      p.reject(e);
+      if (m.code === "gpu_device_lost") {
+        // Every later call on this worker would fail the same way.
+        this.gpuLost = true;
+        this.die(e);
+      }
     } else {
       p.onEvent?.(m);
     }
@@ -110,6 +119,8 @@ export class Completer {
   private link: WorkerLink;
   private info: ModelInfo;
   private reloading: Promise<void> | null = null;
+  /** Why the last reload failed: later calls fail with it rather than fetch the model again. */
+  private lost: NibError | null = null;
   private disposed = false;
 
   /** @internal Use `createCompleter`. */
@@ -117,7 +128,7 @@ export class Completer {
     link: WorkerLink,
     info: ModelInfo,
     private readonly source: ModelSource,
-    private readonly options: CompleterOptions,
+    private options: CompleterOptions,
   ) {
     this.link = link;
     this.info = info;
@@ -150,18 +161,24 @@ export class Completer {
     const { signal, ...request } = req;
     const link = await this.ready();
     const partials = eventsOf<string, Completion>(
-      (onEvent) => link.call<Completion>({ type: "complete", request, stream: true }, { signal, abortAtOnce: true, onEvent }),
+      signal,
+      (onEvent, signal) => link.call<Completion>({ type: "complete", request, stream: true }, { signal, abortAtOnce: true, onEvent }),
       (m) => (m.type === "partial" ? m.text : undefined),
     );
-    let last: string | null = null;
-    let next = await partials.next();
-    while (!next.done) {
-      if (next.value !== last) yield (last = next.value);
-      next = await partials.next();
+    try {
+      let last: string | null = null;
+      let next = await partials.next();
+      while (!next.done) {
+        if (next.value !== last) yield (last = next.value);
+        next = await partials.next();
+      }
+      const final = next.value.candidates[0]?.text ?? "";
+      if (final !== last) yield final;
+      return next.value;
+    } finally {
+      // A caller that stops reading stops the request.
+      await partials.return(undefined as never);
     }
-    const final = next.value.candidates[0]?.text ?? "";
-    if (final !== last) yield final;
-    return next.value;
   }
 
   /** Token ids of `text` (`special`: parse control-token spellings). */
@@ -184,7 +201,8 @@ export class Completer {
     const { signal, ...opts } = options;
     const link = await this.ready();
     yield* eventsOf<GeneratedToken, unknown>(
-      (onEvent) => link.call({ type: "generate", prompt, options: opts }, { signal, onEvent }),
+      signal,
+      (onEvent, signal) => link.call({ type: "generate", prompt, options: opts }, { signal, onEvent }),
       (m) => (m.type === "token" ? m.token : undefined),
     );
   }
@@ -204,6 +222,11 @@ export class Completer {
     await (await this.ready()).call({ type: "testPanic" });
   }
 
+  /** @internal Test hook: destroys the WebGPU device, to check the fall back to the CPU. */
+  async __testLoseDevice(): Promise<void> {
+    await (await this.ready()).call({ type: "testLoseDevice" });
+  }
+
   /** Stops the worker, which frees its wasm memory. The completer cannot be used afterwards. */
   dispose(): void {
     this.disposed = true;
@@ -212,18 +235,31 @@ export class Completer {
 
   private async ready(): Promise<WorkerLink> {
     if (this.disposed) throw new NibError("disposed", "the completer was disposed");
+    if (this.lost) throw this.lost;
     if (this.link.dead && !this.reloading) this.reloading = this.reload();
     if (this.reloading) await this.reloading;
     return this.link;
   }
 
-  /** A new worker with the same model, after the old one died. */
+  /** A new worker with the same model, after the old one died (on the CPU if the GPU was lost). */
   private async reload(): Promise<void> {
     try {
       if (!("url" in this.source)) throw new NibError("worker_lost", "the nib worker died and a model given as bytes cannot be reloaded");
+      if (this.link.gpuLost) {
+        console.warn("nib: the WebGPU device was lost; reloading the model on the CPU");
+        this.options = { ...this.options, backend: "cpu" };
+      }
       const { link, info } = await start(this.source, { ...this.options, onProgress: undefined, signal: undefined });
+      if (this.disposed) {
+        link.terminate();
+        throw new NibError("disposed", "the completer was disposed");
+      }
       this.link = link;
       this.info = info;
+    } catch (e) {
+      const why = e instanceof NibError ? e : new NibError("internal", String(e));
+      if (why.code !== "disposed") this.lost = new NibError("worker_lost", `the nib worker died and the model could not be reloaded: ${why.message}`);
+      throw this.lost ?? why;
     } finally {
       this.reloading = null;
     }
@@ -239,6 +275,8 @@ async function start(source: ModelSource, options: CompleterOptions): Promise<{ 
       { type: "load", source, sha256: options.sha256?.toLowerCase(), backend: options.backend ?? "auto" },
       { signal: options.signal, onEvent: (m) => m.type === "progress" && tracker.report(m.progress) },
     );
+    // Aborted after the worker's last await: the caller has given this model up.
+    if (options.signal?.aborted) throw new NibError("aborted", "model load aborted");
     return { link, info };
   } catch (e) {
     // A failed load leaves nothing behind: the next load gets a fresh worker.
@@ -271,9 +309,18 @@ export async function createCompleter(options: CompleterOptions): Promise<Comple
 /**
  * What a streaming call reports, as it arrives: `pick` turns a worker message into an event
  * (or `undefined` for the others). Returns the call's result once the events are drained, or
- * throws its error after them.
+ * throws its error after them. The call gets the caller's `signal`, which also fires when the
+ * caller leaves the loop early (`break`), so the worker stops instead of running on unread.
  */
-async function* eventsOf<T, R>(call: (onEvent: (m: FromWorker) => void) => Promise<R>, pick: (m: FromWorker) => T | undefined): AsyncGenerator<T, R> {
+async function* eventsOf<T, R>(
+  signal: AbortSignal | undefined,
+  call: (onEvent: (m: FromWorker) => void, signal: AbortSignal) => Promise<R>,
+  pick: (m: FromWorker) => T | undefined,
+): AsyncGenerator<T, R> {
+  const stop = new AbortController();
+  const forward = () => stop.abort();
+  if (signal?.aborted) stop.abort();
+  else signal?.addEventListener("abort", forward, { once: true });
   const queue: T[] = [];
   let wake: (() => void) | null = null;
   let finished = false;
@@ -283,17 +330,22 @@ async function* eventsOf<T, R>(call: (onEvent: (m: FromWorker) => void) => Promi
     const e = pick(m);
     if (e !== undefined) queue.push(e);
     wake?.();
-  })
+  }, stop.signal)
     .then((r) => (result = r), (e: unknown) => (failure = e))
     .finally(() => {
       finished = true;
       wake?.();
     });
-  for (;;) {
-    while (queue.length) yield queue.shift() as T;
-    if (finished) break;
-    await new Promise<void>((r) => (wake = r));
-    wake = null;
+  try {
+    for (;;) {
+      while (queue.length) yield queue.shift() as T;
+      if (finished) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+  } finally {
+    signal?.removeEventListener("abort", forward);
+    if (!finished) stop.abort();
   }
   if (failure) throw failure;
   return result as R;

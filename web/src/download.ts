@@ -3,8 +3,8 @@
  * entry for this URL and sha256 exists, else streamed from the network and hashed as it
  * arrives, then cached once verified. Bytes given by the caller go straight in.
  */
-import { cacheKey, lookup, store } from "./cache.js";
-import { NibError } from "./errors.js";
+import { cacheKey, forget, lookup, store } from "./cache.js";
+import { describeError, NibError } from "./errors.js";
 import type { ModelSource, Progress, WasmLoader, WasmModule } from "./types.js";
 
 /** Pieces of a caller's buffer pushed into wasm at once (bounds the transient copy). */
@@ -44,16 +44,24 @@ export async function download(
 
   const key = sha256 ? cacheKey(origin, source.url, sha256) : null;
   const cached = key ? await lookup(key) : null;
-  if (cached?.body) {
+  if (key && cached?.body) {
     // Stored only after verification, under its sha256: not hashed again.
     const total = Number(cached.headers.get("content-length")) || 0;
-    const loader = await pump(wasm, cached.body, total, null, signal, (bytes) => progress({ phase: "download", bytes, total, fromCache: true }));
-    if (total && loader.received() !== total) {
-      loader.free();
-      throw new NibError("model_fetch_failed", `cached model has ${loader.received()} bytes, expected ${total}`);
+    let loader: WasmLoader | null = null;
+    try {
+      loader = await pump(wasm, cached.body, total, null, signal, (bytes) => progress({ phase: "download", bytes, total, fromCache: true }));
+      if (total && loader.received() !== total) throw new NibError("model_fetch_failed", `it has ${loader.received()} bytes, not ${total}`);
+      progress({ phase: "verify", bytes: loader.received(), total: loader.received(), fromCache: true });
+      return { loader, bytes: loader.received(), fromCache: true };
+    } catch (e) {
+      loader?.free();
+      // Out of memory, aborted: not the entry's fault.
+      const { code, message } = describeError(e);
+      if (code !== "model_fetch_failed") throw e;
+      // A damaged entry would fail every later visit: drop it and fetch the model again.
+      console.warn(`nib: the cached model is unreadable (${message}); fetching it again`);
+      await forget(key);
     }
-    progress({ phase: "verify", bytes: loader.received(), total: loader.received(), fromCache: true });
-    return { loader, bytes: loader.received(), fromCache: true };
   }
 
   let response: Response;

@@ -152,7 +152,8 @@ export type ToWorker =
   | { type: "bench"; id: number; text: string; promptTokens: number; genTokens: number }
   | { type: "memory"; id: number }
   | { type: "abort"; id: number }
-  | { type: "testPanic"; id: number };
+  | { type: "testPanic"; id: number }
+  | { type: "testLoseDevice"; id: number };
 
 /** Worker → page. */
 export type FromWorker =
@@ -209,6 +210,7 @@ export interface WasmEngine {
     pause: () => Promise<void>,
   ): Promise<Completion & { cancelled: boolean }>;
   bench(text: string, promptTokens: number, genTokens: number): Promise<BenchResult>;
+  __testLoseDevice(): void;
   free(): void;
 }
 

@@ -88,7 +88,8 @@ async function load(msg: Extract<ToWorker, { type: "load" }>, signal: AbortSigna
     throw new NibError("gpu_unavailable", m.webgpuSupported() ? "this browser has no WebGPU (navigator.gpu)" : "this build of nib has no WebGPU backend");
   }
   const progress = throttled(msg.id);
-  const got = await download(m, () => memory as WebAssembly.Memory, msg.source, msg.sha256, scope.location.origin, signal, progress);
+  const fetchModel = () => download(m, () => memory as WebAssembly.Memory, msg.source, msg.sha256, scope.location.origin, signal, progress);
+  let got = await fetchModel();
   try {
     progress({ phase: "init", bytes: 0, total: got.bytes });
     const sha256 = got.loader.sha256Hex();
@@ -111,6 +112,14 @@ async function load(msg: Extract<ToWorker, { type: "load" }>, signal: AbortSigna
       if (device) {
         try {
           e = await m.NibEngine.loadOnGpu(got.loader, device);
+        } catch (err) {
+          if (msg.backend === "webgpu" || signal.aborted) throw err;
+          // "auto": what the GPU cannot hold (its memory, a format it lacks, a lost device) the
+          // CPU can. The upload took the loader's bytes: get them again (from the cache when a
+          // sha256 was given).
+          console.warn(`nib: WebGPU could not load the model (${describeError(err).message}); using the CPU`);
+          got.loader.free();
+          got = await fetchModel();
         } finally {
           device.free();
         }
@@ -173,17 +182,20 @@ async function handle(msg: ToWorker, signal: AbortSignal): Promise<unknown> {
     case "testPanic":
       (await wasmModule()).__testPanic();
       return null;
+    case "testLoseDevice":
+      requireEngine().__testLoseDevice();
+      return null;
     case "abort":
       return null;
   }
 }
 
 /**
- * Calls that run the model go one after another. An aborted `complete` answers its caller at
+ * Calls that use the engine go one after another. An aborted `complete` answers its caller at
  * once but finishes its current token here; an editor's next request arrives in that window
  * and would otherwise get `busy`.
  */
-const EVALUATING = new Set<ToWorker["type"]>(["complete", "generate", "logits", "bench"]);
+const EVALUATING = new Set<ToWorker["type"]>(["complete", "generate", "logits", "bench", "tokenize", "detokenize", "testLoseDevice"]);
 let evaluating: Promise<unknown> = Promise.resolve();
 
 scope.onmessage = (e) => {
@@ -195,7 +207,9 @@ scope.onmessage = (e) => {
   }
   const ctl = new AbortController();
   running.set(msg.id, ctl);
-  const run = () => handle(msg, ctl.signal);
+  // A request aborted while it waited behind another is not started: its prefill alone could
+  // hold up the editor's next request for seconds on the CPU.
+  const run = () => (ctl.signal.aborted ? Promise.reject(new NibError("aborted", "aborted before it started")) : handle(msg, ctl.signal));
   const done = EVALUATING.has(msg.type) ? (evaluating = evaluating.then(run, run)) : run();
   done.then(
     (value) => post({ type: "result", id: msg.id, value }),

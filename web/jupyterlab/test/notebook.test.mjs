@@ -221,6 +221,9 @@ test("JupyterLab: nib's ghost text in a notebook, with the earlier cell as conte
     assert.deepEqual(foreign, [], "requests outside the Jupyter server");
     assert.ok(seen.includes(`${origin}/files/${MODEL_REL}`), "the model came from the server's files/");
     assert.ok(seen.some((u) => u.startsWith(`${origin}/lab/extensions/nib-jupyterlab/static/nib/wasm/nib_wasm_bg.wasm`)), "the wasm came from the labextension's static files");
+    // The build for browsers without relaxed SIMD (Safari) ships too; this Chromium loads the other.
+    const simd128 = await page.evaluate(async (u) => (await fetch(u)).status, `${origin}/lab/extensions/nib-jupyterlab/static/nib/wasm/nib_wasm_simd128_bg.wasm`);
+    assert.equal(simd128, 200, "the labextension serves nib_wasm_simd128_bg.wasm");
   } catch (e) {
     console.log(`--- page log ---\n${pageLog.join("\n")}\n--- jupyter log (tail) ---\n${log.join("").slice(-4000)}`);
     throw e;
