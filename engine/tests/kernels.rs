@@ -483,9 +483,16 @@ fn q8_k_quantization_follows_ggml() {
 #[test]
 fn best_isa_is_the_simd_one_where_built() {
     // Guards against the SIMD kernels silently not being compiled in or not being chosen, which
-    // would leave every SIMD-vs-scalar check above vacuous.
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    assert_eq!(Isa::best(), Isa::Simd128);
+    // would leave every SIMD-vs-scalar check above vacuous. On every wasm32 build: one without
+    // +simd128 (a RUSTFLAGS in the environment replaces .cargo/config.toml's) must fail here.
+    #[cfg(target_arch = "wasm32")]
+    {
+        assert_eq!(Isa::best(), Isa::Simd128, "this wasm build lacks +simd128");
+        // `cargo xtask test` runs the kernels again built with +relaxed-simd (the browser's
+        // first module) and says so in NIB_EXPECT_RELAXED_SIMD: that build must have it.
+        let expected = std::env::var_os("NIB_EXPECT_RELAXED_SIMD").is_some();
+        assert_eq!(cfg!(target_feature = "relaxed-simd"), expected, "relaxed-simd compiled in (left) vs NIB_EXPECT_RELAXED_SIMD (right)");
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         assert_eq!(Isa::best(), Isa::Avx2);

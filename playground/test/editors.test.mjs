@@ -10,7 +10,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { openPlayground, requests, saveScreenshot, PLAYGROUND } from "./harness.mjs";
+import { withPlayground, requests, saveScreenshot, PLAYGROUND } from "./harness.mjs";
 import { MODEL_SHA256, MODEL_URL_PATH } from "../../web/test/server.mjs";
 
 /** Where each editor draws ghost text: nib's own span, or Monaco's decoration. */
@@ -55,8 +55,7 @@ async function typeReturn(page) {
 async function scenario(editor) {
   // The textarea run loads the model as a user-given URL + sha256 (?model=&sha256=).
   const custom = editor === "textarea" ? `&model=${encodeURIComponent(MODEL_URL_PATH)}&sha256=${MODEL_SHA256}` : "";
-  const h = await openPlayground(`${SETTINGS}&editor=${editor}${custom}`);
-  try {
+  await withPlayground(`${SETTINGS}&editor=${editor}${custom}`, async (h) => {
     assert.equal(await h.page.getAttribute("#status", "data-nib-backend"), "cpu");
     assert.equal(await h.page.inputValue("#model"), custom ? "custom" : "smollm2-135m-instruct-q4_1");
     await h.page.waitForFunction(() => window.nibPlayground.editor !== null);
@@ -134,12 +133,7 @@ async function scenario(editor) {
       assert.ok(h.seen.some((u) => u.endsWith(MODEL_URL_PATH)), "the model request was seen");
     }
     console.log(`${editor}: first suggestion ${JSON.stringify(first)}, ${await requests(h.page)} requests`);
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 }
 
 for (const editor of ["codemirror", "textarea", "monaco"]) {
@@ -148,8 +142,7 @@ for (const editor of ["codemirror", "textarea", "monaco"]) {
 
 for (const editor of ["codemirror", "textarea", "monaco"]) {
   test(`${editor} on WebGPU (SwiftShader): a short line completion appears and Tab inserts it`, async () => {
-    const h = await openPlayground(`backend=webgpu&editor=${editor}&lang=python&mode=line&n=1&debounce=60&maxTokens=2`);
-    try {
+    await withPlayground(`backend=webgpu&editor=${editor}&lang=python&mode=line&n=1&debounce=60&maxTokens=2`, async (h) => {
       assert.equal(await h.page.getAttribute("#status", "data-nib-backend"), "webgpu");
       await h.page.click("#host");
       // A one-line document: SwiftShader takes seconds per token, prefill included.
@@ -167,21 +160,13 @@ for (const editor of ["codemirror", "textarea", "monaco"]) {
         throw new Error(`${e.message}: the editor holds ${JSON.stringify(await text(h.page))}, not ${JSON.stringify(before + shown)}`);
       });
       console.log(`${editor} on webgpu: ${JSON.stringify(shown)}, ${await h.page.textContent("#status")}`);
-    } catch (e) {
-      console.log(h.logs.join("\n"));
-      throw e;
-    } finally {
-      await h.close();
-    }
+    });
   });
 }
 
 test("a model that cannot be fetched: data-nib-state is error and the status says why", async () => {
-  const h = await openPlayground(`backend=cpu&model=${encodeURIComponent("/bad/404.gguf")}`, "error");
-  try {
+  await withPlayground(`backend=cpu&model=${encodeURIComponent("/bad/404.gguf")}`, async (h) => {
     assert.match(await h.page.textContent("#status"), /model_fetch_failed/);
     assert.equal(await h.page.getAttribute("#status", "data-nib-backend"), null);
-  } finally {
-    await h.close();
-  }
+  }, "error");
 });

@@ -6,7 +6,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { startServer, MODEL_FILE, WEB } from "../../web/test/server.mjs";
-import { ARGS, CHROMIUM } from "../../web/test/browser/harness.mjs";
+import { ARGS, CHROMIUM, withLogs } from "../../web/test/browser/harness.mjs";
 
 // playwright-core is web/'s (the playground does not install a second copy).
 const { chromium } = createRequire(path.join(WEB, "package.json"))("playwright-core");
@@ -14,7 +14,8 @@ const { chromium } = createRequire(path.join(WEB, "package.json"))("playwright-c
 export const PLAYGROUND = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const SCREENSHOTS = path.resolve(PLAYGROUND, "../docs/screenshots");
 
-/** Server + browser + the playground page at `?query`, its model loaded (`state`: or failed). */
+/** Server + browser + the playground page at `?query`, its model loaded (`state`: or failed).
+ * If it does not get there, all is closed and the error carries the console. */
 export async function openPlayground(query, state = "ready") {
   for (const [file, hint] of [
     [CHROMIUM, "install Chromium (cargo xtask setup)"],
@@ -43,12 +44,25 @@ export async function openPlayground(query, state = "ready") {
     await page.goto(`${srv.origin}/?${query}`);
     await page.waitForSelector("#status[data-nib-state=ready], #status[data-nib-state=error]", { timeout: 120000 });
     const got = await page.getAttribute("#status", "data-nib-state");
-    if (got !== state) throw new Error(`the playground is ${got}, not ${state}: ${await page.textContent("#status")}\n${logs.join("\n")}`);
+    if (got !== state) throw new Error(`the playground is ${got}, not ${state}: ${await page.textContent("#status")}`);
   } catch (e) {
     await close();
-    throw e;
+    throw withLogs(e, logs);
   }
   return { srv, context, page, logs, seen, close };
+}
+
+/** Runs `body(h)` on a fresh `openPlayground(query, state)` and closes it; a failure carries
+ * the console. */
+export async function withPlayground(query, body, state = "ready") {
+  const h = await openPlayground(query, state);
+  try {
+    return await body(h);
+  } catch (e) {
+    throw withLogs(e, h.logs);
+  } finally {
+    await h.close();
+  }
 }
 
 /** Requests the controller of the page's editor has sent. */

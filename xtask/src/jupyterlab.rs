@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::{root, run_cmd};
+use crate::{node_test, root, run_cmd};
 
 /// JupyterLab and the Python build tools of web/jupyterlab/pyproject.toml, pinned.
 const PACKAGES: &[(&str, &str)] = &[("jupyterlab", "4.6.6"), ("hatchling", "1.33.0"), ("hatch-jupyter-builder", "0.10.0")];
@@ -43,5 +43,5 @@ pub fn test() -> Result<(), String> {
     run_cmd(Command::new("npm").args(["run", "--silent", "build"]).current_dir(&ext).env("PATH", &path))?;
     // The labextension just built, as a user installs it (the build hook skips npm: it is built).
     run_cmd(Command::new(bin("python")).args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--no-build-isolation", "--no-deps", "--force-reinstall"]).arg(&ext))?;
-    run_cmd(Command::new("node").args(["--test", "--test-concurrency=1", "test/"]).current_dir(&ext))
+    run_cmd(node_test().args(["--test-concurrency=1", "test/"]).current_dir(&ext))
 }

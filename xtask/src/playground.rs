@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use crate::{root, run_cmd, setup, web};
+use crate::{node_test, root, run_cmd, setup, web};
 
 /// The playground's npm packages (Vite, CodeMirror, Monaco), as its package-lock.json says.
 pub fn setup() -> Result<(), String> {
@@ -36,7 +36,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// End-to-end tests on the built playground: each editor on the CPU, one on WebGPU.
 pub fn test() -> Result<(), String> {
     build()?;
-    run_cmd(Command::new("node").args(["--test", "--test-concurrency=1", "test/editors.test.mjs"]).current_dir(root().join("playground")))
+    run_cmd(node_test().args(["--test-concurrency=1", "test/editors.test.mjs"]).current_dir(root().join("playground")))
 }
 
 /// `cargo xtask bench --playground [--edits N] [--gpu-edits N] [--debounce MS]`: keystroke →

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::{cargo, root, run_cmd};
+use crate::{cargo, node_test, root, run_cmd};
 
 /// The wasm-bindgen CLI must be the crate's exact version (wasm/Cargo.toml pins it).
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
@@ -52,8 +52,8 @@ fn build_kernel_check() -> Result<(), String> {
 pub fn test() -> Result<(), String> {
     let web = root().join("web");
     build_kernel_check()?;
-    run_cmd(Command::new("node").args(["--test", "test/unit/"]).current_dir(&web))?;
-    run_cmd(Command::new("node").args(["--test", "--test-concurrency=1", "test/browser/"]).current_dir(&web))
+    run_cmd(node_test().arg("test/unit/").current_dir(&web))?;
+    run_cmd(node_test().args(["--test-concurrency=1", "test/browser/"]).current_dir(&web))
 }
 
 /// wllama, the browser peer, at the version of ../shared/anchors/wllama-baseline.md.

@@ -4,14 +4,13 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { open, loadDefault, MODEL_SHA256 } from "./harness.mjs";
+import { withPage, loadDefault, MODEL_SHA256 } from "./harness.mjs";
 import { ROOT } from "../server.mjs";
 
 const LIMIT_MS = 100;
 
 test("aborting a long generation stops it within 100 ms", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     await loadDefault(h.page, h.modelUrl);
     const longPrompt = fs.readFileSync(path.join(ROOT, "engine/src/gguf.rs"), "utf8").slice(0, 6000);
     const r = await h.page.evaluate(async ({ longPrompt }) => {
@@ -71,34 +70,22 @@ test("aborting a long generation stops it within 100 ms", async () => {
     assert.equal(r.after, "a + b");
     assert.equal(r.completeCode, "aborted");
     assert.equal(r.preCode, "aborted");
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });
 
 test("aborting a load rejects with aborted", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     const code = await h.page.evaluate(async ({ url, sha256 }) => {
       const ctl = new AbortController();
       const p = window.nib.createCompleter({ model: url, sha256, backend: "cpu", signal: ctl.signal, onProgress: (e) => e.bytes > 1e6 && ctl.abort() });
       try { await p; return "loaded"; } catch (e) { return e.code; }
     }, { url: h.modelUrl, sha256: MODEL_SHA256 });
     assert.equal(code, "aborted");
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });
 
 test("stream() yields the growing best candidate and ends with complete()'s text", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     await loadDefault(h.page, h.modelUrl);
     const r = await h.page.evaluate(async () => {
       const req = { prefix: "def fibonacci(n):\n    ", mode: "block", n: 1 };
@@ -114,10 +101,5 @@ test("stream() yields the growing best candidate and ends with complete()'s text
     for (let i = 1; i < r.parts.length - 1; i++) assert.ok(r.parts[i].length >= 1);
     assert.equal(r.parts[r.parts.length - 1], ref.candidates[0].text);
     console.log(`stream: ${r.parts.length} updates, final ${JSON.stringify(r.parts[r.parts.length - 1])}`);
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });

@@ -2,7 +2,7 @@
 // model; a worker whose engine dies is replaced and the model comes back from the cache.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { open, loadDefault, MODEL_SHA256, MODEL_URL_PATH } from "./harness.mjs";
+import { withPage, loadDefault, MODEL_SHA256, MODEL_URL_PATH } from "./harness.mjs";
 
 /** createCompleter's rejection as {code, message}, or null if it loaded. */
 async function loadError(page, options) {
@@ -18,8 +18,7 @@ async function loadError(page, options) {
 }
 
 test("bad models reject with their code, then the good model loads on the same page", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     const o = h.srv.origin;
     const cases = [
       [{ model: `${o}/bad/404.gguf`, sha256: MODEL_SHA256 }, "model_fetch_failed", /404/],
@@ -64,17 +63,11 @@ test("bad models reject with their code, then the good model loads on the same p
       return codes;
     });
     assert.deepEqual(bad, Array(7).fill("invalid_argument"));
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });
 
 test("a worker whose engine panics is reported and replaced", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     await loadDefault(h.page, h.modelUrl);
     const r = await h.page.evaluate(async () => {
       let err = null;
@@ -88,10 +81,5 @@ test("a worker whose engine panics is reported and replaced", async () => {
     assert.equal(r.text, "a + b");
     assert.equal(r.fromCache, true);
     assert.ok(h.logs.some((l) => l.includes("deliberate panic")), "the panic hook logs the panic");
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });

@@ -3,12 +3,11 @@
 // top-5 overlap, largest |Δlogit| and greedy continuations).
 import test from "node:test";
 import assert from "node:assert/strict";
-import { open, loadDefault, fixture, MODEL_SHA256 } from "./harness.mjs";
+import { withPage, loadDefault, fixture, MODEL_SHA256 } from "./harness.mjs";
 import { judge } from "./llamacpp.mjs";
 
 test("token ids and next-token logits match llama.cpp (CPU wasm)", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     const loaded = await loadDefault(h.page, h.modelUrl);
     assert.equal(loaded.backend, "cpu");
     assert.match(loaded.model.adapter, /simd128/, "the wasm kernels must be the simd128 ones");
@@ -44,10 +43,5 @@ test("token ids and next-token logits match llama.cpp (CPU wasm)", async () => {
     }, cases);
 
     judge(cases, results, "nib wasm");
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });

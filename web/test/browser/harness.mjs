@@ -16,8 +16,20 @@ function require(file, hint) {
   if (!fs.existsSync(file)) throw new Error(`${file} is missing: ${hint}`);
 }
 
+/**
+ * `e` with the last lines of the page's and its worker's console appended (a worker's panic
+ * message is only there). A new Error, `e` its cause: Node's spec reporter prints the stack,
+ * which an Error fixes when it is made, so appending to `e.message` would not show.
+ */
+export function withLogs(e, logs, lines = 300) {
+  const tail = logs.slice(-lines);
+  const head = `--- browser console${logs.length > lines ? ` (last ${lines} of ${logs.length} lines)` : ""} ---`;
+  return new Error(`${e?.message ?? e}\n${head}\n${tail.join("\n") || "(empty)"}`, { cause: e });
+}
+
 /** Server + browser + page on the test page (`server`: startServer's options, e.g. more
- * mounts). Call `close()` at the end. */
+ * mounts). Call `close()` at the end; if the page does not come up, all is closed and the
+ * error carries the console. */
 export async function open(server = {}) {
   require(CHROMIUM, "install Chromium (cargo xtask setup does: apt-get install -y chromium)");
   require(path.join(WEB, "dist/index.js"), "build the package first (cargo xtask web)");
@@ -25,29 +37,42 @@ export async function open(server = {}) {
   require(MODEL_FILE, "fetch the default model (cargo xtask setup)");
   const srv = await startServer(server);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "nib-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
-  const page = context.pages()[0] ?? (await context.newPage());
+  let context = null;
+  let page = null;
   const logs = [];
-  page.on("console", (m) => logs.push(`[${m.type()}] ${m.text()}`));
-  page.on("pageerror", (e) => logs.push(`[pageerror] ${e.stack ?? e}`));
+  // Also on a failed start: a browser or server left open keeps Node's test process alive.
+  const close = async () => {
+    await context?.close();
+    await srv.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  };
   const goto = async () => {
     await page.goto(`${srv.origin}/page/index.html`);
     await page.waitForFunction(() => window.nibReady === true, null, { timeout: 30000 });
   };
-  await goto();
-  return {
-    srv,
-    context,
-    page,
-    logs,
-    goto,
-    modelUrl: `${srv.origin}${MODEL_URL_PATH}`,
-    async close() {
-      await context.close();
-      await srv.close();
-      fs.rmSync(profile, { recursive: true, force: true });
-    },
-  };
+  try {
+    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on("console", (m) => logs.push(`[${m.type()}] ${m.text()}`));
+    page.on("pageerror", (e) => logs.push(`[pageerror] ${e.stack ?? e}`));
+    await goto();
+  } catch (e) {
+    await close();
+    throw withLogs(e, logs);
+  }
+  return { srv, context, page, logs, goto, modelUrl: `${srv.origin}${MODEL_URL_PATH}`, close };
+}
+
+/** Runs `body(h)` on a fresh `open(server)` and closes it; a failure carries the console. */
+export async function withPage(body, server = {}) {
+  const h = await open(server);
+  try {
+    return await body(h);
+  } catch (e) {
+    throw withLogs(e, h.logs);
+  } finally {
+    await h.close();
+  }
 }
 
 /** Loads the default model in the page as `window.c` and returns what the page saw. */

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { startServer, ROOT, WEB } from "../server.mjs";
-import { CHROMIUM, ARGS } from "./harness.mjs";
+import { CHROMIUM, ARGS, withLogs } from "./harness.mjs";
 
 const PKG = path.join(ROOT, "target/kernel-check/pkg");
 const FORMATS = ["F32", "F16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"];
@@ -36,7 +36,7 @@ test("WebGPU kernels: every op's GPU result against the CPU reference, every wei
         return { error: String(e?.message ?? e) };
       }
     });
-    assert.equal(out.error, undefined, `a kernel check failed: ${out.error}\n${logs.join("\n")}`);
+    assert.equal(out.error, undefined, `a kernel check failed: ${out.error}`);
     const { adapter, tolerance, worst } = out.ok;
     assert.match(adapter, /BrowserWebGpu/, "the checks ran on the page's WebGPU");
     console.log(`kernel checks on ${adapter} in ${((Date.now() - t0) / 1000).toFixed(1)} s:`);
@@ -51,6 +51,8 @@ test("WebGPU kernels: every op's GPU result against the CPU reference, every wei
     // f16 variant runs where the adapter has shader-f16; SwiftShader has not).
     const bound = (name) => (/^attention( f16)? vs cpu$/.test(name) ? 2e-3 : tolerance);
     for (const [name, e] of worst) assert.ok(e <= bound(name), `${name}: ${e}`);
+  } catch (e) {
+    throw withLogs(e, logs);
   } finally {
     await context.close();
     await srv.close();

@@ -3,7 +3,7 @@
 // model; the server's log is the witness.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { open, loadDefault, MODEL_URL_PATH, MODEL_SHA256 } from "./harness.mjs";
+import { withPage, loadDefault, MODEL_URL_PATH, MODEL_SHA256 } from "./harness.mjs";
 import fs from "node:fs";
 import { MODEL_FILE } from "./harness.mjs";
 
@@ -28,10 +28,9 @@ function checkProgress(events, size, fromCache) {
 }
 
 test("progress grows monotonically; the second load makes no request for the model", async () => {
-  const h = await open();
-  const size = fs.statSync(MODEL_FILE).size;
-  const modelRequests = () => h.srv.requests.filter((p) => p === MODEL_URL_PATH).length;
-  try {
+  await withPage(async (h) => {
+    const size = fs.statSync(MODEL_FILE).size;
+    const modelRequests = () => h.srv.requests.filter((p) => p === MODEL_URL_PATH).length;
     const first = await loadDefault(h.page, h.modelUrl);
     checkProgress(first.progress, size, false);
     assert.equal(first.model.fromCache, false);
@@ -60,17 +59,11 @@ test("progress grows monotonically; the second load makes no request for the mod
     await h.page.evaluate(() => window.c.dispose());
     await loadDefault(h.page, h.modelUrl, { sha256: undefined });
     assert.equal(modelRequests(), 2);
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });
 
 test("a model given as bytes loads, and a disposed completer refuses calls", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     const r = await h.page.evaluate(async (url) => {
       const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
       const progress = [];
@@ -86,10 +79,5 @@ test("a model given as bytes loads, and a disposed completer refuses calls", asy
     assert.deepEqual(r.phases, ["download", "verify", "init"]);
     assert.equal(r.sha256, MODEL_SHA256);
     assert.ok(r.callerKept > 0, "the caller's Uint8Array must stay usable");
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });

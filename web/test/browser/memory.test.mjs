@@ -7,13 +7,12 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import { open, loadDefault, MODEL_FILE } from "./harness.mjs";
+import { withPage, loadDefault, MODEL_FILE } from "./harness.mjs";
 import { processes, peakGrowth, watchWorkerHeap } from "./memwatch.mjs";
 
 test("peak worker memory while loading the model stays under 2.5x the file size", async () => {
   const size = fs.statSync(MODEL_FILE).size;
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     const before = processes("renderer");
     const watch = await watchWorkerHeap(h.context, h.page);
     const r = await loadDefault(h.page, h.modelUrl);
@@ -30,10 +29,5 @@ test("peak worker memory while loading the model stays under 2.5x the file size"
     assert.ok(workerTotal < 2.5 * size, `worker memory ${ratio(workerTotal)}x the model`);
     assert.ok(grew > 0.9 * size, `the renderer grew by only ${grew} B: wrong process measured`);
     assert.ok(grew < 2.5 * size, `renderer peak grew by ${ratio(grew)}x the model`);
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });

@@ -17,7 +17,7 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { open } from "./harness.mjs";
+import { withPage } from "./harness.mjs";
 import { ROOT } from "../server.mjs";
 import { processes, peakGrowth, watchWorkerHeap } from "./memwatch.mjs";
 
@@ -31,8 +31,7 @@ test("a 0.5B-shaped Q4_0 model on WebGPU: limits, parts per weight, peak worker 
   if (!fs.existsSync(model)) throw new Error(`${model} is missing: run cargo xtask setup`);
   const size = fs.statSync(model).size;
   const sha256 = crypto.createHash("sha256").update(fs.readFileSync(model)).digest("hex");
-  const h = await open({ mounts: [["/models/qwen2/", DIR]] });
-  try {
+  await withPage(async (h) => {
     const limits = await h.page.evaluate(async () => {
       const pick = (l) => ({ binding: l.maxStorageBufferBindingSize, buffer: l.maxBufferSize });
       const adapter = await navigator.gpu.requestAdapter();
@@ -91,10 +90,5 @@ test("a 0.5B-shaped Q4_0 model on WebGPU: limits, parts per weight, peak worker 
     assert.equal(tokens.length, 2);
     assert.ok(tokens.every((t) => Number.isFinite(t.logprob) && t.logprob <= 0), JSON.stringify(tokens));
     assert.ok(grewRenderer < 3.5 * size, `renderer peak grew by ${ratio(grewRenderer)}x the model`);
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  }, { mounts: [["/models/qwen2/", DIR]] });
 });

@@ -4,12 +4,11 @@
 // shortest fixture prompts and greedy continuations are left to the native lavapipe test.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { open, fixture, MODEL_SHA256 } from "./harness.mjs";
+import { withPage, fixture, MODEL_SHA256 } from "./harness.mjs";
 import { judge } from "./llamacpp.mjs";
 
 test("WebGPU: token ids, logits against llama.cpp, a completion; auto keeps to the CPU on a software adapter", async () => {
-  const h = await open();
-  try {
+  await withPage(async (h) => {
     const loaded = await h.page.evaluate(async ({ url, sha256 }) => {
       window.g = await window.nib.createCompleter({ model: url, sha256, backend: "webgpu" });
       return { backend: window.g.backend, model: window.g.model };
@@ -48,10 +47,5 @@ test("WebGPU: token ids, logits against llama.cpp, a completion; auto keeps to t
       return b;
     }, { url: h.modelUrl, sha256: MODEL_SHA256 });
     assert.equal(auto, "cpu");
-  } catch (e) {
-    console.log(h.logs.join("\n"));
-    throw e;
-  } finally {
-    await h.close();
-  }
+  });
 });
