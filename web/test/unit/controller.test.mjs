@@ -5,32 +5,9 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { SuggestionController, firstWord, shouldTrigger } from "../../dist/editors/controller.js";
 import { describeStatus } from "../../dist/editors/status.js";
+import { completion, fakeCompleter } from "./fake_completer.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** A completer whose requests wait until the test answers them. */
-function fakeCompleter() {
-  const calls = [];
-  return {
-    backend: "cpu",
-    calls,
-    complete(req) {
-      return new Promise((resolve, reject) => {
-        const call = { req, resolve, reject, aborted: false };
-        req.signal?.addEventListener("abort", () => {
-          call.aborted = true;
-          reject(Object.assign(new Error("aborted"), { code: "aborted" }));
-        });
-        calls.push(call);
-      });
-    },
-  };
-}
-
-const completion = (texts, timings = {}) => ({
-  candidates: texts.map((text, i) => ({ text, meanLogprob: -0.1 * (i + 1) })),
-  timings: { promptTokens: 10, reusedTokens: 0, evaluatedTokens: 10, generatedTokens: 8, promptMs: 5, decodeMs: 100, totalMs: 105, cacheHit: false, mode: "line", stop: null, ...timings },
-});
 
 function setup(settings = {}) {
   const fake = fakeCompleter();

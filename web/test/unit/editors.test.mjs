@@ -10,32 +10,9 @@ import { keymap } from "@codemirror/view";
 import { nibCompletion } from "../../dist/editors/codemirror.js";
 import { attachTextarea } from "../../dist/editors/textarea.js";
 import { registerMonaco } from "../../dist/editors/monaco.js";
+import { completion, fakeCompleter } from "./fake_completer.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** A completer whose requests wait until the test answers them. */
-function fakeCompleter() {
-  const calls = [];
-  return {
-    backend: "cpu",
-    calls,
-    complete(req) {
-      return new Promise((resolve, reject) => {
-        const call = { req, resolve, reject, aborted: false };
-        req.signal?.addEventListener("abort", () => {
-          call.aborted = true;
-          reject(Object.assign(new Error("aborted"), { code: "aborted" }));
-        });
-        calls.push(call);
-      });
-    },
-  };
-}
-
-const completion = (texts) => ({
-  candidates: texts.map((text, i) => ({ text, meanLogprob: -0.1 * (i + 1) })),
-  timings: { promptTokens: 10, reusedTokens: 0, evaluatedTokens: 10, generatedTokens: 8, promptMs: 5, decodeMs: 100, totalMs: 105, cacheHit: false, mode: "line", stop: null },
-});
 
 const P = "def add(a, b):\n    return ";
 
