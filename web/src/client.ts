@@ -294,6 +294,8 @@ export async function createCompleter(options: CompleterOptions): Promise<Comple
   if (typeof model === "string" || model instanceof URL) {
     source = { url: new URL(String(model), globalThis.location?.href).href };
   } else if (model instanceof ArrayBuffer) {
+    // Detached, it reads as empty: a buffer already handed to another completer.
+    if (model.byteLength === 0) throw new NibError("invalid_argument", "model is an empty ArrayBuffer (one already given to a completer is detached)");
     source = { bytes: model };
   } else if (model instanceof Uint8Array) {
     // Copied once so the caller's buffer stays theirs; the copy moves to the worker.

@@ -74,10 +74,15 @@ export async function download(
   if (!response.ok || !response.body) {
     throw new NibError("model_fetch_failed", `fetching ${source.url} gave HTTP ${response.status} ${response.statusText}`.trim());
   }
-  // A compressed body's Content-Length is not the file's size.
-  const encoded = (response.headers.get("content-encoding") ?? "identity") !== "identity";
-  const total = encoded ? 0 : Number(response.headers.get("content-length")) || 0;
-  const loader = await pump(wasm, response.body, total, sha256 ?? null, signal, (bytes) => progress({ phase: "download", bytes, total }));
+  // A compressed body's Content-Length is not the file's size. A cross-origin response shows
+  // Content-Length but hides Content-Encoding (not CORS-safelisted) unless the server exposes
+  // it: then the length is only a hint (for progress and the buffer's size), and a body of
+  // another length is left to the sha256 or the GGUF reader to judge.
+  const encoding = response.headers.get("content-encoding");
+  const known = response.type !== "cors" || encoding !== null;
+  const length = (encoding ?? "identity") !== "identity" ? 0 : Number(response.headers.get("content-length")) || 0;
+  const total = known ? length : 0;
+  const loader = await pump(wasm, response.body, length, sha256 ?? null, signal, (bytes) => progress({ phase: "download", bytes, total: known ? length : Math.max(length, bytes) }));
   try {
     const received = loader.received();
     if (total && received !== total) {

@@ -34,7 +34,10 @@ export interface Progress {
 }
 
 export interface CompleterOptions {
-  /** URL of a GGUF file, or its bytes. */
+  /**
+   * URL of a GGUF file, or its bytes. An ArrayBuffer moves to the worker (it is detached here
+   * afterwards: no copy of a model-sized buffer); a Uint8Array is copied and stays the caller's.
+   */
   model: string | URL | ArrayBuffer | Uint8Array;
   /** Lowercase hex sha256 the file must have. With a URL, it also turns caching on. */
   sha256?: string;

@@ -3,6 +3,7 @@
 // the broken models the error tests need, and logs every request it answers.
 import http from "node:http";
 import fs from "node:fs";
+import zlib from "node:zlib";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -43,6 +44,7 @@ function serveFile(res, file, transform) {
  */
 export async function startServer({ headers = {}, mounts = [], port: wanted = 0 } = {}) {
   const requests = [];
+  let gzipped = null;
   const allMounts = [...MOUNTS, ...mounts];
   const server = http.createServer((req, res) => {
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
@@ -76,6 +78,14 @@ export async function startServer({ headers = {}, mounts = [], port: wanted = 0 
         res.write(c);
       });
       s.on("end", () => res.end());
+      return;
+    }
+    if (p === "/gzip/model.gguf") {
+      // The model gzip-encoded, to any origin, as a CDN may send it: Content-Length is the
+      // compressed size, and CORS hides Content-Encoding from the page (it is not safelisted).
+      gzipped ??= zlib.gzipSync(fs.readFileSync(MODEL_FILE), { level: 1 });
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-encoding": "gzip", "content-length": gzipped.length, "access-control-allow-origin": "*" });
+      res.end(gzipped);
       return;
     }
     if (p === "/bad/corrupt.gguf") {

@@ -62,7 +62,7 @@ test("progress grows monotonically; the second load makes no request for the mod
   });
 });
 
-test("a model given as bytes loads, and a disposed completer refuses calls", async () => {
+test("a model given as bytes loads (a Uint8Array copied, an ArrayBuffer moved), and a disposed completer refuses calls", async () => {
   await withPage(async (h) => {
     const r = await h.page.evaluate(async (url) => {
       const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
@@ -72,12 +72,23 @@ test("a model given as bytes loads, and a disposed completer refuses calls", asy
       c.dispose();
       let code = null;
       try { await c.tokenize("x"); } catch (e) { code = e.code; }
-      return { ids, code, phases: [...new Set(progress.map((p) => p.phase))], callerKept: bytes.byteLength, sha256: c.model.sha256 };
+      // An ArrayBuffer moves to the worker; handed over again, detached, it is refused by name.
+      const moved = bytes.slice().buffer;
+      const m = await window.nib.createCompleter({ model: moved, backend: "cpu" });
+      const movedIds = await m.tokenize("hello world");
+      m.dispose();
+      let again = null;
+      try { await window.nib.createCompleter({ model: moved, backend: "cpu" }); } catch (e) { again = { code: e.code, message: e.message }; }
+      return { ids, code, phases: [...new Set(progress.map((p) => p.phase))], callerKept: bytes.byteLength, sha256: c.model.sha256, movedIds, movedLeft: moved.byteLength, again };
     }, h.modelUrl);
     assert.deepEqual(r.ids, [28120, 905]);
     assert.equal(r.code, "disposed");
     assert.deepEqual(r.phases, ["download", "verify", "init"]);
     assert.equal(r.sha256, MODEL_SHA256);
     assert.ok(r.callerKept > 0, "the caller's Uint8Array must stay usable");
+    assert.deepEqual(r.movedIds, [28120, 905]);
+    assert.equal(r.movedLeft, 0, "the ArrayBuffer was moved, not copied");
+    assert.equal(r.again?.code, "invalid_argument", JSON.stringify(r.again));
+    assert.match(r.again.message, /detached/);
   });
 });

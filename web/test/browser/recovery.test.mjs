@@ -1,9 +1,11 @@
-// The completer recovers from what breaks under it: a lost WebGPU device (a GPU reset, the
-// GPU process gone) is one typed error, then the model runs on the CPU; a damaged entry in the
-// model cache is dropped and the model fetched again.
+// The completer copes with what breaks under it or around it: a lost WebGPU device (a GPU
+// reset, the GPU process gone) is one typed error, then the model runs on the CPU; a damaged
+// entry in the model cache is dropped and the model fetched again; a model another origin sends
+// gzip-encoded, its Content-Length the compressed size, loads.
 import test from "node:test";
 import assert from "node:assert/strict";
 import { withPage, MODEL_SHA256 } from "./harness.mjs";
+import { startServer } from "../server.mjs";
 
 test("a lost WebGPU device is one gpu_device_lost error, then the completer runs on the CPU", async () => {
   await withPage(async (h) => {
@@ -51,4 +53,22 @@ test("a damaged cache entry is dropped and the model fetched again", async () =>
     assert.deepEqual(r.second, { fromCache: true, text: "a + b" }, "the model fetched again was cached");
     assert.ok(h.logs.some((l) => l.includes("the cached model is unreadable")), "the damaged entry is logged");
   });
+});
+
+test("a gzip-encoded model from another origin loads: its Content-Length is only a hint", async () => {
+  const other = await startServer();
+  try {
+    await withPage(async (h) => {
+      const r = await h.page.evaluate(async ({ url, sha256 }) => {
+        const c = await window.nib.createCompleter({ model: url, sha256, backend: "cpu" });
+        const out = { bytes: c.model.bytes, text: (await c.complete({ prefix: "def add(a, b):\n    return " })).candidates[0].text };
+        c.dispose();
+        return out;
+      }, { url: `${other.origin}/gzip/model.gguf`, sha256: MODEL_SHA256 });
+      assert.equal(r.text, "a + b");
+      assert.ok(r.bytes > 50e6, JSON.stringify(r));
+    });
+  } finally {
+    await other.close();
+  }
 });
