@@ -78,7 +78,12 @@ async function model(): Promise<Completer> {
 
 const runtimeUrl = new URL("nib/index.js", document.baseURI).href;
 
+/** The load in progress: a newer one (Load clicked again) aborts it. */
+let loadAbort: AbortController | null = null;
+
 async function load(url: string, sha256: string | undefined, backend: "auto" | "cpu" | "webgpu"): Promise<void> {
+  loadAbort?.abort();
+  const abort = (loadAbort = new AbortController());
   current?.dispose();
   current = null;
   const bar = $<HTMLProgressElement>("progress");
@@ -94,18 +99,20 @@ async function load(url: string, sha256: string | undefined, backend: "auto" | "
   };
   try {
     nib ??= (await import(/* @vite-ignore */ runtimeUrl)) as Nib;
-    loading = nib.createCompleter({ model: url, sha256, backend, onProgress, workerUrl: new URL("nib/worker.js", document.baseURI) });
+    loading = nib.createCompleter({ model: url, sha256, backend, onProgress, signal: abort.signal, workerUrl: new URL("nib/worker.js", document.baseURI) });
     current = await loading;
     bar.value = 1;
     const m = current.model;
     $("model-info").textContent = `${m.backend} · ${m.adapter} · ${m.nLayers} layers · ${(m.bytes / 1e6).toFixed(1)} MB${m.fromCache ? " (cache)" : ""} · sha256 ${m.sha256.slice(0, 12)}…`;
     status.set({ state: "ready", backend: current.backend, progress: 1 });
   } catch (e) {
+    // Superseded: the newer load reports.
+    if (abort.signal.aborted) return;
     const err = e as { code?: string; message?: string };
     status.set({ state: "error", error: `${err.code ?? "error"}: ${err.message ?? String(e)}` });
     statusEl.dataset.nibState = "error";
   } finally {
-    loading = null;
+    if (loadAbort === abort) loading = null;
   }
 }
 
@@ -153,10 +160,18 @@ function renderStats(): void {
   );
 }
 
+/** Counts remounts: an editor that finishes mounting after a newer remount began is dropped. */
+let mounts = 0;
+
 async function remount(text: string): Promise<void> {
+  const ticket = ++mounts;
   editor?.destroy();
   editor = null;
   const mounted = await mountEditor(editorKind, { host: $("host"), text, language, completer, settings: { ...settings, language }, status });
+  if (ticket !== mounts) {
+    mounted.destroy();
+    return;
+  }
   editor = mounted;
   // The candidates panel follows the controller's suggestion.
   const c = mounted.controller;
@@ -202,7 +217,7 @@ function initControls(): void {
       if (editor) Object.assign(editor.controller.settings, settings, { language });
     });
   setting("mode", (v) => (settings.mode = v as ControllerSettings["mode"]));
-  setting("n", (v) => (settings.n = Math.max(1, Number(v) || 1)));
+  setting("n", (v) => (settings.n = Math.min(8, Math.max(1, Number(v) || 1))));
   setting("temperature", (v) => (settings.temperature = Math.max(0, Number(v) || 0)));
   setting("debounce", (v) => (settings.debounceMs = Math.max(0, Number(v) || 0)));
 }
