@@ -144,17 +144,24 @@ fn wasm_targets() -> Result<(), String> {
     Ok(())
 }
 
-/// Node.js (18 or newer, for `node:wasi`), from Debian's packages when missing.
+/// Node.js 20.11 or newer (`node --test` with `--test-concurrency`, `--test-timeout` and folder
+/// arguments; `node:wasi` for the wasm tests), from Debian's packages when missing.
 fn node() -> Result<(), String> {
-    let version = Command::new("node").arg("--version").output().ok().filter(|o| o.status.success());
-    let major = version.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().trim_start_matches('v').split('.').next()?.parse::<u32>().ok());
-    match major {
-        Some(m) if m >= 18 => Ok(()),
-        _ => {
-            eprintln!("xtask: installing Node.js (Debian package nodejs)");
-            run_cmd(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "nodejs"]))
-                .map_err(|e| format!("{e}\nxtask: Node.js 18+ is needed to run the wasm tests: install it and retry"))
-        }
+    const NEED: (u32, u32) = (20, 11);
+    let version = || {
+        let out = Command::new("node").arg("--version").output().ok().filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
+        let mut parts = text.split('.').map(|p| p.parse::<u32>().ok());
+        Some((parts.next()??, parts.next()??))
+    };
+    if version().is_none() {
+        eprintln!("xtask: installing Node.js (Debian package nodejs)");
+        run_cmd(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "nodejs"]))?;
+    }
+    match version() {
+        Some(v) if v >= NEED => Ok(()),
+        Some((major, minor)) => Err(format!("xtask: Node.js {major}.{minor} is too old: the tests need {}.{} or newer (install it, e.g. from NodeSource, and retry)", NEED.0, NEED.1)),
+        None => Err("xtask: no working Node.js after installing it: install Node.js 20.11+ and retry".into()),
     }
 }
 
