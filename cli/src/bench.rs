@@ -55,6 +55,11 @@ pub fn run<B: Backend>(model: &Model<B>, o: &Options) -> Result<Value, Error> {
     if o.prompt_tokens == 0 {
         return Err(Error::InvalidArgument("--prompt-tokens must be at least 1".into()));
     }
+    // Checked before the prompt is built: a huge count would otherwise fill memory with tokens.
+    let ctx_len = model.config().ctx_len;
+    if o.prompt_tokens.saturating_add(o.gen_tokens) > ctx_len {
+        return Err(Error::InvalidArgument(format!("--prompt-tokens {} + --gen-tokens {} do not fit the model's context of {ctx_len} tokens", o.prompt_tokens, o.gen_tokens)));
+    }
     let ids = prompt(model, o.prompt_file.as_deref(), o.prompt_tokens)?;
     let ctx = o.prompt_tokens + o.gen_tokens + 1;
     // Warm-up: fault in the mapped weights and let the threads spin up.

@@ -59,6 +59,17 @@ fn bad_model_files_give_one_clear_line() {
 }
 
 #[test]
+fn a_bench_longer_than_the_context_is_one_clear_line() {
+    let m = model();
+    let m = m.to_str().unwrap();
+    // usize::MAX tokens: refused before any is made (it once filled memory with them).
+    for prompt in ["18446744073709551615", "8192"] {
+        let out = nib(&["bench", "--model", m, "--prompt-tokens", prompt, "--gen-tokens", "2", "--runs", "1"], "");
+        assert_one_line_error(&out, "context");
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for args in [&["frobnicate"][..], &["generate", "--max-tokens", "lots"], &["tokenize", "--bogus", "1"], &[]] {
         let out = nib(args, "");
