@@ -10,7 +10,7 @@ pub struct Candidate {
 }
 
 /// Removes duplicates (keeping the better score) and sorts best first; equal scores keep
-/// their order, so greedy candidate 0 wins ties.
+/// their order, so the earlier candidate wins a tie.
 pub fn rank(candidates: Vec<Candidate>) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::with_capacity(candidates.len());
     for c in candidates {
