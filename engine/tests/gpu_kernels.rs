@@ -12,10 +12,11 @@
 use std::sync::{Arc, OnceLock};
 
 use nib_engine::backend::cpu::{CpuBackend, CpuTensor, Precision};
-use nib_engine::backend::gpu::GpuBackend;
+use nib_engine::backend::gpu::{ops, GpuBackend, GpuCache};
 use nib_engine::backend::{AttnShape, Backend, Rope};
 use nib_engine::gguf::ModelBytes;
 use nib_engine::quant::GgmlType;
+use nib_engine::{Error, GpuFailure};
 
 #[path = "common/random.rs"]
 mod random;
@@ -373,6 +374,62 @@ fn rope_attention_rows_match_each_row_alone() {
     let gpu_rows = b.rope_attention_rows(&mut refs, 0, &at, &mut t(3, &q, qd), &mut t(3, &k, kd), &t(3, &v, kd), shape, &rope).unwrap();
     let e = rel_err(&b.to_vec(&gpu_rows).unwrap(), &f64s(&cpu_rows.data));
     assert!(e <= 2e-3, "GPU rows against CPU rows: {e:.2e}");
+}
+
+/// The forks of a request for several candidates, dropped, take their bind groups along: the
+/// bind-group cache holds its buffers, so otherwise the forks' KV caches would stay allocated
+/// until the next fork. On a backend of its own (others would change the count meanwhile).
+#[test]
+fn dropped_caches_take_their_bind_groups_along() {
+    let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
+    let gpu = b.context();
+    let mut rng = Rng(1400);
+    let (shape, rope) = (AttnShape { n_heads: 4, n_kv_heads: 2, head_dim: 16, window: None }, Rope { theta: 10_000.0, dims: 16, neox: false, freq_scale: 1.0 });
+    let (qd, kd) = (shape.q_dim(), shape.kv_dim());
+    let step = |c: &mut GpuCache, pos: usize, n: usize, rng: &mut Rng| {
+        let t = |data: Vec<f32>, cols| b.tensor(n, cols, &data).unwrap();
+        let out = b.rope_attention(c, 0, pos, &mut t(rng.vec(n * qd, 2.0), qd), &mut t(rng.vec(n * kd, 2.0), kd), &t(rng.vec(n * kd, 1.0), kd), shape, &rope).unwrap();
+        assert!(b.to_vec(&out).unwrap().iter().all(|x| x.is_finite()));
+    };
+    let mut base = b.new_cache(1, 32, shape).unwrap();
+    step(&mut base, 0, 9, &mut rng);
+    let mut forks: Vec<GpuCache> = (0..7).map(|_| b.fork_cache(&base, 9, 20).unwrap().unwrap()).collect();
+    step(&mut base, 9, 1, &mut rng);
+    for f in &mut forks {
+        step(f, 9, 1, &mut rng);
+    }
+    let (q, k, v) = (rng.vec(7 * qd, 2.0), rng.vec(7 * kd, 2.0), rng.vec(7 * kd, 1.0));
+    let mut refs: Vec<&mut GpuCache> = forks.iter_mut().collect();
+    let t = |data: &[f32], cols| b.tensor(7, cols, data).unwrap();
+    b.to_vec(&b.rope_attention_rows(&mut refs, 0, &[10; 7], &mut t(&q, qd), &mut t(&k, kd), &t(&v, kd), shape, &rope).unwrap()).unwrap();
+    // Handles of the forks' buffers, to count the groups over them (they keep the buffers, not
+    // the groups, alive).
+    let fork_buffers: Vec<wgpu::Buffer> = forks.iter().flat_map(|f| f.buffers().cloned()).collect();
+    let (total, over_forks, over_base) = (gpu.cached_bind_groups(), gpu.cached_bind_groups_over(&fork_buffers), gpu.cached_bind_groups_over(base.buffers()));
+    println!("bind groups: {total} cached, {over_forks} of them over the 7 forks' caches, {over_base} over the base cache");
+    // Per fork: RoPE + KV append and attention, alone and among the rows.
+    assert!(over_forks >= 4 * 7, "the forks' steps bound their caches in only {over_forks} bind groups");
+    assert!(over_base > 0);
+    drop(forks);
+    assert_eq!(gpu.cached_bind_groups_over(&fork_buffers), 0, "bind groups over the dropped forks' caches are still cached");
+    assert_eq!(gpu.cached_bind_groups(), total - over_forks, "dropping the forks forgot other bind groups too");
+    assert_eq!(gpu.cached_bind_groups_over(base.buffers()), over_base);
+    // The base cache still works, its bind groups untouched by the forks' going.
+    step(&mut base, 10, 1, &mut rng);
+}
+
+/// Limits met at run time, by a request and not by the model, are not `Unsupported` (which the
+/// browser reports as `model_unsupported`): an activation past the largest binding is out of
+/// memory, a size past the kernels' u32 an invalid argument.
+#[test]
+fn runtime_limits_are_not_unsupported() {
+    let gpu = gpu().context();
+    match gpu.alloc(gpu.max_binding() + 4) {
+        Err(Error::Gpu { kind: GpuFailure::OutOfMemory, message }) => println!("{message}"),
+        Err(e) => panic!("not OutOfMemory: {e}"),
+        Ok(_) => panic!("an activation past the largest binding was allocated"),
+    }
+    assert!(matches!(ops::u32_of(1 << 40, "tokens"), Err(Error::InvalidArgument(_))));
 }
 
 /// Stacked weights (as `stack_weights` makes them: the rows of each, one after another) through

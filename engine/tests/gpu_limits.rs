@@ -9,6 +9,8 @@
 //!   (128 MiB) holds rows of millions of columns, so on a WebGPU device every model fits.
 //! - The output projection, which takes x in 8 bits from the output norm, against the CPU
 //!   reference over a prompt and two decode steps.
+//! - Attention's split scratch for a long prefill chunk at a long context (a 3B shape), taken in
+//!   row blocks that each fit the binding limit, against attention in f64.
 
 use std::sync::Arc;
 
@@ -21,6 +23,8 @@ use nib_engine::sample::argmax;
 use nib_engine::{Error, Model};
 
 mod common;
+#[path = "common/random.rs"]
+mod random;
 
 /// WebGPU's default (and guaranteed minimum) maxStorageBufferBindingSize.
 const WEBGPU_DEFAULT_BINDING: u64 = 128 << 20;
@@ -116,5 +120,48 @@ fn the_output_projection_with_8_bit_x_matches_the_cpu_reference() {
         println!("step {i} ({} tokens): ‖gpu − cpu‖ / ‖cpu‖ = {rel:.2e}", ids.len());
         assert!(rel <= 3e-3, "step {i}: the logits are {rel:.2e} of their norm off the CPU reference");
         assert_eq!(argmax(&g), argmax(&c), "step {i}: top-1");
+    }
+}
+
+/// A 512-token prefill chunk of a 3B model's attention (16 heads of 128 over 2 KV heads) after
+/// 1,800 positions: unblocked, its split scratch is 512 × 16 × 36 splits × 128 f32, 155 MB, past
+/// WebGPU's default 128 MiB binding (lavapipe's too), and the allocation failed part-way through a
+/// prompt. In row blocks of at most `ATTN_SCRATCH` it runs, and sampled rows match attention in
+/// f64. The 1,800 positions before it are a prefill of their own, through 2 query heads (the
+/// cache only knows KV heads) to spare lavapipe 8 times the work, in blocks too.
+#[test]
+fn a_long_prefill_chunk_attends_in_blocks_under_the_binding_limit() {
+    use nib_engine::backend::gpu::ATTN_SCRATCH;
+    use nib_engine::backend::AttnShape;
+    let b = GpuBackend::new(Arc::new(ModelBytes::Owned(Vec::new()))).unwrap();
+    b.set_poison(true);
+    let shape = AttnShape { n_heads: 16, n_kv_heads: 2, head_dim: 128, window: None };
+    let (before, n) = (1800, 512);
+    let scratch = (n * shape.n_heads * (before + n).div_ceil(ops::ATTN_CHUNK) * shape.head_dim * 4) as u64;
+    println!("max binding {} MiB; unblocked scratch {scratch} bytes, in blocks of at most {ATTN_SCRATCH}", b.context().max_binding() >> 20);
+    assert!(scratch > WEBGPU_DEFAULT_BINDING);
+    let mut rng = random::Rng(1700);
+    let mut cache = b.new_cache(1, before + n, shape).unwrap();
+    let (mut ks, mut vs) = (Vec::new(), Vec::new());
+    let mut pos = 0;
+    let fill = AttnShape { n_heads: 2, ..shape };
+    for (shape, rows, check) in [(fill, before, [0, 1, 1799]), (shape, n, [0, 300, 511])] {
+        let t0 = std::time::Instant::now();
+        let (qd, kd) = (shape.q_dim(), shape.kv_dim());
+        let (q, k, v) = (rng.vec(rows * qd, 2.0), rng.vec(rows * kd, 2.0), rng.vec(rows * kd, 1.0));
+        ks.extend_from_slice(&k);
+        vs.extend_from_slice(&v);
+        let t = |data: &[f32], cols| b.tensor(rows, cols, data).unwrap();
+        let out = b.attention(&mut cache, 0, pos, &t(&q, qd), &t(&k, kd), &t(&v, kd), shape).unwrap_or_else(|e| panic!("{rows} rows at {pos}: {e}"));
+        let got = b.to_vec(&out).unwrap();
+        assert!(got.iter().all(|x| x.is_finite()), "{rows} rows at {pos}: rows left unwritten");
+        for r in check {
+            let want = random::attention_f64(&q[r * qd..(r + 1) * qd], &ks, &vs, pos + r, 1, shape);
+            let got: Vec<f64> = got[r * qd..(r + 1) * qd].iter().map(|&x| x as f64).collect();
+            let d = got.iter().zip(&want).map(|(g, w)| (g - w).powi(2)).sum::<f64>().sqrt() / want.iter().map(|w| w * w).sum::<f64>().sqrt();
+            assert!(d <= 1e-4, "{rows} rows at {pos}: row {r} is {d:.2e} off attention in f64");
+        }
+        println!("{rows} rows of {} heads at {pos}: {:.1} s", shape.n_heads, t0.elapsed().as_secs_f64());
+        pos += rows;
     }
 }

@@ -88,6 +88,10 @@ struct Core {
     /// Bytes of an unfinished UTF-8 sequence.
     utf8: Vec<u8>,
     done: bool,
+    /// The error a step failed with: every later step fails with it too. A failed step may
+    /// have taken the pending token or left the session part-way through a chunk, so there is
+    /// nothing to go on from.
+    failed: Option<NibError>,
 }
 
 impl Generation {
@@ -121,7 +125,7 @@ impl Generation {
             }
         };
         let done = opts.max_tokens == 0;
-        let core = Core { sampler, prompt: ids, prefilled: 0, chunk: opts.prefill_chunk, pending: None, generated: 0, stop, opts, utf8: Vec::new(), done };
+        let core = Core { sampler, prompt: ids, prefilled: 0, chunk: opts.prefill_chunk, pending: None, generated: 0, stop, opts, utf8: Vec::new(), done, failed: None };
         Ok(Generation { state: Rc::new(RefCell::new(GenState { shared, session, core })) })
     }
 }
@@ -147,7 +151,20 @@ impl GenState {
 }
 
 impl Core {
+    /// One step ([`Core::step`]); after a failed one, its error again (same code), since the
+    /// generation cannot go on.
     async fn advance<B: Backend>(&mut self, m: &Model<B>, s: &mut Session<B>) -> NibResult<Step> {
+        if let Some(e) = &self.failed {
+            return Err(NibError::new(e.code, format!("the generation ended at an earlier error: {}", e.message)));
+        }
+        let step = self.step(m, s).await;
+        if let Err(e) = &step {
+            self.failed = Some(e.clone());
+        }
+        step
+    }
+
+    async fn step<B: Backend>(&mut self, m: &Model<B>, s: &mut Session<B>) -> NibResult<Step> {
         let logits = if self.prefilled < self.prompt.len() {
             let end = self.prompt.len().min(self.prefilled.saturating_add(self.chunk));
             let t0 = now_ms();

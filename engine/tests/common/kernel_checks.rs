@@ -252,7 +252,11 @@ pub async fn swiglus_and_adds(b: &GpuBackend, report: &mut Report) -> Check {
 /// u32 words, or read as f16; both write the same cache, the second time the same values), each
 /// within [`TOL`] (both multiply in f32), and the f16 kernel must have been compiled: it ran.
 /// Without shader-f16, asking for the f16 variant is an error.
-/// Sets the backend's tuning; give it a backend of its own where tests run in parallel.
+/// Then the same with the attention scratch lowered (`GpuBackend::set_attn_scratch`) so that
+/// prefill chunks go through attention in several blocks of query rows (and, below one row's
+/// scratch, one row per block), each chunk's dispatches counted: 2 per block.
+/// Sets the backend's tuning and scratch limit; give it a backend of its own where tests run in
+/// parallel.
 pub async fn attentions(b: &GpuBackend, report: &mut Report) -> Check {
     let c = cpu();
     let gpu = b.context();
@@ -265,35 +269,78 @@ pub async fn attentions(b: &GpuBackend, report: &mut Report) -> Check {
     let cases = [(9, 3, 64, 7, 2, None), (6, 2, 34, 70, 3, None), (4, 4, 16, 130, 1, None), (6, 2, 34, 70, 3, Some(16)), (4, 4, 16, 200, 2, Some(64)), (2, 1, 8, 5, 3, Some(1))];
     for (nh, nkv, hd, prefill, steps, window) in cases {
         let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window };
-        let mut gc = b.new_cache(2, prefill + steps + 5, shape).map_err(err)?;
-        let mut cc = c.new_cache(2, prefill + steps + 5, shape).map_err(err)?;
-        let (mut ks, mut vs) = (Vec::new(), Vec::new());
-        let mut pos = 0;
-        for n in std::iter::once(prefill).chain(std::iter::repeat_n(1, steps)) {
-            let (q, k, v) = (rng.vec(n * shape.q_dim(), 2.0), rng.vec(n * shape.kv_dim(), 2.0), rng.vec(n * shape.kv_dim(), 1.0));
-            ks.extend_from_slice(&k);
-            vs.extend_from_slice(&v);
-            let want = random::attention_f64(&q, &ks, &vs, pos, n, shape);
-            // The CPU backend also rounds q and the probabilities to f16 (ggml's habit): 2e-3.
-            let ct = |n: usize, cols: usize, data: Vec<f32>| CpuTensor::new(n, cols, data).map_err(err);
-            let cpu_out = c.attention(&mut cc, 1, pos, &ct(n, shape.q_dim(), q.clone())?, &ct(n, shape.kv_dim(), k.clone())?, &ct(n, shape.kv_dim(), v.clone())?, shape).map_err(err)?;
-            for &f16 in &variants {
-                gpu.set_tuning(Tuning { f16: Some(f16), ..auto }).map_err(err)?;
-                let name = if f16 { "attention f16" } else { "attention" };
-                let t = |n: usize, cols: usize, data: &[f32]| b.tensor(n, cols, data).map_err(err);
-                let got = b.attention(&mut gc, 1, pos, &t(n, shape.q_dim(), &q)?, &t(n, shape.kv_dim(), &k)?, &t(n, shape.kv_dim(), &v)?, shape).map_err(err)?;
-                let got = b.to_vec_async(&got).await.map_err(err)?;
-                report.note(name, within(format!("{name} {shape:?} pos {pos} n {n} vs f64"), rel_err(&got, &want)?, TOL)?);
-                report.note(&format!("{name} vs cpu"), within(format!("{name} {shape:?} pos {pos} n {n} vs the CPU backend"), rel_err(&got, &f64s(&cpu_out.data))?, 2e-3)?);
+        let chunks: Vec<usize> = std::iter::once(prefill).chain(std::iter::repeat_n(1, steps)).collect();
+        attention_steps(b, &c, &mut rng, shape, &chunks, &variants, "", report).await?;
+    }
+    // Row blocks: (heads, kv heads, head dim, window, rows per block of the first chunk; 0: a
+    // limit below one row). Chunks of 150 and 90 rows, then a decode step: the second chunk's
+    // rows see more splits, so fewer fit a block; the decode step is one block whatever the limit.
+    let chunks = [150, 90, 1];
+    for (nh, nkv, hd, window, rows) in [(6, 2, 34, None, 40), (4, 4, 16, Some(40), 40), (2, 1, 8, Some(3), 0)] {
+        let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, window };
+        let row_bytes = |pos: usize, n: usize| (nh * (pos + n).div_ceil(ops::ATTN_CHUNK) * hd * 4) as u64;
+        let limit = (rows as u64 * row_bytes(0, chunks[0])).max(1);
+        b.set_attn_scratch(limit);
+        let dispatches = attention_steps(b, &c, &mut rng, shape, &chunks, &variants, " blocked", report).await?;
+        let (mut pos, decode) = (0, dispatches[chunks.len() - 1]);
+        for (i, &n) in chunks.iter().enumerate() {
+            let fit = (limit / row_bytes(pos, n)).clamp(1, n as u64) as usize;
+            let blocks = n.div_ceil(fit);
+            if i == 0 && blocks < 3 {
+                return Err(format!("attention blocked {shape:?}: {blocks} blocks of the first chunk, meant to be several"));
+            }
+            if dispatches[i] != decode + 2 * (blocks as u64 - 1) {
+                return Err(format!("attention blocked {shape:?} pos {pos} n {n}: {} dispatches, a decode step's {decode} + 2 per further block of {blocks}", dispatches[i]));
             }
             pos += n;
         }
     }
+    b.set_attn_scratch(nib_engine::backend::gpu::ATTN_SCRATCH);
     gpu.set_tuning(auto).map_err(err)?;
     if variants.len() > 1 && !gpu.has_kernel(("attention", 1)) {
         return Err("attention's f16 kernel was never compiled: the f16 variant did not run".into());
     }
     Ok(())
+}
+
+/// Attention calls of `chunks` rows one after another over fresh caches of one layer, in each
+/// of `variants` (f16 or not), against f64 and the CPU backend; reported as "attention" (or
+/// "attention f16") + `suffix`. Returns each chunk's dispatches in the last variant's call.
+#[allow(clippy::too_many_arguments)]
+async fn attention_steps(b: &GpuBackend, c: &CpuBackend, rng: &mut Rng, shape: AttnShape, chunks: &[usize], variants: &[bool], suffix: &str, report: &mut Report) -> Result<Vec<u64>, String> {
+    let gpu = b.context();
+    let auto = gpu.tuning();
+    let total: usize = chunks.iter().sum();
+    let mut gc = b.new_cache(2, total + 5, shape).map_err(err)?;
+    let mut cc = c.new_cache(2, total + 5, shape).map_err(err)?;
+    let (mut ks, mut vs) = (Vec::new(), Vec::new());
+    let (mut pos, mut dispatches) = (0, Vec::new());
+    for &n in chunks {
+        let (q, k, v) = (rng.vec(n * shape.q_dim(), 2.0), rng.vec(n * shape.kv_dim(), 2.0), rng.vec(n * shape.kv_dim(), 1.0));
+        ks.extend_from_slice(&k);
+        vs.extend_from_slice(&v);
+        let want = random::attention_f64(&q, &ks, &vs, pos, n, shape);
+        // The CPU backend also rounds q and the probabilities to f16 (ggml's habit): 2e-3.
+        let ct = |n: usize, cols: usize, data: Vec<f32>| CpuTensor::new(n, cols, data).map_err(err);
+        let cpu_out = c.attention(&mut cc, 1, pos, &ct(n, shape.q_dim(), q.clone())?, &ct(n, shape.kv_dim(), k.clone())?, &ct(n, shape.kv_dim(), v.clone())?, shape).map_err(err)?;
+        let mut count = 0;
+        for &f16 in variants {
+            gpu.set_tuning(Tuning { f16: Some(f16), ..auto }).map_err(err)?;
+            let name = format!("{}{suffix}", if f16 { "attention f16" } else { "attention" });
+            let t = |n: usize, cols: usize, data: &[f32]| b.tensor(n, cols, data).map_err(err);
+            let (qt, kt, vt) = (t(n, shape.q_dim(), &q)?, t(n, shape.kv_dim(), &k)?, t(n, shape.kv_dim(), &v)?);
+            let before = gpu.stats().dispatches;
+            let got = b.attention(&mut gc, 1, pos, &qt, &kt, &vt, shape).map_err(err)?;
+            count = gpu.stats().dispatches - before;
+            let got = b.to_vec_async(&got).await.map_err(err)?;
+            report.note(&name, within(format!("{name} {shape:?} pos {pos} n {n} vs f64"), rel_err(&got, &want)?, TOL)?);
+            report.note(&format!("{name} vs cpu"), within(format!("{name} {shape:?} pos {pos} n {n} vs the CPU backend"), rel_err(&got, &f64s(&cpu_out.data))?, 2e-3)?);
+        }
+        dispatches.push(count);
+        pos += n;
+    }
+    gpu.set_tuning(auto).map_err(err)?;
+    Ok(dispatches)
 }
 
 /// The greedy choice on the GPU (argmax + log-sum-exp) against `sample`'s, on the last row.

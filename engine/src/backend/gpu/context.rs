@@ -93,12 +93,41 @@ struct Pending {
 /// and each storage binding's buffer and size.
 type BindKey = (usize, Vec<(wgpu::Buffer, u64)>);
 
+/// Bind groups by kernel and buffers: activation buffers come from the pool, so a decode step
+/// binds the same buffers as the one before it and creating bind groups, the largest host cost
+/// of recording a step, is skipped. A cached group holds its buffers, so an owner of buffers
+/// that may be bound (a KV cache) keeps a handle and calls [`BindGroups::forget`] as it drops
+/// them: otherwise the cache would keep them allocated.
+#[derive(Clone, Default)]
+pub struct BindGroups(Arc<Mutex<HashMap<BindKey, wgpu::BindGroup>>>);
+
+impl BindGroups {
+    /// Drops every cached bind group that binds one of `buffers`.
+    // A buffer hashes and compares by its id, which its interior mutability (mapping state)
+    // leaves alone: the cache's own keys are buffers too.
+    #[allow(clippy::mutable_key_type)]
+    pub fn forget<'a>(&self, buffers: impl IntoIterator<Item = &'a wgpu::Buffer>) {
+        let gone: std::collections::HashSet<&wgpu::Buffer> = buffers.into_iter().collect();
+        if gone.is_empty() {
+            return;
+        }
+        lock(&self.0).retain(|key, _| !key.1.iter().any(|(b, _)| gone.contains(b)));
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
+    /// Cached bind groups that bind one of `buffers`.
+    #[allow(clippy::mutable_key_type)] // as in `forget`
+    fn over<'a>(&self, buffers: impl IntoIterator<Item = &'a wgpu::Buffer>) -> usize {
+        let of: std::collections::HashSet<&wgpu::Buffer> = buffers.into_iter().collect();
+        lock(&self.0).keys().filter(|key| key.1.iter().any(|(b, _)| of.contains(b))).count()
+    }
+}
+
 struct State {
     kernels: HashMap<KernelKey, Arc<Kernel>>,
-    /// Bind groups by kernel and buffers: activation buffers come from the pool, so a decode
-    /// step binds the same buffers as the one before it and creating bind groups, the largest
-    /// host cost of recording a step, is skipped.
-    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
     pending: Option<Pending>,
     /// Parameters of the pending dispatches, uploaded to `params` just before the submit.
     param_bytes: Vec<u8>,
@@ -120,6 +149,7 @@ pub struct Gpu {
     params: wgpu::Buffer,
     param_stride: u64,
     pool: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+    bind_groups: BindGroups,
     state: Mutex<State>,
 }
 
@@ -296,7 +326,8 @@ impl Gpu {
             params,
             param_stride,
             pool: Arc::new(Mutex::new(HashMap::new())),
-            state: Mutex::new(State { kernels: HashMap::new(), bind_groups: HashMap::new(), pending: None, param_bytes: Vec::new(), stats: GpuStats::default() }),
+            bind_groups: BindGroups::default(),
+            state: Mutex::new(State { kernels: HashMap::new(), pending: None, param_bytes: Vec::new(), stats: GpuStats::default() }),
         })
     }
 
@@ -405,10 +436,26 @@ impl Gpu {
         lock(&self.state).stats
     }
 
-    /// Drops every cached bind group, and with them the buffers only they still hold (a KV
-    /// cache that is being replaced, say).
+    /// Drops every cached bind group, and with them the buffers only they still hold (pooled
+    /// buffers past the pool's room, a rope table that was replaced).
     pub fn forget_bind_groups(&self) {
-        lock(&self.state).bind_groups.clear();
+        lock(&self.bind_groups.0).clear();
+    }
+
+    /// The bind-group cache, for owners of buffers to forget theirs with
+    /// ([`BindGroups::forget`]).
+    pub fn bind_groups(&self) -> BindGroups {
+        self.bind_groups.clone()
+    }
+
+    /// Bind groups cached now (tests check that dropped KV caches take theirs along).
+    pub fn cached_bind_groups(&self) -> usize {
+        self.bind_groups.len()
+    }
+
+    /// Cached bind groups that bind one of `buffers` (`GpuCache::buffers`, say).
+    pub fn cached_bind_groups_over<'a>(&self, buffers: impl IntoIterator<Item = &'a wgpu::Buffer>) -> usize {
+        self.bind_groups.over(buffers)
     }
 
     pub fn reset_stats(&self) {
@@ -416,15 +463,19 @@ impl Gpu {
     }
 
     /// An activation buffer of at least `bytes` (from the pool when one is free). Sizes are
-    /// rounded up to a power of two so that varying prompt lengths reuse the same buffers.
+    /// rounded up to a power of two so that varying prompt lengths reuse the same buffers, or
+    /// to the largest binding where the power of two would exceed it. More than one binding
+    /// holds is an out-of-memory error: the model loaded, and the request (a long prompt, a
+    /// long context) asked the device for more than it can bind.
     pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
-        let class = bytes.max(256).checked_next_power_of_two().unwrap_or(u64::MAX);
-        if class > self.max_binding() {
-            return Err(Error::Unsupported(format!(
-                "an activation of {bytes} bytes exceeds the GPU's largest storage binding ({} bytes)",
-                self.max_binding()
-            )));
+        let max = self.max_binding() & !3;
+        if bytes > max {
+            return Err(Error::gpu(
+                GpuFailure::OutOfMemory,
+                format!("an activation of {bytes} bytes exceeds the GPU's largest storage binding ({max} bytes)"),
+            ));
         }
+        let class = bytes.max(256).checked_next_power_of_two().unwrap_or(u64::MAX).min(max);
         let reused = lock(&self.pool).get_mut(&class).and_then(|l| l.pop());
         let buffer = match reused {
             Some(b) => b,
@@ -542,7 +593,8 @@ impl Gpu {
         }
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
-            return Err(Error::Unsupported(format!("dispatch of {groups:?} workgroups exceeds the GPU's {max} per dimension")));
+            // The model runs here; this call's rows or context are more than one dispatch takes.
+            return Err(Error::InvalidArgument(format!("dispatch of {groups:?} workgroups exceeds the GPU's {max} per dimension (too many rows or positions for one call)")));
         }
         if groups.contains(&0) {
             return Ok(());
@@ -565,8 +617,9 @@ impl Gpu {
             }
             key.1.push((b.buffer.clone(), size));
         }
-        let bind_group = match st.bind_groups.get(&key) {
-            Some(g) => g.clone(),
+        let cached = lock(&self.bind_groups.0).get(&key).cloned();
+        let bind_group = match cached {
+            Some(g) => g,
             None => {
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
@@ -579,10 +632,11 @@ impl Gpu {
                     });
                 }
                 let g = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &kernel.layout, entries: &entries });
-                if st.bind_groups.len() >= BIND_GROUPS_KEPT {
-                    st.bind_groups.clear();
+                let mut groups = lock(&self.bind_groups.0);
+                if groups.len() >= BIND_GROUPS_KEPT {
+                    groups.clear();
                 }
-                st.bind_groups.insert(key, g.clone());
+                groups.insert(key, g.clone());
                 g
             }
         };

@@ -21,7 +21,7 @@ mod layout;
 pub mod ops;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{AttnShape, Backend, Rope};
@@ -37,6 +37,16 @@ use ops::{AttnCall, WeightView};
 
 /// The bit pattern poisoned outputs are filled with: a quiet NaN.
 const POISON: u32 = 0x7fc0_0000;
+
+/// The most bytes of attention's split scratch (`part_o`: rows × heads × 64-position splits ×
+/// head_dim f32) one attention dispatch uses; a prefill takes its query rows in blocks that fit.
+/// Unblocked, a 512-token chunk of a 3B model (16 heads of 128) at 2.3k positions needed 151 MB,
+/// past WebGPU's default 128 MiB binding (and a 256 MiB pool class where the device allowed it).
+/// 32 MiB is a quarter of that default, so it fits every WebGPU device with room for the
+/// activations beside it, and it still holds 65,536 (head, row, split) workgroups of head_dim
+/// 128 per dispatch, far more than any GPU runs at once: the blocks cost only their extra
+/// dispatches (2 each), and decode steps and prefills under it run in one block as before.
+pub const ATTN_SCRATCH: u64 = 32 << 20;
 
 /// Activations `(rows, cols)` f32 in a GPU buffer (possibly larger than the tensor).
 pub struct GpuTensor {
@@ -99,11 +109,26 @@ pub struct GpuCache {
     v: Vec<wgpu::Buffer>,
     max_ctx: usize,
     shape: AttnShape,
+    /// The device's bind-group cache, whose groups over these buffers go when the cache does.
+    bind_groups: context::BindGroups,
+}
+
+impl Drop for GpuCache {
+    /// Forgets the bind groups over this cache's buffers, which would otherwise keep them
+    /// allocated (the forks of a request for several candidates: hundreds of MB on a large model).
+    fn drop(&mut self) {
+        self.bind_groups.forget(self.k.iter().chain(&self.v));
+    }
 }
 
 impl GpuCache {
     pub fn max_ctx(&self) -> usize {
         self.max_ctx
+    }
+
+    /// Every layer's key and value buffers.
+    pub fn buffers(&self) -> impl Iterator<Item = &wgpu::Buffer> {
+        self.k.iter().chain(&self.v)
     }
 }
 
@@ -115,6 +140,10 @@ pub struct GpuBackend {
     bytes: Arc<ModelBytes>,
     /// Largest weight part in bytes (the device's binding limit unless a test lowers it).
     part_bytes: u64,
+    /// Bytes of attention's split scratch (`part_o`) one dispatch may use: a prefill's query
+    /// rows go through attention in blocks that stay within it ([`ATTN_SCRATCH`] unless a test
+    /// lowers it).
+    attn_scratch: AtomicU64,
     poison: AtomicBool,
     /// (cos, sin) tables by rope configuration: (positions covered, buffer).
     rope_tables: Mutex<HashMap<RopeKey, (usize, Arc<wgpu::Buffer>)>>,
@@ -138,7 +167,8 @@ impl GpuBackend {
 
     fn on(gpu: Gpu, bytes: Arc<ModelBytes>) -> Self {
         let part_bytes = gpu.max_binding();
-        GpuBackend { gpu, bytes, part_bytes, poison: AtomicBool::new(false), rope_tables: Mutex::new(HashMap::new()) }
+        let attn_scratch = AtomicU64::new(ATTN_SCRATCH.min(part_bytes));
+        GpuBackend { gpu, bytes, part_bytes, attn_scratch, poison: AtomicBool::new(false), rope_tables: Mutex::new(HashMap::new()) }
     }
 
     /// As [`GpuBackend::new`], splitting weights into parts of at most `part_bytes` (tests use
@@ -148,6 +178,13 @@ impl GpuBackend {
         let mut b = Self::new(bytes)?;
         b.part_bytes = part_bytes.clamp(64, b.part_bytes);
         Ok(b)
+    }
+
+    /// Sets the most bytes of attention scratch one dispatch uses (default [`ATTN_SCRATCH`],
+    /// never above the device's largest binding): tests lower it to take a prefill's rows
+    /// through attention in several blocks. A block has at least one row, whatever the limit.
+    pub fn set_attn_scratch(&self, bytes: u64) {
+        self.attn_scratch.store(bytes.min(self.gpu.max_binding()), Ordering::Relaxed);
     }
 
     /// The adapter and the limits the device got.
@@ -367,13 +404,21 @@ fn attn_geometry(cache: &GpuCache, layer: usize, pos: usize, n: usize, shape: At
 }
 
 impl GpuBackend {
-    /// Attends `q` over a layer's cache that already holds this call's keys and values.
+    /// Attends `q` over a layer's cache that already holds this call's keys and values, the
+    /// query rows in blocks whose split scratch stays within `attn_scratch` (one block for a
+    /// decode step or a short prefill).
     fn attend(&self, call: &AttnCall, q: &GpuTensor, kc: &wgpu::Buffer, vc: &wgpu::Buffer) -> Result<GpuTensor> {
         let out = self.output(call.n, call.n_heads * call.head_dim)?;
-        let slots = call.n * call.n_heads * (call.pos + call.n).div_ceil(ops::ATTN_CHUNK);
-        let part_o = self.gpu.alloc(slots as u64 * call.head_dim as u64 * 4)?;
-        let part_ml = self.gpu.alloc(slots as u64 * 8)?;
-        ops::attend(&self.gpu, call, q.buffer(), kc, vc, &part_o.buffer, &part_ml.buffer, out.buffer())?;
+        // Every row of a block is sized for the last row's splits, the most any row has.
+        let splits = (call.pos as u64 + call.n as u64).div_ceil(ops::ATTN_CHUNK as u64);
+        let row_slots = call.n_heads as u64 * splits;
+        let row_bytes = (row_slots * call.head_dim as u64 * 4).max(1);
+        let fit = (self.attn_scratch.load(Ordering::Relaxed) / row_bytes).clamp(1, call.n.max(1) as u64) as usize;
+        // Blocks of equal size (the last may be short by less than one row per block).
+        let block = call.n.div_ceil(call.n.div_ceil(fit).max(1)).max(1);
+        let part_o = self.gpu.alloc(block as u64 * row_bytes)?;
+        let part_ml = self.gpu.alloc(block as u64 * row_slots * 8)?;
+        ops::attend(&self.gpu, call, block, q.buffer(), kc, vc, &part_o.buffer, &part_ml.buffer, out.buffer())?;
         Ok(out)
     }
 
@@ -601,12 +646,16 @@ impl Backend for GpuBackend {
         if hd == 0 || !hd.is_multiple_of(2) || hd > ops::MAX_HEAD_DIM || shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
             return Err(Error::Unsupported(format!("attention {shape:?} on the GPU backend (head_dim even and at most {})", ops::MAX_HEAD_DIM)));
         }
+        // The model runs here: a context this long is more than the device binds (a request's
+        // resource, not the model's), so out of memory rather than unsupported.
         let bytes = max_ctx
             .checked_mul(shape.kv_dim())
             .and_then(|x| x.checked_mul(2))
             .filter(|&b| (b as u64) <= self.gpu.max_binding())
-            .ok_or_else(|| Error::Unsupported(format!("a KV cache layer of {max_ctx} positions × {} does not fit one GPU binding", shape.kv_dim())))?;
-        // The bind groups of earlier caches would keep their buffers alive.
+            .ok_or_else(|| Error::gpu(GpuFailure::OutOfMemory, format!("a KV cache layer of {max_ctx} positions × {} does not fit one GPU binding ({} bytes)", shape.kv_dim(), self.gpu.max_binding())))?;
+        // A dropped cache forgets its own bind groups (`GpuCache`'s Drop); starting over here
+        // also lets go of other buffers only cached groups still hold (pooled buffers past the
+        // pool's room, a replaced rope table).
         self.gpu.forget_bind_groups();
         let mk = |what: &str| {
             self.gpu.create_checked(&wgpu::BufferDescriptor {
@@ -618,7 +667,7 @@ impl Backend for GpuBackend {
         };
         let k = (0..n_layers).map(|_| mk("nib k cache")).collect::<Result<Vec<_>>>()?;
         let v = (0..n_layers).map(|_| mk("nib v cache")).collect::<Result<Vec<_>>>()?;
-        Ok(GpuCache { k, v, max_ctx, shape })
+        Ok(GpuCache { k, v, max_ctx, shape, bind_groups: self.gpu.bind_groups() })
     }
 
     fn embed(&self, table: &GpuWeight, ids: &[u32]) -> Result<GpuTensor> {

@@ -19,9 +19,11 @@ pub const MAX_HEAD_DIM: usize = 256;
 /// Up to this many tokens a matmul runs as matrix-vector products (decode); above, tiled.
 pub const MATVEC_MAX_TOKENS: usize = 4;
 
-/// `x` as a u32 for a kernel parameter, or an error naming `what`.
+/// `x` as a u32 for a kernel parameter, or an error naming `what`. Sizes reach this from a
+/// call's rows and positions (the model's own sizes were checked at load), so too large is an
+/// invalid argument, not an unsupported model.
 pub fn u32_of(x: usize, what: &str) -> Result<u32> {
-    u32::try_from(x).map_err(|_| Error::Unsupported(format!("{what} = {x} is too large for the GPU kernels")))
+    u32::try_from(x).map_err(|_| Error::InvalidArgument(format!("{what} = {x} is too large for the GPU kernels")))
 }
 
 /// The weight formats the kernels dequantize.
@@ -428,48 +430,58 @@ const ATTN_PACKED: &str = "alias KV = u32;\nfn pair(w: KV) -> vec2<f32> { return
 /// p · v alone 1.3e-2 on the 16 (8.0e-3 with both in f32).
 const ATTN_F16: &str = "enable f16;\nalias KV = vec2<f16>;\nfn pair(w: KV) -> vec2<f32> { return vec2<f32>(w); }\n";
 
-/// Attends `q (n, n_heads * head_dim)` over the cache into `out`, through the split scratch
-/// buffers `part_o (n, n_heads, n_splits, head_dim)` and `part_ml (n, n_heads, n_splits, 2)`.
+/// Attends `q (n, n_heads * head_dim)` over the cache into `out`, `block` query rows at a time
+/// (a dispatch of attention.wgsl and one of its merge per block), through the split scratch
+/// buffers `part_o (block, n_heads, n_splits, head_dim)` and `part_ml (block, n_heads, n_splits,
+/// 2)`, sized for the splits of the call's last row; every block reuses them.
 #[allow(clippy::too_many_arguments)]
-pub fn attend(gpu: &Gpu, c: &AttnCall, q: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer, part_o: &wgpu::Buffer, part_ml: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<()> {
-    let n_splits = (c.pos + c.n).div_ceil(ATTN_CHUNK);
+pub fn attend(gpu: &Gpu, c: &AttnCall, block: usize, q: &wgpu::Buffer, kc: &wgpu::Buffer, vc: &wgpu::Buffer, part_o: &wgpu::Buffer, part_ml: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<()> {
+    let block = block.clamp(1, c.n.max(1));
     let q_len = c.n * c.n_heads * c.head_dim;
-    let slots = c.n * c.n_heads * n_splits;
+    // The scratch every block binds, the same bytes each time (one bind group for all).
+    let slots = block * c.n_heads * (c.pos + c.n).div_ceil(ATTN_CHUNK);
     let f16 = gpu.attn_f16();
     let kern = gpu.kernel(("attention", f16 as u32), &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
         format!("{}{}", if f16 { ATTN_F16 } else { ATTN_PACKED }, include_str!("kernels/attention.wgsl"))
     })?;
+    let merge = gpu.kernel(("attention_merge", 0), &[Access::Read, Access::Read, Access::ReadWrite], || {
+        include_str!("kernels/attention_merge.wgsl").into()
+    })?;
     let scale = 1.0 / (c.head_dim as f32).sqrt();
-    let params = [
-        u32_of(c.n_heads, "heads")?,
-        u32_of(c.n_heads / c.n_kv_heads.max(1), "group")?,
-        u32_of(c.head_dim, "head dim")?,
-        u32_of(c.max_ctx, "context")?,
-        u32_of(c.pos, "position")?,
-        u32_of(c.n, "tokens")?,
-        u32_of(n_splits, "splits")?,
-        scale.to_bits(),
-        u32_of(c.window.unwrap_or(0), "window")?,
-    ];
-    let binds = [
+    let attn_binds = [
         Bind { buffer: q, bytes: bytes_f32(q_len) },
         Bind { buffer: kc, bytes: kc.size() },
         Bind { buffer: vc, bytes: vc.size() },
         Bind { buffer: part_o, bytes: bytes_f32(slots * c.head_dim) },
         Bind { buffer: part_ml, bytes: bytes_f32(slots * 2) },
     ];
-    gpu.dispatch(&kern, &params, &binds, [u32_of(c.n_heads, "heads")?, u32_of(c.n, "tokens")?, u32_of(n_splits, "splits")?])?;
-
-    let merge = gpu.kernel(("attention_merge", 0), &[Access::Read, Access::Read, Access::ReadWrite], || {
-        include_str!("kernels/attention_merge.wgsl").into()
-    })?;
-    let params = [u32_of(c.n_heads, "heads")?, u32_of(c.head_dim, "head dim")?, u32_of(n_splits, "splits")?, u32_of(c.n, "tokens")?];
-    let binds = [
+    let merge_binds = [
         Bind { buffer: part_o, bytes: bytes_f32(slots * c.head_dim) },
         Bind { buffer: part_ml, bytes: bytes_f32(slots * 2) },
         Bind { buffer: out, bytes: bytes_f32(q_len) },
     ];
-    gpu.dispatch(&merge, &params, &binds, [u32_of(c.n_heads, "heads")?, u32_of(c.n, "tokens")?, 1])
+    for row0 in (0..c.n).step_by(block) {
+        // Rows row0.. of the call: token t of the block sits at position pos + row0 + t.
+        let n = block.min(c.n - row0);
+        let pos = c.pos + row0;
+        let n_splits = (pos + n).div_ceil(ATTN_CHUNK);
+        let params = [
+            u32_of(c.n_heads, "heads")?,
+            u32_of(c.n_heads / c.n_kv_heads.max(1), "group")?,
+            u32_of(c.head_dim, "head dim")?,
+            u32_of(c.max_ctx, "context")?,
+            u32_of(pos, "position")?,
+            u32_of(n, "tokens")?,
+            u32_of(n_splits, "splits")?,
+            scale.to_bits(),
+            u32_of(c.window.unwrap_or(0), "window")?,
+            u32_of(row0, "row")?,
+        ];
+        gpu.dispatch(&kern, &params, &attn_binds, [u32_of(c.n_heads, "heads")?, u32_of(n, "tokens")?, u32_of(n_splits, "splits")?])?;
+        let params = [u32_of(c.n_heads, "heads")?, u32_of(c.head_dim, "head dim")?, u32_of(n_splits, "splits")?, u32_of(n, "tokens")?, u32_of(row0, "row")?];
+        gpu.dispatch(&merge, &params, &merge_binds, [u32_of(c.n_heads, "heads")?, u32_of(n, "tokens")?, 1])?;
+    }
+    Ok(())
 }
 
 /// out (rows, cols) = act(gate) · up, gate and up read with row `stride` and up at `up_off`

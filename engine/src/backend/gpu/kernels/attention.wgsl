@@ -5,7 +5,9 @@
 // wholly before the window gives m = −3e38, l = 0, and weighs nothing in the merge). Four
 // invocations per position: each takes a quarter of the head's dimension pairs for the scores,
 // then a quarter of the chunk's positions for the weighted sum of values, so no invocation runs
-// a long chain of dependent loads. Grid: (n_heads, n, n_splits).
+// a long chain of dependent loads. Grid: (n_heads, n, n_splits): a block of n query rows,
+// rows row0 .. row0 + n of q (the launcher takes a long prefill in blocks, so that the split
+// scratch stays small), their splits indexed within the block.
 // q stays f32 against the f16 keys (ggml rounds it to f16 for its f16 dot products: that moved
 // the default model's logits by 1.9e-2 against the f32 reference). Prepended by the launcher:
 // `KV`, one word of the f16 cache (two values), and `pair(w)`, its values as f32: a u32
@@ -21,6 +23,7 @@ struct Params {
     n_splits: u32,
     scale: f32,
     window: u32,    // sliding window (0: none)
+    row0: u32,      // the block's first row of q (pos is already that row's position)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let q_dim = p.n_heads * hd;
     let pairs = hd / 2u;
     if (lid < pairs) {
-        let qi = t * q_dim + h * hd + 2u * lid;
+        let qi = (p.row0 + t) * q_dim + h * hd + 2u * lid;
         qs[lid] = vec2<f32>(q[qi], q[qi + 1u]);
     }
     workgroupBarrier();

@@ -1,11 +1,13 @@
 // Split-KV attention, second pass: combines the chunks of attention.wgsl for query head h of
-// token t into out (n, n_heads * head_dim). Grid: (n_heads, n).
+// token t into out (n, n_heads * head_dim). Grid: (n_heads, n): a block of n rows, out's rows
+// row0 .. row0 + n, as attention.wgsl took them.
 
 struct Params {
     n_heads: u32,
     head_dim: u32,
     n_splits: u32,
     n: u32,
+    row0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -33,6 +35,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var s = 0u; s < p.n_splits; s++) {
             o = fma(part_o[(base + s) * hd + d], exp(part_ml[2u * (base + s)] - mx), o);
         }
-        out[(t * p.n_heads + h) * hd + d] = o * inv;
+        out[((p.row0 + t) * p.n_heads + h) * hd + d] = o * inv;
     }
 }
