@@ -383,3 +383,183 @@ fn families_are_told_apart_by_their_special_tokens() {
     let p = fmt.build(&model.tokenizer, "x = ", "\nprint(x)\n", &[], Budget::default(), None).unwrap();
     assert_eq!(p.ids, model.tokenizer.encode("x = ").unwrap());
 }
+
+/// Lines of comments and strings in CJK and emoji: most characters are several tokens of a
+/// byte-level vocabulary, so token ends fall inside characters.
+fn cjk_lines(from: usize, to: usize) -> String {
+    (from..to).map(|i| format!("# 注释：你好世界🌍🚀 第{i}行，数据很重要😀\nx{i} = \"数据{i}🙂东京大阪\"\n")).collect()
+}
+
+/// A cut whose token end falls inside a multi-byte character still lands on a line start, and
+/// typing keeps it (prefix and suffix alike): the prompt's start does not move keystroke after
+/// keystroke in a long file of non-ASCII text.
+#[test]
+fn cuts_inside_multibyte_characters_keep_to_line_starts() {
+    let model = common::load_default_model(1);
+    let tok = &model.tokenizer;
+    let fmt = PromptFormat::detect(tok, true).unwrap();
+    let prefix = cjk_lines(0, 40) + "y = \"你";
+    // Each budget puts the first kept token elsewhere (inside a character or not).
+    for n in 160..220 {
+        let budget = Budget { code_tokens: n, context_tokens: 0 };
+        let p = fmt.build(tok, &prefix, "", &[], budget, None).unwrap();
+        assert!(p.prefix_cut > 0 && prefix.as_bytes()[p.prefix_cut - 1] == b'\n', "budget {n}: cut at {} is not a line start", p.prefix_cut);
+        assert!(p.ids.len() <= n * 3 / 4, "budget {n}: {} ids", p.ids.len());
+        // Typing after it: the cut stays while the tail fits.
+        let mut typed = prefix.clone();
+        let mut cut = p.prefix_cut;
+        for ch in "好世界🌍\"\nz = 1\n".chars() {
+            typed.push(ch);
+            let q = fmt.build(tok, &typed, "", &[], budget, Some(cut)).unwrap();
+            assert_eq!(q.prefix_cut, cut, "budget {n}: the cut moved after typing {ch:?}");
+            cut = q.prefix_cut;
+        }
+    }
+    // The suffix's cut (a FIM vocabulary), likewise at a line end.
+    let tok = vocab_with(&QWEN_FIM);
+    let fmt = PromptFormat::detect(&tok, true).unwrap();
+    let suffix = cjk_lines(0, 40);
+    for n in 160..220 {
+        let p = fmt.build(&tok, "x = ", &suffix, &[], Budget { code_tokens: n * 4, context_tokens: 0 }, None).unwrap();
+        assert!(p.suffix_kept < suffix.len() && suffix.as_bytes()[p.suffix_kept - 1] == b'\n', "suffix budget {n}: kept to {}", p.suffix_kept);
+    }
+}
+
+/// A model whose context is shorter than the default budget's prompt and generation room
+/// (SantaCoder's 2,048 tokens; here the tiny GPTBigCode model with its 2,048 learned
+/// positions): the budget shrinks so that the longest prompt leaves room to generate.
+#[test]
+fn the_budget_fits_a_short_context() {
+    let model = nib_engine::Model::open_cpu(&common::tiny_starcoder("tiny-gpt-bigcode.gguf"), 2).unwrap();
+    assert_eq!(model.config().ctx_len, 2048);
+    let mut c = Completer::new(model, CompleterConfig { cache_entries: 0, ..CompleterConfig::default() }).unwrap();
+    assert_eq!(c.format().fim().map(|f| f.family), Some(Family::SantaCoder));
+    let budget = c.config().budget;
+    eprintln!("budget for a 2048-token context: {budget:?}");
+    assert!(budget.max_prompt_tokens() + 192 <= 2048, "{budget:?}");
+    assert!(budget.code_tokens >= 1024 && budget.context_tokens > 0, "{budget:?}");
+    // A prompt as long as the budget allows, then a whole block's worth of tokens.
+    let prefix: String = (0..400).map(|i| format!("def f{i}(x):\n    return x * {i}\n")).collect::<String>() + "def g(x):\n    ";
+    let suffix: String = (0..400).map(|i| format!("print(f{i}(2))\n")).collect();
+    let context = vec![ContextFile { name: "util.py".into(), text: (0..40).map(|i| format!("K{i} = {i}\n")).collect() }];
+    let req = Request { mode: Some(Mode::Block), max_tokens: Some(192), context, ..Request::new(prefix, suffix) };
+    let r = c.complete(&req).unwrap();
+    eprintln!("{:?}", r.timings);
+    assert!(r.timings.prompt_tokens > 1300 && r.timings.prompt_tokens <= budget.max_prompt_tokens(), "{:?}", r.timings);
+    assert!(r.timings.prompt_tokens + 192 <= 2048);
+}
+
+/// About `bytes` of ordinary Python, one small function after another.
+fn many_functions(bytes: usize) -> String {
+    let mut s = String::with_capacity(bytes + 64);
+    let mut i = 0;
+    while s.len() < bytes {
+        s += &format!("def f{i}(x):\n    return x * {i} + {}\n\n", i % 7);
+        i += 1;
+    }
+    s
+}
+
+/// The end of `text` from the first line start in its last `bytes` bytes.
+fn last_lines(text: &str, bytes: usize) -> &str {
+    let from = text.len() - bytes;
+    &text[from + text[from..].find('\n').unwrap() + 1..]
+}
+
+/// A document of megabytes (a notebook, a large file): only the text the budget can reach is
+/// tokenized, so the prompt and the completion are those of its last 20 KB (which the builder
+/// tokenizes whole), and a keystroke costs what it costs in a small file.
+#[test]
+fn a_huge_document_costs_what_its_end_costs() {
+    let mut c = completer(0);
+    let line = |prefix: &str, suffix: &str| Request { mode: Some(Mode::Line), max_tokens: Some(6), language: Some("python".into()), ..Request::new(prefix, suffix) };
+    // A normal request and a keystroke after it, for scale.
+    let small = long_python() + "def area(c: Circle) -> float:\n    return math.pi * c.x";
+    c.complete(&line(&small, "\n")).unwrap();
+    let normal = c.complete(&line(&(small.clone() + "Z"), "\n")).unwrap();
+
+    let end = "def area(r):\n    return 3.14159 * r";
+    let prefix = many_functions(5 << 20) + end;
+    let suffix = "\n\n".to_string() + &many_functions(5 << 20);
+    let short = last_lines(&prefix, 20 << 10);
+    let (p_big, p_short) = (c.prompt(&line(&prefix, &suffix)).unwrap(), c.prompt(&line(short, &suffix)).unwrap());
+    assert_eq!(p_big.ids, p_short.ids, "clipping changed the prompt");
+    assert!(p_short.prefix_cut > 0 && p_short.tokenized_bytes >= short.len(), "the short prefix is tokenized whole: {p_short:?}");
+    assert_eq!(p_big.prefix_cut, p_short.prefix_cut + (prefix.len() - short.len()));
+
+    let big = c.complete(&line(&prefix, &suffix)).unwrap();
+    eprintln!("5 MB prefix and suffix, first request: {:?}\n  {:?}", big.candidates, big.timings);
+    assert!(!big.candidates.is_empty());
+    assert!(big.timings.tokenized_bytes < 64 << 10, "{:?}", big.timings);
+    // A keystroke: the prompt's start stays, a few tokens run, a few kilobytes are tokenized.
+    let typed = prefix.clone() + "Z";
+    let key = c.complete(&line(&typed, &suffix)).unwrap();
+    eprintln!("a keystroke in it: {:.1} ms in all, {:.1} ms to the first token; a keystroke in a {} KB file: {:.1} ms, {:.1} ms", key.timings.total_ms, key.timings.prompt_ms, small.len() >> 10, normal.timings.total_ms, normal.timings.prompt_ms);
+    eprintln!("  {:?}\n  {:?}", key.timings, normal.timings);
+    assert!(!key.timings.cache_hit);
+    assert!(key.timings.evaluated_tokens <= 2, "{:?}", key.timings);
+    assert!(key.timings.tokenized_bytes < 32 << 10, "{:?}", key.timings);
+    // The same request with only the last 20 KB of the prefix: the same completion.
+    let r = c.complete(&line(short, &suffix)).unwrap();
+    assert_eq!(r.candidates, big.candidates);
+    assert!(r.timings.evaluated_tokens <= 2, "the same prompt is in the KV cache: {:?}", r.timings);
+}
+
+/// The same with a FIM vocabulary, where the suffix is in the prompt too: clipped from its
+/// end, it gives the prompt of its first 6 KB.
+#[test]
+fn a_huge_suffix_is_clipped_without_changing_the_prompt() {
+    let tok = vocab_with(&QWEN_FIM);
+    let fmt = PromptFormat::detect(&tok, true).unwrap();
+    let prefix = many_functions(3 << 20) + "def area(r):\n    return 3.14159 * r";
+    let suffix = "\n\n".to_string() + &many_functions(3 << 20);
+    let short_prefix = last_lines(&prefix, 20 << 10);
+    let short_suffix = &suffix[..suffix[6 << 10..].find('\n').unwrap() + (6 << 10) + 1];
+    let big = fmt.build(&tok, &prefix, &suffix, &[], Budget::default(), None).unwrap();
+    let short = fmt.build(&tok, short_prefix, short_suffix, &[], Budget::default(), None).unwrap();
+    eprintln!("{} ids; {} bytes tokenized of {} (whole: {})", big.ids.len(), big.tokenized_bytes, prefix.len() + suffix.len(), short.tokenized_bytes);
+    assert_eq!(big.ids, short.ids);
+    assert_eq!(big.suffix_kept, short.suffix_kept);
+    assert!(short.suffix_kept < short_suffix.len());
+    assert_eq!(big.prefix_cut, short.prefix_cut + (prefix.len() - short_prefix.len()));
+    assert!(big.tokenized_bytes < 64 << 10, "{}", big.tokenized_bytes);
+    // A kept cut, in the whole prefix's offsets, stays.
+    let typed = prefix.clone() + " +";
+    let next = fmt.build(&tok, &typed, &suffix, &[], Budget::default(), Some(big.prefix_cut)).unwrap();
+    assert_eq!(next.prefix_cut, big.prefix_cut);
+    // Context files: one too long for the budget is dropped without tokenizing all of it.
+    let ctx = [ContextFile { name: "big.py".into(), text: many_functions(1 << 20) }, ContextFile { name: "small.py".into(), text: "K = 1\n".into() }];
+    let with_ctx = fmt.build(&tok, short_prefix, short_suffix, &ctx, Budget::default(), None).unwrap();
+    let only_small = fmt.build(&tok, short_prefix, short_suffix, &ctx[1..], Budget::default(), None).unwrap();
+    assert_eq!(with_ctx.ids, only_small.ids);
+    assert!(with_ctx.tokenized_bytes < only_small.tokenized_bytes + (64 << 10), "{}", with_ctx.tokenized_bytes);
+}
+
+/// One line of 2 MB with no newline (minified code): the prompt is cut between tokens, and
+/// that cut is kept while typing, as a line cut is; the rules look at the line's last 4 KB.
+#[test]
+fn a_single_huge_line() {
+    let mut c = completer(0);
+    let mut text = String::with_capacity((2 << 20) + 32);
+    let mut i = 0;
+    while text.len() < 2 << 20 {
+        text += &format!("v{i}=f(v{},{});", i / 2, i % 10);
+        i += 1;
+    }
+    let req = |prefix: &str| Request { mode: Some(Mode::Line), max_tokens: Some(6), language: Some("javascript".into()), ..Request::new(prefix, text.as_str()) };
+    let short = &text[text.len() - (20 << 10)..];
+    let (p_big, p_short) = (c.prompt(&req(&text)).unwrap(), c.prompt(&req(short)).unwrap());
+    assert_eq!(p_big.ids, p_short.ids, "clipping changed the prompt");
+    assert!(p_big.ids.len() <= Budget::default().code_tokens * 3 / 4 + 2, "a new cut keeps 3/4 of the budget: {}", p_big.ids.len());
+    let first = c.complete(&req(&text)).unwrap();
+    eprintln!("one 2 MB line: {:?}\n  {:?}", first.candidates, first.timings);
+    assert!(first.timings.tokenized_bytes < 64 << 10, "{:?}", first.timings);
+    let mut typed = text.clone();
+    for ch in "v9=".chars() {
+        typed.push(ch);
+        let r = c.complete(&req(&typed)).unwrap();
+        eprintln!("  typed {ch:?}: {:.1} ms, {:?}", r.timings.total_ms, r.timings);
+        assert!(r.timings.evaluated_tokens <= 3, "the cut moved: {:?}", r.timings);
+        assert!(r.timings.tokenized_bytes < 32 << 10, "{:?}", r.timings);
+    }
+}

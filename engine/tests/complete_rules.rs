@@ -2,7 +2,7 @@
 //! test feeds what a model could have produced, token by token, through the same path the
 //! completer takes after sampling, and asserts the exact text shown.
 
-use nib_engine::complete::{apply_rules, rank, Candidate, Cursor, Language, Mode, StopReason, Stopper, SuggestionCache};
+use nib_engine::complete::{apply_rules, rank, Budget, Candidate, Cursor, Language, Mode, StopReason, Stopper, SuggestionCache};
 
 /// `text` in pieces of at most 3 characters, as a tokenizer would hand them out (the rules
 /// must not depend on where tokens start).
@@ -300,4 +300,66 @@ fn typed_through_reuse_shortens_the_suggestion() {
     assert!(cache.lookup("for i in ran", "\n", "other").is_none(), "other options are a miss");
     assert!(cache.lookup("for i in range(len(xs)):", "\n", "opts").is_none(), "fully typed: nothing left to show");
     assert_eq!(cache.lookup("for i in ", "\n", "opts").unwrap().len(), 2);
+}
+
+/// A budget shrinks in proportion to leave a short context room to generate, and only then.
+#[test]
+fn budget_fits_the_context() {
+    let b = Budget::default();
+    assert_eq!(b.max_prompt_tokens(), 2056);
+    assert_eq!(b.fit(8192 - 256), b);
+    assert_eq!(b.fit(2056), b);
+    // SantaCoder: 2,048 tokens, 256 of them to generate.
+    let f = b.fit(2048 - 256);
+    assert!(f.max_prompt_tokens() <= 1792, "{f:?}");
+    assert_eq!((f.code_tokens, f.context_tokens), (1338, 446));
+    for max in [0, 1, 8, 9, 100, 1000] {
+        assert!(b.fit(max).max_prompt_tokens() <= max.max(8), "{max}: {:?}", b.fit(max));
+    }
+    // No overflow on absurd budgets.
+    let huge = Budget { code_tokens: usize::MAX, context_tokens: usize::MAX };
+    assert!(huge.fit(4000).max_prompt_tokens() <= 4000);
+}
+
+/// The rules look at most `CURSOR_WINDOW` bytes into a huge line on either side of the
+/// cursor, and answer as they do on the short line.
+#[test]
+fn a_huge_line_around_the_cursor_is_seen_through_a_window() {
+    let filler: String = "v = f(a, [b], {c: d});".repeat(200_000);
+    let prefix = format!("{filler}\nfoo(");
+    let cx = Cursor::new(&prefix, &filler, Language::from_name("javascript"));
+    assert!(cx.prefix.len() <= nib_engine::complete::stop::CURSOR_WINDOW && cx.suffix.len() <= nib_engine::complete::stop::CURSOR_WINDOW);
+    assert_eq!(cx.line_prefix(), "foo(");
+    let r = apply_rules(&cx, Some(Mode::Line), None, ["x, ", "y)", ";\n"]);
+    assert_eq!(r.0.as_deref(), Some("x, y);"));
+    // Inside one line of 4 MB: the cursor line is its last 4 KB, still at a character boundary.
+    let line = "é".repeat(2 << 20);
+    let cx = Cursor::new(&line, &line, Language::from_name("python"));
+    assert!(cx.line_prefix().len() <= 4096 && cx.line_suffix().len() <= 4096);
+    assert!(apply_rules(&cx, Some(Mode::Line), None, ["x = 1", "\n"]).0.is_some());
+}
+
+/// Entries keep lengths, hashes and the prefix's last bytes, not the texts: an edit far above
+/// the cursor, or anywhere in the suffix, is still a miss; typing through is still a hit.
+#[test]
+fn typed_through_reuse_on_long_texts() {
+    let mut cache = SuggestionCache::new(4);
+    let body: String = (0..20_000).map(|i| format!("x{i} = {i}\n")).collect();
+    let prefix = body.clone() + "for i in ";
+    let suffix = body.clone();
+    let cands = [Candidate { text: "range(len(xs)):".into(), mean_logprob: -0.3 }];
+    cache.insert(&prefix, &suffix, "opts", &cands);
+    let typed = prefix.clone() + "range(len(";
+    assert_eq!(cache.lookup(&typed, &suffix, "opts").unwrap()[0].text, "xs)):");
+    // The same length, one character changed at the top of the prefix or the suffix.
+    let edited = |t: &str| t.replacen("x0 = 0", "y0 = 0", 1);
+    assert!(cache.lookup(&edited(&typed), &suffix, "opts").is_none(), "the prefix changed above");
+    assert!(cache.lookup(&typed, &edited(&suffix), "opts").is_none(), "the suffix changed");
+    // The same text again replaces its entry; others stay until the capacity is reached.
+    cache.insert(&prefix, &suffix, "opts", &[Candidate { text: "zip(a, b):".into(), mean_logprob: -0.1 }]);
+    assert_eq!(cache.lookup(&(prefix.clone() + "zip"), &suffix, "opts").unwrap()[0].text, "(a, b):");
+    assert!(cache.lookup(&typed, &suffix, "opts").is_none(), "the entry was replaced");
+    // A multi-byte character typed: the entry's end is a character boundary of the new prefix.
+    cache.insert("s = \"", "\"", "opts", &[Candidate { text: "日本語".into(), mean_logprob: -0.2 }]);
+    assert_eq!(cache.lookup("s = \"日", "\"", "opts").unwrap()[0].text, "本語");
 }

@@ -28,6 +28,7 @@ use crate::sample::{Sampled, Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 pub use cache::SuggestionCache;
+use cache::fingerprint;
 pub use prompt::{Budget, ContextFile, Family, Prompt, PromptFormat};
 pub use rank::Candidate;
 pub use stop::{Cursor, Language, Mode, Stop, StopReason, Stopper};
@@ -98,6 +99,9 @@ pub struct Timings {
     pub reused_tokens: usize,
     /// Prompt tokens evaluated for this request (the rest of the prompt after the reuse).
     pub evaluated_tokens: usize,
+    /// Bytes of text tokenized to build the prompt ([`Prompt::tokenized_bytes`]): bounded by
+    /// the budget, not by the document's size.
+    pub tokenized_bytes: usize,
     /// Tokens sampled over all candidates.
     pub generated_tokens: usize,
     /// Evaluating the prompt. A GPU only records that work here and finishes it with the first
@@ -124,6 +128,8 @@ pub struct Response {
 /// Settings that hold for every request of a [`Completer`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompleterConfig {
+    /// Shrunk by [`Completer::new`] where the model's context cannot hold the longest prompt
+    /// and room to generate after it ([`Budget::fit`]).
     pub budget: Budget,
     /// Use the vocabulary's FIM template when it has one (false: prefix-only prompts).
     pub fim: bool,
@@ -172,9 +178,12 @@ pub struct Completer<B: Backend> {
 }
 
 impl<B: Backend> Completer<B> {
+    /// A completer for `model`; the budget is shrunk to leave room to generate within the
+    /// model's context ([`Completer::config`] tells what it became).
     pub fn new(model: Model<B>, config: CompleterConfig) -> Result<Self> {
         let format = PromptFormat::detect(&model.tokenizer, config.fim)?;
-        let ctx = config.budget.max_prompt_tokens() + BLOCK_MAX_TOKENS_CAP;
+        let config = CompleterConfig { budget: config.budget.fit(max_prompt_for(model.config().ctx_len)), ..config };
+        let ctx = config.budget.max_prompt_tokens().saturating_add(BLOCK_MAX_TOKENS_CAP);
         let session = model.session(ctx)?;
         Ok(Completer { model, session, format, cache: SuggestionCache::new(config.cache_entries), config, clock: default_clock(), evaluated: 0, prefix_cut: None })
     }
@@ -214,9 +223,20 @@ impl<B: Backend> Completer<B> {
     /// (Dropping all of an empty line's indentation is worse: a prompt that ends in a newline
     /// reads as a finished block.)
     pub fn prompt(&self, req: &Request) -> Result<Prompt> {
+        self.prompt_and_cut(req).map(|(prompt, _)| prompt)
+    }
+
+    /// [`Completer::prompt`], and the cut to keep for the next request with the hash of the
+    /// text before it (hashed once: a cut that stays put keeps its hash).
+    fn prompt_and_cut(&self, req: &Request) -> Result<(Prompt, Option<(usize, u64)>)> {
         let prefix = req.prefix.strip_suffix(' ').unwrap_or(&req.prefix);
-        let keep_from = self.prefix_cut.filter(|&(cut, hash)| prefix.get(..cut).is_some_and(|head| hash_of(head) == hash)).map(|(cut, _)| cut);
-        self.format.build(&self.model.tokenizer, prefix, &req.suffix, &req.context, self.config.budget, keep_from)
+        let kept = self.prefix_cut.filter(|&(cut, hash)| prefix.as_bytes().get(..cut).is_some_and(|head| fingerprint(head) == hash));
+        let prompt = self.format.build(&self.model.tokenizer, prefix, &req.suffix, &req.context, self.config.budget, kept.map(|(cut, _)| cut))?;
+        let cut = match kept {
+            Some((cut, hash)) if cut == prompt.prefix_cut => Some((cut, hash)),
+            _ => prefix.as_bytes().get(..prompt.prefix_cut).filter(|h| !h.is_empty()).map(|head| (prompt.prefix_cut, fingerprint(head))),
+        };
+        Ok((prompt, cut))
     }
 
     pub fn complete(&mut self, req: &Request) -> Result<Response> {
@@ -252,12 +272,13 @@ impl<B: Backend> Completer<B> {
             timings.total_ms = (self.clock)() - t0;
             return Ok(Response { candidates, timings, cancelled: false });
         }
-        let prompt = self.prompt(req)?;
+        let (prompt, cut) = self.prompt_and_cut(req)?;
+        timings.tokenized_bytes = prompt.tokenized_bytes;
         if prompt.ids.is_empty() {
             // Nothing to condition on: no BOS, no FIM markers, no context and no prefix.
             return Err(Error::InvalidArgument("the prompt is empty: give a prefix or context to complete from".into()));
         }
-        self.prefix_cut = req.prefix.get(..prompt.prefix_cut).filter(|h| !h.is_empty()).map(|head| (prompt.prefix_cut, hash_of(head)));
+        self.prefix_cut = cut;
         let default_cap = if mode == Mode::Line { stop::LINE_MAX_TOKENS } else { stop::BLOCK_MAX_TOKENS };
         let room = self.session.max_ctx().saturating_sub(prompt.ids.len());
         let max_tokens = req.max_tokens.unwrap_or(default_cap).min(room);
@@ -352,11 +373,20 @@ impl<B: Backend> Completer<B> {
     }
 }
 
-fn hash_of(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
+/// The most prompt tokens a model with a context of `ctx_len` takes: the rest is room to
+/// generate (a block's worth, or a quarter of a short context).
+fn max_prompt_for(ctx_len: usize) -> usize {
+    ctx_len.saturating_sub(BLOCK_MAX_TOKENS_CAP.min(ctx_len / 4))
+}
+
+/// `at`, or the next character boundary of `text` after it (its length at most).
+pub(crate) fn ceil_char_boundary(text: &str, at: usize) -> usize {
+    (at..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len())
+}
+
+/// `at`, or the character boundary of `text` before it (its length at most).
+pub(crate) fn floor_char_boundary(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)
 }
 
 /// The result of a future that needs no waiting: every backend's but the browser GPU's

@@ -124,9 +124,10 @@ fn balance_line(text: &str, cx: &Cursor) -> usize {
         ends.push(stripped.len());
         t = stripped.trim_end();
     }
+    let open = open_brackets(cx.line_prefix());
     let score = |end: usize| {
         let mid = text.get(..end).unwrap_or_default();
-        bracket_errors(cx.line_prefix(), mid, rest)
+        bracket_errors(&open, mid, rest)
     };
     ends.sort_unstable();
     ends.dedup();
@@ -143,10 +144,8 @@ fn is_overlap(text: &str, end: usize, rest: &str) -> bool {
     text.get(end..).is_some_and(|cut| !cut.trim().is_empty() && rest.starts_with(cut))
 }
 
-/// `(closers that match nothing, openers left open)` after `prefix_line + mid + rest`:
-/// compared between candidates only, so brackets the line closes from earlier lines cost
-/// every candidate the same.
-fn bracket_errors(prefix_line: &str, mid: &str, rest: &str) -> (usize, usize) {
+/// The brackets `prefix_line` leaves open, innermost last.
+fn open_brackets(prefix_line: &str) -> Vec<char> {
     let mut stack = Vec::new();
     for c in prefix_line.chars() {
         match c {
@@ -157,6 +156,14 @@ fn bracket_errors(prefix_line: &str, mid: &str, rest: &str) -> (usize, usize) {
             _ => {}
         }
     }
+    stack
+}
+
+/// `(closers that match nothing, openers left open)` after `prefix_line + mid + rest`, given
+/// the brackets `prefix_line` leaves `open`: compared between candidates only, so brackets
+/// the line closes from earlier lines cost every candidate the same.
+fn bracket_errors(open: &[char], mid: &str, rest: &str) -> (usize, usize) {
+    let mut stack = open.to_vec();
     let mut errors = 0;
     for c in mid.chars().chain(rest.chars()) {
         match c {

@@ -6,6 +6,7 @@
 //! encoded so that a marker's spelling inside it never becomes the marker (some vocabularies,
 //! Qwen2.5-Coder's among them, mark FIM tokens as user-defined, which plain encoding matches).
 
+use super::{ceil_char_boundary, floor_char_boundary};
 use crate::error::Result;
 use crate::tokenizer::Tokenizer;
 
@@ -129,12 +130,40 @@ impl Default for Budget {
     }
 }
 
+/// Ids a prompt holds beyond its code and context tokens at most: BOS and the FIM markers.
+const MARKER_TOKENS: usize = 8;
+
 impl Budget {
     /// Upper bound on the ids [`PromptFormat::build`] returns (the markers included).
     pub fn max_prompt_tokens(&self) -> usize {
-        self.code_tokens + self.context_tokens + 8
+        self.code_tokens.saturating_add(self.context_tokens).saturating_add(MARKER_TOKENS)
+    }
+
+    /// This budget, code and context shrunk in proportion, so that no prompt is longer than
+    /// `max_prompt` tokens ([`Budget::max_prompt_tokens`] ≤ `max_prompt`); unchanged when it
+    /// fits already. A model's context must hold the prompt and the tokens generated after it:
+    /// SantaCoder's 2,048 would otherwise take a full default prompt (2,056) with no room left.
+    pub fn fit(self, max_prompt: usize) -> Budget {
+        if self.max_prompt_tokens() <= max_prompt {
+            return self;
+        }
+        let room = max_prompt.saturating_sub(MARKER_TOKENS) as u128;
+        let want = (self.code_tokens as u128 + self.context_tokens as u128).max(1);
+        let scale = |n: usize| usize::try_from(n as u128 * room / want).unwrap_or(usize::MAX);
+        Budget { code_tokens: scale(self.code_tokens), context_tokens: scale(self.context_tokens) }
     }
 }
+
+/// Bytes of text per budget token that [`PromptFormat::build`] tokenizes at first, from the
+/// cursor outwards: code averages 3 to 4 bytes a token, so this is several times what a
+/// budget can keep. Text beyond it is never tokenized (a notebook or a large file sends
+/// megabytes: tokenizing them on every keystroke took seconds).
+const CLIP_BYTES_PER_TOKEN: usize = 16;
+
+/// Tokens beyond its budget that clipped text must hold. The tokens nearest the clip can
+/// differ from those of the whole text (a pre-token that crosses the clip); with this margin
+/// they are never among the tokens a budget keeps, so clipping never changes a prompt.
+const CLIP_MARGIN_TOKENS: usize = 64;
 
 /// What [`PromptFormat::build`] made: the ids and how much of the code it kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +173,9 @@ pub struct Prompt {
     pub prefix_cut: usize,
     /// Bytes of the suffix kept (whole lines, from its start).
     pub suffix_kept: usize,
+    /// Bytes of text run through the tokenizer to build it (prefix and suffix only as far
+    /// from the cursor as the budget can reach, context files, re-encodings of a cut).
+    pub tokenized_bytes: usize,
 }
 
 /// How prompts are built for one vocabulary, and which tokens end a completion.
@@ -246,6 +278,12 @@ impl PromptFormat {
         Ok(())
     }
 
+    /// [`PromptFormat::encode_text`], adding the bytes encoded to `count`.
+    fn encode_counted(&self, tok: &Tokenizer, text: &str, count: &mut usize) -> Result<Vec<u32>> {
+        *count += text.len();
+        self.encode_text(tok, text)
+    }
+
     /// The prompt for a cursor between `prefix` and `suffix`, with `context` first.
     ///
     /// Layout (FIM): `[BOS] [SEP name\ntext\n]… PRE prefix SUF suffix MID`; without a file
@@ -257,17 +295,37 @@ impl PromptFormat {
     /// request: kept while the text after it still fits, so that typing does not move the
     /// prompt's start (which would cost a full re-evaluation, keystroke after keystroke). A new
     /// cut keeps only three quarters of the prefix budget, leaving room to type before the
-    /// next one.
+    /// next one. A cut that has to fall inside one line too long for the budget is made
+    /// between tokens, and kept likewise.
+    ///
+    /// Only the text near the cursor is tokenized: the prefix from a line start about
+    /// `CLIP_BYTES_PER_TOKEN` bytes per budget token before its end, the suffix likewise up to
+    /// a line end, each until it holds `CLIP_MARGIN_TOKENS` more tokens than its budget. What
+    /// the budget keeps lies well inside that, so the prompt is the one the whole text gives.
     pub fn build(&self, tok: &Tokenizer, prefix: &str, suffix: &str, context: &[ContextFile], budget: Budget, keep_from: Option<usize>) -> Result<Prompt> {
+        let mut count = 0;
         let mut ids: Vec<u32> = self.bos.into_iter().collect();
-        let ctx = self.context_ids(tok, context, budget.context_tokens)?;
+        let ctx = self.context_ids(tok, context, budget.context_tokens, &mut count)?;
         ids.extend(ctx);
-        let suffix_ids = if self.fim.is_some() { self.encode_text(tok, suffix)? } else { Vec::new() };
         let suffix_budget = budget.code_tokens / 4;
-        let (suffix_ids, suffix_kept) = self.keep_head(tok, suffix, suffix_ids, suffix_budget)?;
+        let (suffix_ids, suffix_kept) = if self.fim.is_some() {
+            let (end, suffix_ids) = self.encode_head(tok, suffix, suffix_budget, &mut count)?;
+            self.keep_head(tok, suffix.get(..end).unwrap_or_default(), suffix_ids, suffix_budget, &mut count)?
+        } else {
+            (Vec::new(), suffix.len())
+        };
         let prefix_budget = budget.code_tokens.saturating_sub(suffix_ids.len());
-        let prefix_ids = self.encode_text(tok, prefix)?;
-        let (prefix_ids, prefix_cut) = self.keep_tail(tok, prefix, prefix_ids, prefix_budget, keep_from)?;
+        let (prefix_ids, prefix_cut) = match self.keep_cut(tok, prefix, prefix_budget, keep_from, &mut count)? {
+            Some(kept) => kept,
+            None => {
+                let (start, prefix_ids) = self.encode_tail(tok, prefix, prefix_budget, &mut count)?;
+                // A kept cut before the clip cannot fit: the clipped text alone is over the budget.
+                let keep_from = keep_from.and_then(|cut| cut.checked_sub(start));
+                let tail = prefix.get(start..).unwrap_or_default();
+                let (prefix_ids, tail_cut) = self.keep_tail(tok, tail, prefix_ids, prefix_budget, keep_from, &mut count)?;
+                (prefix_ids, start + tail_cut)
+            }
+        };
         match self.fim {
             Some(f) => {
                 ids.push(f.prefix);
@@ -278,78 +336,145 @@ impl PromptFormat {
             }
             None => ids.extend(prefix_ids),
         }
-        Ok(Prompt { ids, prefix_cut, suffix_kept })
+        Ok(Prompt { ids, prefix_cut, suffix_kept, tokenized_bytes: count })
     }
 
-    fn context_ids(&self, tok: &Tokenizer, context: &[ContextFile], budget: usize) -> Result<Vec<u32>> {
+    /// The context files' ids within `budget`: the files nearest the current one (last) are
+    /// kept whole when all do not fit. Files before the first that does not fit are not
+    /// tokenized, nor is more of a long file than it takes to tell that it cannot fit.
+    fn context_ids(&self, tok: &Tokenizer, context: &[ContextFile], budget: usize, count: &mut usize) -> Result<Vec<u32>> {
+        let sep = self.fim.and_then(|f| f.file_sep);
         let mut files = Vec::new();
-        for file in context.iter().filter(|f| !f.text.is_empty()) {
-            let sep = self.fim.and_then(|f| f.file_sep);
+        let mut total = 0;
+        for file in context.iter().rev().filter(|f| !f.text.is_empty()) {
+            let room = budget.saturating_sub(total);
             let mut ids: Vec<u32> = sep.into_iter().collect();
-            let head = if sep.is_some() { format!("{}\n", file.name) } else { String::new() };
+            if sep.is_some() {
+                ids.extend(self.encode_counted(tok, &format!("{}\n", file.name), count)?);
+            }
+            let text_room = room.saturating_sub(ids.len());
+            if file.text.len() > text_room.saturating_add(CLIP_MARGIN_TOKENS).saturating_mul(CLIP_BYTES_PER_TOKEN) {
+                // Its start alone over what is left: the whole file is too.
+                let (end, head) = self.encode_head(tok, &file.text, text_room, count)?;
+                if end < file.text.len() && head.len() > text_room {
+                    break;
+                }
+            }
             let mut text = file.text.clone();
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            ids.extend(self.encode_text(tok, &head)?);
-            ids.extend(self.encode_text(tok, &text)?);
-            files.push(ids);
-        }
-        // The files nearest the current one (last) are kept when all do not fit.
-        let mut total = 0;
-        let mut keep = files.len();
-        for f in files.iter().rev() {
-            if total + f.len() > budget {
+            ids.extend(self.encode_counted(tok, &text, count)?);
+            if total + ids.len() > budget {
                 break;
             }
-            total += f.len();
-            keep -= 1;
+            total += ids.len();
+            files.push(ids);
         }
-        Ok(files.into_iter().skip(keep).flatten().collect())
+        Ok(files.into_iter().rev().flatten().collect())
+    }
+
+    /// What [`PromptFormat::keep_tail`] answers on a keystroke, when the kept cut still fits:
+    /// `text` after `keep_from`, with the text before it tokenized only as far as it takes to
+    /// tell that the whole is over `budget` (else `None`, and the caller does it all).
+    fn keep_cut(&self, tok: &Tokenizer, text: &str, budget: usize, keep_from: Option<usize>, count: &mut usize) -> Result<Option<(Vec<u32>, usize)>> {
+        let Some(cut) = keep_from.filter(|&c| c > 0 && c < text.len() && text.is_char_boundary(c)) else { return Ok(None) };
+        // A tail too long to fit is seen to be so from its start (`encode_head` clips it).
+        let tail = text.get(cut..).unwrap_or_default();
+        let (end, kept) = self.encode_head(tok, tail, budget, count)?;
+        let Some(left) = budget.checked_sub(kept.len()).filter(|_| end == tail.len()) else { return Ok(None) };
+        // Clipped: the head alone holds `left` + CLIP_MARGIN_TOKENS tokens, so the whole is over.
+        let (start, _) = self.encode_tail(tok, text.get(..cut).unwrap_or_default(), left, count)?;
+        Ok((start > 0).then_some((kept, cut)))
+    }
+
+    /// The end of `text` as ids, clipped (see [`PromptFormat::build`]): `(start, ids of
+    /// text[start..])`, where `start` is 0 or a point with at least `budget` +
+    /// `CLIP_MARGIN_TOKENS` tokens after it.
+    fn encode_tail(&self, tok: &Tokenizer, text: &str, budget: usize, count: &mut usize) -> Result<(usize, Vec<u32>)> {
+        let need = budget.saturating_add(CLIP_MARGIN_TOKENS);
+        let mut window = need.saturating_mul(CLIP_BYTES_PER_TOKEN);
+        loop {
+            let start = clip_start(text, window);
+            let ids = self.encode_counted(tok, text.get(start..).unwrap_or_default(), count)?;
+            if start == 0 || ids.len() >= need {
+                return Ok((start, ids));
+            }
+            // Long tokens (runs of spaces): more text.
+            window = window.saturating_mul(4);
+        }
+    }
+
+    /// The start of `text` as ids, clipped: `(end, ids of text[..end])`, where `end` is the
+    /// text's length or a point with at least `budget` + `CLIP_MARGIN_TOKENS` tokens before it.
+    fn encode_head(&self, tok: &Tokenizer, text: &str, budget: usize, count: &mut usize) -> Result<(usize, Vec<u32>)> {
+        let need = budget.saturating_add(CLIP_MARGIN_TOKENS);
+        let mut window = need.saturating_mul(CLIP_BYTES_PER_TOKEN);
+        loop {
+            let end = clip_end(text, window);
+            let ids = self.encode_counted(tok, text.get(..end).unwrap_or_default(), count)?;
+            if end == text.len() || ids.len() >= need {
+                return Ok((end, ids));
+            }
+            window = window.saturating_mul(4);
+        }
     }
 
     /// The end of `text` within `budget` tokens, cut at a line start; `(ids, bytes cut)`. The
     /// cut `keep_from` stays while its tail fits; a new one keeps 3/4 of `budget` (hysteresis).
-    fn keep_tail(&self, tok: &Tokenizer, text: &str, ids: Vec<u32>, budget: usize, keep_from: Option<usize>) -> Result<(Vec<u32>, usize)> {
+    ///
+    /// Token ends fall inside characters (byte-level BPE splits CJK and emoji), so lines are
+    /// looked for in bytes: a newline is always a character boundary.
+    fn keep_tail(&self, tok: &Tokenizer, text: &str, ids: Vec<u32>, budget: usize, keep_from: Option<usize>, count: &mut usize) -> Result<(Vec<u32>, usize)> {
         if ids.len() <= budget {
             return Ok((ids, 0));
         }
-        let line_start = |at: usize| at == 0 || text.as_bytes().get(at.wrapping_sub(1)) == Some(&b'\n');
-        if let Some(cut) = keep_from.filter(|&c| c > 0 && c < text.len() && line_start(c)) {
-            let kept = self.encode_text(tok, text.get(cut..).unwrap_or_default())?;
+        let bytes = text.as_bytes();
+        let line_start = |at: usize| at == 0 || bytes.get(at.wrapping_sub(1)) == Some(&b'\n');
+        // The caller checked that the text before the cut is unchanged, so the cut is where it
+        // was: a line start, or a token cut inside one long line.
+        if let Some(cut) = keep_from.filter(|&c| c > 0 && c < text.len() && text.is_char_boundary(c)) {
+            let kept = self.encode_counted(tok, text.get(cut..).unwrap_or_default(), count)?;
             if kept.len() <= budget {
                 return Ok((kept, cut));
             }
         }
         let target = (budget * 3 / 4).max(1);
         let ends = byte_ends(tok, &ids);
-        let drop = ids.len() - target;
-        let mut from = ends.get(drop - 1).copied().unwrap_or(0).min(text.len());
+        let first_kept = |keep: usize| ids.len().checked_sub(keep).and_then(|drop| drop.checked_sub(1)).and_then(|i| ends.get(i)).copied().unwrap_or(0).min(text.len());
+        let mut from = first_kept(target);
         loop {
             // The first line start at or after `from`.
-            let start = if line_start(from) { Some(from) } else { text.get(from..).and_then(|t| t.find('\n')).map(|i| from + i + 1) };
+            let start = if line_start(from) { Some(from) } else { bytes.get(from..).and_then(|b| b.iter().position(|&c| c == b'\n')).map(|i| from + i + 1) };
             let Some(start) = start.filter(|&s| s < text.len()) else { break };
-            let kept = self.encode_text(tok, text.get(start..).unwrap_or_default())?;
+            let kept = self.encode_counted(tok, text.get(start..).unwrap_or_default(), count)?;
             if kept.len() <= target {
                 return Ok((kept, start));
             }
             from = start + 1;
         }
-        // One line longer than the budget: cut by tokens.
-        let drop = ids.len() - budget;
-        let cut = ends.get(drop - 1).copied().unwrap_or(0);
-        Ok((ids.get(drop..).unwrap_or_default().to_vec(), cut))
+        // One line longer than the budget: cut between tokens (at a character boundary),
+        // keeping 3/4 of the budget as a line cut would, so that the cut can stay put too.
+        let cut = ceil_char_boundary(text, first_kept(target));
+        if cut > 0 && cut < text.len() {
+            let kept = self.encode_counted(tok, text.get(cut..).unwrap_or_default(), count)?;
+            if kept.len() <= budget {
+                return Ok((kept, cut));
+            }
+        }
+        let drop = ids.len().saturating_sub(budget);
+        Ok((ids.get(drop..).unwrap_or_default().to_vec(), first_kept(budget)))
     }
 
     /// The start of `text` within `budget` tokens, cut after a newline; `(ids, bytes kept)`.
-    fn keep_head(&self, tok: &Tokenizer, text: &str, ids: Vec<u32>, budget: usize) -> Result<(Vec<u32>, usize)> {
+    fn keep_head(&self, tok: &Tokenizer, text: &str, ids: Vec<u32>, budget: usize, count: &mut usize) -> Result<(Vec<u32>, usize)> {
         if ids.len() <= budget {
             return Ok((ids, text.len()));
         }
         let ends = byte_ends(tok, &ids);
         let mut upto = ends.get(budget).copied().unwrap_or(text.len()).min(text.len());
-        while let Some(nl) = text.get(..upto).and_then(|t| t.rfind('\n')) {
-            let kept = self.encode_text(tok, text.get(..nl + 1).unwrap_or_default())?;
+        while let Some(nl) = text.as_bytes().get(..upto).and_then(|b| b.iter().rposition(|&c| c == b'\n')) {
+            let kept = self.encode_counted(tok, text.get(..nl + 1).unwrap_or_default(), count)?;
             if kept.len() <= budget {
                 return Ok((kept, nl + 1));
             }
@@ -357,6 +482,32 @@ impl PromptFormat {
         }
         let kept = ids.get(..budget).unwrap_or_default().to_vec();
         Ok((kept, ends.get(budget.saturating_sub(1)).copied().unwrap_or(0)))
+    }
+}
+
+/// Where to start tokenizing `text` to keep about its last `window` bytes: the last line start
+/// at or before `len - window`, or, when that line alone is longer than `window` (minified
+/// code, one huge line), the character boundary there. 0 when the text is no longer.
+fn clip_start(text: &str, window: usize) -> usize {
+    let Some(at) = text.len().checked_sub(window).filter(|&at| at > 0) else { return 0 };
+    let from = at.saturating_sub(window);
+    match text.as_bytes().get(from..at).and_then(|b| b.iter().rposition(|&c| c == b'\n')) {
+        Some(nl) => from + nl + 1,
+        None => ceil_char_boundary(text, at),
+    }
+}
+
+/// Where to stop tokenizing `text` to keep about its first `window` bytes: after the first
+/// newline at or after `window`, or the character boundary there when that line goes on for
+/// more than `window` bytes. The text's length when it is no longer.
+fn clip_end(text: &str, window: usize) -> usize {
+    if text.len() <= window {
+        return text.len();
+    }
+    let to = window.saturating_add(window).min(text.len());
+    match text.as_bytes().get(window..to).and_then(|b| b.iter().position(|&c| c == b'\n')) {
+        Some(nl) => window + nl + 1,
+        None => floor_char_boundary(text, window),
     }
 }
 

@@ -116,6 +116,9 @@ impl Language {
     }
 }
 
+/// Bytes on each side of the cursor that the rules look at ([`Cursor::new`]).
+pub const CURSOR_WINDOW: usize = 4096;
+
 /// The text around the cursor that the rules look at.
 #[derive(Debug, Clone, Copy)]
 pub struct Cursor<'a> {
@@ -125,8 +128,14 @@ pub struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// The cursor between `prefix` and `suffix`, which it sees only [`CURSOR_WINDOW`] bytes
+    /// deep on each side: the rules run on every token and look at the cursor's line, so one
+    /// huge line (minified code, a data literal) would cost its length per token. Lines within
+    /// the window, and the rules' answers for them, are unchanged.
     pub fn new(prefix: &'a str, suffix: &'a str, language: Language) -> Self {
-        Cursor { prefix, suffix, language }
+        let start = super::ceil_char_boundary(prefix, prefix.len().saturating_sub(CURSOR_WINDOW));
+        let end = super::floor_char_boundary(suffix, CURSOR_WINDOW);
+        Cursor { prefix: prefix.get(start..).unwrap_or_default(), suffix: suffix.get(..end).unwrap_or_default(), language }
     }
 
     /// The cursor's line up to the cursor.
@@ -278,9 +287,12 @@ impl<'a> Stopper<'a> {
             }
             if ref_indent.is_none() && !blank {
                 ref_indent = Some(if i == 0 {
-                    let full = format!("{line_prefix}{body}");
-                    let opens = !cursor_line_blank && (full.trim_end().ends_with(':') || full.trim_end().ends_with('{'));
-                    indent_width(&full) + usize::from(opens)
+                    // The cursor's whole line, `line_prefix` + `body`, read without joining them.
+                    let blank_before = line_prefix.trim_start_matches([' ', '\t']).is_empty();
+                    let indent = indent_width(line_prefix) + if blank_before { indent_width(body) } else { 0 };
+                    let end = if body.trim_end().is_empty() { line_prefix.trim_end() } else { body.trim_end() };
+                    let opens = !cursor_line_blank && (end.ends_with(':') || end.ends_with('{'));
+                    indent + usize::from(opens)
                 } else {
                     indent_width(body)
                 });
