@@ -6,6 +6,7 @@
 //! a time so that it can go back to its event loop between tokens (abort without
 //! SharedArrayBuffer). Every error is a JS `Error` with a stable `code` ([`error`]).
 
+mod alloc;
 mod clock;
 pub mod error;
 mod engine;

@@ -222,6 +222,11 @@ export class Completer {
     await (await this.ready()).call({ type: "testPanic" });
   }
 
+  /** @internal Test hook: allocates until wasm memory runs out, to check the worker says so. */
+  async __testExhaustMemory(): Promise<void> {
+    await (await this.ready()).call({ type: "testExhaustMemory" });
+  }
+
   /** @internal Test hook: destroys the WebGPU device, to check the fall back to the CPU. */
   async __testLoseDevice(): Promise<void> {
     await (await this.ready()).call({ type: "testLoseDevice" });

@@ -10,7 +10,7 @@ export type ErrorCode =
   | "model_hash_mismatch" // the bytes do not have the sha256 the caller gave
   | "model_corrupt" // not a GGUF file nib can read
   | "model_unsupported" // a valid file nib does not run yet
-  | "out_of_memory" // the model does not fit the memory the browser gives wasm
+  | "out_of_memory" // wasm or GPU memory ran out: the model, or what a request needs beside it
   | "gpu_unavailable" // no WebGPU here, or no WebGPU backend in this build
   | "gpu_device_lost" // the GPU went away while running
   | "aborted" // the caller's AbortSignal fired
@@ -156,7 +156,8 @@ export type ToWorker =
   | { type: "memory"; id: number }
   | { type: "abort"; id: number }
   | { type: "testPanic"; id: number }
-  | { type: "testLoseDevice"; id: number };
+  | { type: "testLoseDevice"; id: number }
+  | { type: "testExhaustMemory"; id: number };
 
 /** Worker → page. */
 export type FromWorker =
@@ -180,6 +181,9 @@ export interface WasmModule {
     loadOnGpu(loader: WasmLoader, device: WasmGpuDevice): Promise<WasmEngine>;
   };
   __testPanic(): void;
+  __testExhaustMemory(): void;
+  /** Bytes of the last allocation that failed (0: none): why a trap happened. */
+  __nibAllocFailure(): number;
 }
 
 export interface WasmLoader {

@@ -182,6 +182,9 @@ async function handle(msg: ToWorker, signal: AbortSignal): Promise<unknown> {
     case "testPanic":
       (await wasmModule()).__testPanic();
       return null;
+    case "testExhaustMemory":
+      (await wasmModule()).__testExhaustMemory();
+      return null;
     case "testLoseDevice":
       requireEngine().__testLoseDevice();
       return null;
@@ -217,9 +220,12 @@ scope.onmessage = (e) => {
       if (err instanceof WebAssembly.RuntimeError) {
         // The module trapped: its memory and Rust's invariants cannot be trusted any more.
         dead = true;
-        const message = scope.__nibPanic ?? `the engine stopped: ${err.message}`;
+        // A failed allocation aborts without a panic: the allocator remembers its size.
+        const failed = scope.__nibPanic ? 0 : (wasm?.__nibAllocFailure() ?? 0);
+        const code = failed > 0 ? "out_of_memory" : "internal";
+        const message = scope.__nibPanic ?? (failed > 0 ? `the engine ran out of memory (an allocation of ${failed} bytes failed; wasm memory is ${memory?.buffer.byteLength ?? 0} bytes)` : `the engine stopped: ${err.message}`);
         // One message: the page rejects every pending call, this one included, with it.
-        post({ type: "fatal", code: "internal", message });
+        post({ type: "fatal", code, message });
         scope.close();
         return;
       }

@@ -1,5 +1,6 @@
 // Bad models and bad options reject with their code, and the same page then loads the good
-// model; a worker whose engine dies is replaced and the model comes back from the cache.
+// model; a worker whose engine dies (a panic, wasm memory run out) is replaced and the model
+// comes back from the cache.
 import test from "node:test";
 import assert from "node:assert/strict";
 import { withPage, loadDefault, MODEL_SHA256, MODEL_URL_PATH } from "./harness.mjs";
@@ -81,5 +82,20 @@ test("a worker whose engine panics is reported and replaced", async () => {
     assert.equal(r.text, "a + b");
     assert.equal(r.fromCache, true);
     assert.ok(h.logs.some((l) => l.includes("deliberate panic")), "the panic hook logs the panic");
+  });
+});
+
+test("a worker whose wasm memory runs out reports out_of_memory and is replaced", async () => {
+  await withPage(async (h) => {
+    await loadDefault(h.page, h.modelUrl);
+    const r = await h.page.evaluate(async () => {
+      let err = null;
+      try { await window.c.__testExhaustMemory(); } catch (e) { err = { code: e.code, message: e.message }; }
+      const comp = await window.c.complete({ prefix: "def add(a, b):\n    return " });
+      return { err, text: comp.candidates[0]?.text };
+    });
+    assert.equal(r.err?.code, "out_of_memory", JSON.stringify(r.err));
+    assert.match(r.err.message, /allocation of 1073741824 bytes failed/);
+    assert.equal(r.text, "a + b");
   });
 });
