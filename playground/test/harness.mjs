@@ -6,7 +6,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { startServer, MODEL_FILE, WEB } from "../../web/test/server.mjs";
-import { ARGS, CHROMIUM, withLogs } from "../../web/test/browser/harness.mjs";
+import { ARGS, CHROMIUM, using, withLogs } from "../../web/test/browser/harness.mjs";
 
 // playwright-core is web/'s (the playground does not install a second copy).
 const { chromium } = createRequire(path.join(WEB, "package.json"))("playwright-core");
@@ -55,14 +55,7 @@ export async function openPlayground(query, state = "ready") {
 /** Runs `body(h)` on a fresh `openPlayground(query, state)` and closes it; a failure carries
  * the console. */
 export async function withPlayground(query, body, state = "ready") {
-  const h = await openPlayground(query, state);
-  try {
-    return await body(h);
-  } catch (e) {
-    throw withLogs(e, h.logs);
-  } finally {
-    await h.close();
-  }
+  return using(await openPlayground(query, state), body);
 }
 
 /** Requests the controller of the page's editor has sent. */

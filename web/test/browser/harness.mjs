@@ -63,9 +63,9 @@ export async function open(server = {}) {
   return { srv, context, page, logs, goto, modelUrl: `${srv.origin}${MODEL_URL_PATH}`, close };
 }
 
-/** Runs `body(h)` on a fresh `open(server)` and closes it; a failure carries the console. */
-export async function withPage(body, server = {}) {
-  const h = await open(server);
+/** Runs `body(h)` on an opened harness `h` (`{logs, close}`) and closes it; a failure carries
+ * the console. */
+export async function using(h, body) {
   try {
     return await body(h);
   } catch (e) {
@@ -73,6 +73,11 @@ export async function withPage(body, server = {}) {
   } finally {
     await h.close();
   }
+}
+
+/** Runs `body(h)` on a fresh `open(server)`, as `using` does. */
+export async function withPage(body, server = {}) {
+  return using(await open(server), body);
 }
 
 /** Loads the default model in the page as `window.c` and returns what the page saw. */

@@ -46,6 +46,17 @@ function codemirror(doc = "") {
   return { fake, nib, view, type, key, ghost };
 }
 
+/** `codemirror(P)` after typing "a", with the answer " + b" drawn. */
+async function codemirrorShowing() {
+  const cm = codemirror(P);
+  cm.type("a");
+  await sleep(60);
+  cm.fake.calls[0].resolve(completion([" + b"]));
+  await sleep(0);
+  assert.equal(cm.ghost().text, " + b");
+  return cm;
+}
+
 test("codemirror: Esc with nothing drawn goes on to the editor (vim) but still stops the pending request", async () => {
   const { fake, type, key, ghost } = codemirror("def add(a, b):\n    ");
   type("return ");
@@ -67,12 +78,7 @@ test("codemirror: Esc with nothing drawn goes on to the editor (vim) but still s
 });
 
 test("codemirror: nothing is asked or drawn during an IME composition; the update runs when it ends", async () => {
-  const { fake, nib, view, type, ghost } = codemirror(P);
-  type("a");
-  await sleep(60);
-  fake.calls[0].resolve(completion([" + b"]));
-  await sleep(0);
-  assert.equal(ghost().text, " + b");
+  const { fake, nib, view, type, ghost } = await codemirrorShowing();
   // The composition's changes: the ghost goes, nothing is asked.
   view.composing = true;
   type("ｂ");
@@ -103,12 +109,7 @@ test("codemirror: nothing is asked or drawn during an IME composition; the updat
 });
 
 test("codemirror: blur takes the ghost away and stops what is pending; edits without focus ask nothing", async () => {
-  const { fake, nib, view, type, ghost } = codemirror(P);
-  type("a");
-  await sleep(60);
-  fake.calls[0].resolve(completion([" + b"]));
-  await sleep(0);
-  assert.equal(ghost().text, " + b");
+  const { fake, nib, view, type, ghost } = await codemirrorShowing();
   view.hasFocus = false;
   view.dispatch({});
   await sleep(0);
